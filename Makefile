@@ -1,0 +1,59 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh clone: they create .venv if missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch/torchvision pinned for reproducibility; the package itself declares ranges (torch>=2.4), so another
+# torch (e.g. a GPU machine's own) works too. If this exact pair cannot be had, the latest release is taken.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: install install-dev demo test lint format bench data gpu-check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -m pip install -q $(TORCH_SPEC) || $(BIN)/python -m pip install -q torch torchvision
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/imagexplore demo --out demo_out
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run_all.py
+
+# Optional real data (ASSETS.md): Debian packages, installed when root, otherwise the commands are printed.
+DATA_PACKAGES := dataset-fashion-mnist opencv-doc tuxpaint-stamps-default
+data:
+	@if [ "$$(id -u)" = "0" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DATA_PACKAGES); \
+	else \
+		echo "Optional data needs root. Run:"; \
+		echo "  sudo apt-get update && sudo apt-get install -y $(DATA_PACKAGES)"; \
+	fi
+
+clean:
+	rm -rf demo_out runs .pytest_cache .ruff_cache

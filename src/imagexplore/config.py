@@ -1,0 +1,290 @@
+"""Experiment configuration: typed dataclasses, YAML files and `--set a.b=c` overrides.
+
+A config file is YAML whose keys mirror the dataclasses below. Unknown keys and ill-typed values are rejected
+with one line that lists what is valid, so a typo never silently trains the wrong thing. The resolved config
+(file + overrides + defaults) is written to every run directory as `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from imagexplore.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "shapes"  # a name of imagexplore.data.classification.CLASSIFICATION_DATASETS (or a task's own)
+    root: str | None = None  # local dataset path; None = search the default places
+    image_size: int | None = 32  # canvas size for shapes, resize for image folders; None = native size
+    train_samples: int | None = 2000  # truncate/generate this many training samples (None = all)
+    val_samples: int | None = 500
+    val_split: str = "val"
+    batch_size: int = 64
+    eval_batch_size: int | None = None  # None = 2 × batch_size
+    workers: int = 0
+    seed: int = 0
+    on_bad_file: Literal["fail", "skip"] = "fail"
+    mean: list[float] | None = None  # per-channel normalisation; None = leave images in [0, 1]
+    std: list[float] | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "simple_cnn"
+    num_classes: int | None = None  # None = the dataset's
+    in_chans: int | None = None  # None = the dataset's
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
+
+
+@dataclass
+class ParamGroupConfig:
+    """Learning-rate / weight-decay multipliers for the parameters whose name matches `pattern` (a regex).
+
+    The first matching rule wins; unmatched parameters keep ×1. E.g. CFN's fusion lr ×0.1 with bias ×0.2:
+    `{pattern: 'fusion\\.weight', lr_mult: 0.1}`, `{pattern: 'fusion\\.bias', lr_mult: 0.2}`.
+    """
+
+    pattern: str = ".*"
+    lr_mult: float = 1.0
+    wd_mult: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    no_decay_norm_bias: bool = False  # exclude norm layers and biases from weight decay
+    param_groups: list[ParamGroupConfig] = field(default_factory=list)
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, evaluated per optimizer step (iteration) so epoch and iteration budgets agree."""
+
+    name: Literal["constant", "step", "multistep", "cosine"] = "cosine"
+    step_size: int = 0  # 'step': decay every step_size iterations (0 = a third of training)
+    milestones: list[int] = field(default_factory=list)  # 'multistep': iterations at which lr *= gamma
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.0  # 'cosine': final lr = lr × min_lr_ratio
+    warmup_iters: int = 0
+    warmup_factor: float = 0.1  # lr starts at lr × warmup_factor and rises linearly
+    unit: Literal["iterations", "epochs"] = "iterations"  # unit of step_size / milestones / warmup_iters
+
+
+@dataclass
+class TrainConfig:
+    epochs: int | None = 5  # training length in epochs, or …
+    iterations: int | None = None  # … in optimizer steps (the thesis counts iterations); this wins if set
+    accumulate: int = 1  # gradient accumulation: micro-batches per optimizer step
+    grad_clip: float | None = None  # max global gradient norm
+    amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    eval_every: int = 1  # evaluate every N epochs (0 = only at the end) …
+    eval_every_iters: int | None = None  # … or every N iterations
+    checkpoint_every_iters: int | None = None  # extra mid-epoch checkpoints (last.pt)
+    best_metric: str = "val/acc1"
+    best_mode: Literal["max", "min"] = "max"
+    log_every: int = 20  # iterations between training-metric log lines
+    tensorboard: bool = True
+    channels_last: bool = False
+    deterministic: bool = True  # deterministic algorithms on CPU (exact resume); cudnn.benchmark on CUDA if False
+
+
+@dataclass
+class ExperimentConfig:
+    task: str = "classify"
+    name: str = "experiment"
+    description: str = ""
+    published_target: str = ""  # the thesis' number for this config, shown in docs/logs, never as ours
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Typed conversion
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in typing.get_args(tp))}]"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML-parsed value to the annotated type, or raise ConfigError naming the key."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    bad = ConfigError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                pass
+        raise bad
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, args))}; got {value!r}")
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise bad
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise bad
+        return from_dict(tp, value, prefix=key + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    return value
+
+
+def _fields(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def from_dict(cls, data: dict[str, Any], prefix: str = ""):
+    """Build dataclass `cls` from a (nested) dict; unknown keys raise ConfigError listing the valid ones."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}")
+    types_ = _fields(cls)
+    unknown = [k for k in data if k not in types_]
+    if unknown:
+        where = f" under '{prefix.rstrip('.')}'" if prefix else ""
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}'; valid keys{where}: {', '.join(types_)}"
+        )
+    kwargs = {k: _coerce(v, types_[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Files and overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'optim.lr=0.1' → (['optim', 'lr'], 0.1); the value is parsed as YAML (numbers, lists, null, ...)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value (e.g. optim.lr=0.1)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], cls=None) -> dict[str, Any]:
+    """Apply `a.b=c` overrides to a raw config dict. With `cls`, keys are checked as they are set."""
+    for text in overrides or []:
+        path, value = parse_override(text)
+        node, node_cls = data, cls
+        for i, part in enumerate(path):
+            if node_cls is not None:
+                types_ = _fields(node_cls)
+                if part not in types_:
+                    where = ".".join(path[:i]) or "<root>"
+                    raise ConfigError(
+                        f"unknown config key '{'.'.join(path[: i + 1])}'; valid keys under '{where}': "
+                        f"{', '.join(types_)}"
+                    )
+                tp = types_[part]
+                node_cls = tp if dataclasses.is_dataclass(tp) else None
+            if i == len(path) - 1:
+                node[part] = value
+            else:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls=ExperimentConfig):
+    """Load a YAML config (or the defaults when path is None), apply overrides, and validate it."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections (data, model, optim, ...)")
+    data = apply_overrides(data, overrides or [], cls)
+    return from_dict(cls, data)
+
+
+def save_config(cfg, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,56 @@
+"""Deterministic, shardable, resumable sampling.
+
+One sampler serves single-process and torchrun runs. The order of epoch e is a permutation seeded by (seed, e),
+so a resumed run sees exactly the batches it would have seen; `start` skips the samples already consumed when a
+run resumes mid-epoch. Training shards are padded to equal length (every rank takes the same number of steps, so
+DDP never hangs); evaluation shards are *not* padded, so each sample is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import Sampler
+
+
+class EpochSampler(Sampler[int]):
+    def __init__(
+        self,
+        n: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ):
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.epoch = 0
+        self.start = 0  # samples of this rank's shard to skip (mid-epoch resume)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        if self.pad and self.world_size > 1:
+            total = math.ceil(self.n / self.world_size) * self.world_size
+            order += order[: total - self.n]
+        return order[self.rank :: self.world_size]
+
+    def shard_len(self) -> int:
+        if self.pad and self.world_size > 1:
+            return math.ceil(self.n / self.world_size)
+        return len(range(self.rank, self.n, self.world_size))
+
+    def __iter__(self):
+        return iter(self._indices()[self.start :])
+
+    def __len__(self) -> int:
+        return self.shard_len() - self.start
