@@ -6,8 +6,18 @@ from imagexplore.errors import ConfigError
 
 
 def test_defaults_and_typed_overrides():
-    cfg = load_config(None, ["optim.lr=0.1", "train.epochs=3", "data.mean=[0.5, 0.5, 0.5]", "train.amp=false",
-                             "train.iterations=null", "optim.weight_decay=1e-4", "model.kwargs={width: 4}"])
+    cfg = load_config(
+        None,
+        [
+            "optim.lr=0.1",
+            "train.epochs=3",
+            "data.mean=[0.5, 0.5, 0.5]",
+            "train.amp=false",
+            "train.iterations=null",
+            "optim.weight_decay=1e-4",
+            "model.kwargs={width: 4}",
+        ],
+    )
     assert isinstance(cfg, ExperimentConfig)
     assert cfg.optim.lr == 0.1 and isinstance(cfg.optim.lr, float)
     assert cfg.train.epochs == 3 and cfg.train.amp is False and cfg.train.iterations is None

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from helpers import BlobDataset, quick_cfg
 from imagexplore import models
 from imagexplore.classification.task import ClassificationTask
 from imagexplore.config import OptimConfig, ParamGroupConfig, ScheduleConfig
@@ -12,22 +13,28 @@ from imagexplore.engine.optim import build_optimizer, lr_factor
 from imagexplore.engine.sampler import EpochSampler
 from imagexplore.errors import TrainingError
 
-from helpers import BlobDataset, quick_cfg
-
 
 def make_trainer(cfg, run_dir, task=None, train=None, val=None):
     torch.manual_seed(cfg.train.seed)
     model = models.create("simple_cnn", num_classes=4, **cfg.model.kwargs)
     train = train or BlobDataset(256)
     val = val or BlobDataset(100, seed=1)
-    return Trainer(cfg, model, task or ClassificationTask(train.classes), train, val, run_dir, show_progress=False)
+    return Trainer(
+        cfg, model, task or ClassificationTask(train.classes), train, val, run_dir, show_progress=False
+    )
 
 
 def test_fit_writes_run_directory(tmp_path):
     t = make_trainer(quick_cfg(), tmp_path)
     summary = t.fit()
-    for name in ("config.yaml", "env.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
-                 "checkpoints/best.pt"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["best"]["metric"] == "val/acc1"
@@ -71,8 +78,13 @@ def test_resume_mid_epoch_is_bit_identical(tmp_path):
 
 def test_gradient_accumulation_matches_large_batch(tmp_path):
     # No BN / dropout dependence on batch size: compare weights after SGD without momentum.
-    common = ["optim.momentum=0", "schedule.name=constant", "schedule.warmup_iters=0",
-              "model.kwargs={width: 8, depth: 2}", "train.epochs=1"]
+    common = [
+        "optim.momentum=0",
+        "schedule.name=constant",
+        "schedule.warmup_iters=0",
+        "model.kwargs={width: 8, depth: 2}",
+        "train.epochs=1",
+    ]
     big = make_trainer(quick_cfg(*common, "data.batch_size=32"), tmp_path / "a")
     small = make_trainer(quick_cfg(*common, "data.batch_size=16", "train.accumulate=2"), tmp_path / "b")
     for t in (big, small):  # BN in train mode normalises per micro-batch: freeze it to compare pure gradients
@@ -110,9 +122,14 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_param_group_multipliers():
     model = models.create("simple_cnn", num_classes=3, width=4, depth=1)
-    cfg = OptimConfig(lr=0.1, weight_decay=1e-4, param_groups=[
-        ParamGroupConfig(pattern=r"^fc\.weight", lr_mult=0.1), ParamGroupConfig(pattern=r"^fc\.bias", lr_mult=0.2,
-                                                                                wd_mult=0.0)])
+    cfg = OptimConfig(
+        lr=0.1,
+        weight_decay=1e-4,
+        param_groups=[
+            ParamGroupConfig(pattern=r"^fc\.weight", lr_mult=0.1),
+            ParamGroupConfig(pattern=r"^fc\.bias", lr_mult=0.2, wd_mult=0.0),
+        ],
+    )
     opt = build_optimizer(model, cfg)
     by_name = {n: g for g in opt.param_groups for n in g["param_names"]}
     assert by_name["fc.weight"]["lr"] == pytest.approx(0.01)
@@ -133,12 +150,19 @@ def test_schedules_by_hand():
     assert lr_factor(cos, 60, 110) == pytest.approx(0.5)
     assert lr_factor(cos, 110, 110) == pytest.approx(0.0, abs=1e-12)
     ep = ScheduleConfig(name="multistep", milestones=[2], unit="epochs")
-    assert lr_factor(ep, 19, 100, iters_per_epoch=10) == 1 and lr_factor(ep, 20, 100, iters_per_epoch=10) == 0.1
+    assert (
+        lr_factor(ep, 19, 100, iters_per_epoch=10) == 1 and lr_factor(ep, 20, 100, iters_per_epoch=10) == 0.1
+    )
 
 
 def test_scheduler_drives_each_group_lr(tmp_path):
-    cfg = quick_cfg("schedule.name=step", "schedule.step_size=8", "schedule.warmup_iters=0",
-                    "optim.param_groups=[{pattern: '^fc', lr_mult: 0.1}]", "train.epochs=1")
+    cfg = quick_cfg(
+        "schedule.name=step",
+        "schedule.step_size=8",
+        "schedule.warmup_iters=0",
+        "optim.param_groups=[{pattern: '^fc', lr_mult: 0.1}]",
+        "train.epochs=1",
+    )
     t = make_trainer(cfg, tmp_path)
     t.fit()
     lrs = {g["lr_mult"]: g["lr"] for g in t.optimizers["main"].param_groups}
@@ -146,7 +170,9 @@ def test_scheduler_drives_each_group_lr(tmp_path):
 
 
 def test_training_in_iterations_and_eval_every_iters(tmp_path):
-    t = make_trainer(quick_cfg("train.iterations=10", "train.eval_every_iters=4", "train.eval_every=0"), tmp_path)
+    t = make_trainer(
+        quick_cfg("train.iterations=10", "train.eval_every_iters=4", "train.eval_every=0"), tmp_path
+    )
     summary = t.fit()
     assert summary["iterations"] == 10
     evals = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -15,18 +15,26 @@ from imagexplore.errors import UserError
 
 
 def _shared_flags(p: argparse.ArgumentParser, *, training: bool = False) -> None:
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="device (default: config/auto)")
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default=None, help="device (default: config/auto)"
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     if training:
         p.add_argument("--seed", type=int, default=None, help="random seed (train.seed)")
         p.add_argument("--workers", type=int, default=None, help="data-loading processes (data.workers)")
-        p.add_argument("--batch-size", type=int, default=None, help="batch size per process (data.batch_size)")
+        p.add_argument(
+            "--batch-size", type=int, default=None, help="batch size per process (data.batch_size)"
+        )
 
 
 def _flag_overrides(args) -> list[str]:
     out = []
-    for flag, key in (("device", "train.device"), ("seed", "train.seed"), ("workers", "data.workers"),
-                      ("batch_size", "data.batch_size")):
+    for flag, key in (
+        ("device", "train.device"),
+        ("seed", "train.seed"),
+        ("workers", "data.workers"),
+        ("batch_size", "data.batch_size"),
+    ):
         v = getattr(args, flag, None)
         if v is not None:
             out.append(f"{key}={v}")
@@ -70,12 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     csub = cls.add_subparsers(dest="cmd", metavar="SUBCOMMAND")
     p = csub.add_parser("train", help="train a classifier from a config")
     p.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr=0.1 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=0.1 (repeatable)",
+    )
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
-    p.add_argument("--resume", nargs="?", const=True, default=False,
-                   help="resume from RUN_DIR/checkpoints/last.pt (or from the checkpoint given)")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force progress bars")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        help="resume from RUN_DIR/checkpoints/last.pt (or from the checkpoint given)",
+    )
+    p.add_argument(
+        "--progress", dest="progress", action="store_true", default=None, help="force progress bars"
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     _shared_flags(p, training=True)
     p = csub.add_parser("eval", help="top-1/top-5 error of a checkpoint, and a confusion-matrix plot")
@@ -93,7 +114,9 @@ def _run_dir_for(cfg, args) -> Path:
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
     last = run_dir / "checkpoints" / "last.pt"
     if last.exists() and not args.resume:
-        raise UserError(f"{run_dir} already holds a run ({last}); pass --resume to continue it or --out NEW_DIR")
+        raise UserError(
+            f"{run_dir} already holds a run ({last}); pass --resume to continue it or --out NEW_DIR"
+        )
     return run_dir
 
 
@@ -111,8 +134,10 @@ def cmd_classify(args) -> int:
                 print(json.dumps(summary, indent=2))
             else:
                 best = summary["best"]
-                print(f"run: {run_dir}  best {best['metric']}={best['value']} (epoch {best['epoch']})  "
-                      f"{summary['seconds']:.1f} s")
+                print(
+                    f"run: {run_dir}  best {best['metric']}={best['value']} (epoch {best['epoch']})  "
+                    f"{summary['seconds']:.1f} s"
+                )
         if dist.is_initialized():
             dist.shutdown_and_exit(0)
         return 0
@@ -120,14 +145,23 @@ def cmd_classify(args) -> int:
         from imagexplore.classification.evaluate import evaluate
 
         device = args.device if args.device not in (None, "auto") else "cpu"
-        res = evaluate(args.checkpoint, split=args.split, root=args.root, data=args.data, device=device,
-                       batch_size=args.batch_size, out_dir=args.out)
+        res = evaluate(
+            args.checkpoint,
+            split=args.split,
+            root=args.root,
+            data=args.data,
+            device=device,
+            batch_size=args.batch_size,
+            out_dir=args.out,
+        )
         if args.json:
             print(json.dumps({k: v for k, v in res.items() if k != "confusion"}, indent=2))
         else:
             err5 = f"  top-5 error {100 * res['err5']:.2f}%" if "err5" in res else ""
-            print(f"{res['dataset']}/{res['split']}: {int(res['count'])} images  top-1 error "
-                  f"{100 * res['err1']:.2f}%{err5}  loss {res['loss']:.4f}")
+            print(
+                f"{res['dataset']}/{res['split']}: {int(res['count'])} images  top-1 error "
+                f"{100 * res['err1']:.2f}%{err5}  loss {res['loss']:.4f}"
+            )
             if "confusion_png" in res:
                 print(f"confusion matrix: {res['confusion_png']}")
         return 0
@@ -162,8 +196,20 @@ def cmd_models(args) -> int:
     names = list_models(args.pattern, args.task)
     rows = [model_entry(n) for n in names]
     if args.json:
-        print(json.dumps([{"name": e.name, "task": e.task, "description": e.description,
-                           "pretrained": e.pretrained_tags} for e in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "task": e.task,
+                        "description": e.description,
+                        "pretrained": e.pretrained_tags,
+                    }
+                    for e in rows
+                ],
+                indent=2,
+            )
+        )
     else:
         w = max((len(n) for n in names), default=4)
         for e in rows:
@@ -178,8 +224,6 @@ def cmd_demo(args) -> int:
     report = run_demo(args.out, quick=args.quick, device=args.device)
     print(f"report: {report}")
     return 0
-
-
 
 
 def _missing(args) -> int:

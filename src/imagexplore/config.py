@@ -21,7 +21,9 @@ from imagexplore.errors import ConfigError
 
 @dataclass
 class DataConfig:
-    name: str = "shapes"  # a name of imagexplore.data.classification.CLASSIFICATION_DATASETS (or a task's own)
+    name: str = (
+        "shapes"  # a name of imagexplore.data.classification.CLASSIFICATION_DATASETS (or a task's own)
+    )
     root: str | None = None  # local dataset path; None = search the default places
     image_size: int | None = 32  # canvas size for shapes, resize for image folders; None = native size
     train_samples: int | None = 2000  # truncate/generate this many training samples (None = all)
@@ -32,6 +34,7 @@ class DataConfig:
     workers: int = 0
     seed: int = 0
     on_bad_file: Literal["fail", "skip"] = "fail"
+    options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the dataset class
     mean: list[float] | None = None  # per-channel normalisation; None = leave images in [0, 1]
     std: list[float] | None = None
 
@@ -100,7 +103,9 @@ class TrainConfig:
     log_every: int = 20  # iterations between training-metric log lines
     tensorboard: bool = True
     channels_last: bool = False
-    deterministic: bool = True  # deterministic algorithms on CPU (exact resume); cudnn.benchmark on CUDA if False
+    deterministic: bool = (
+        True  # deterministic algorithms on CPU (exact resume); cudnn.benchmark on CUDA if False
+    )
 
 
 @dataclass
@@ -209,7 +214,9 @@ def from_dict(cls, data: dict[str, Any], prefix: str = ""):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}")
+        raise ConfigError(
+            f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}"
+        )
     types_ = _fields(cls)
     unknown = [k for k in data if k not in types_]
     if unknown:
@@ -273,7 +280,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML config (or the defaults when path is None), apply overrides, and validate it."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
+        p = resolve_config_path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
@@ -288,3 +295,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def save_config(cfg, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def builtin_config_dir() -> Path:
+    """The configs shipped inside the package (the repository's top-level `configs/` points here)."""
+    return Path(__file__).parent / "configs"
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config path as given, or relative to the shipped configs ('classify/x.yaml' or 'configs/classify/x.yaml')."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    rel = Path(*p.parts[1:]) if p.parts and p.parts[0] == "configs" else p
+    shipped = builtin_config_dir() / rel
+    return shipped if shipped.is_file() else p

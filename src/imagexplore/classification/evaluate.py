@@ -33,13 +33,27 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu", overrides: list
 
 
 @torch.inference_mode()
-def evaluate(checkpoint, *, split: str | None = None, root: str | None = None, data: str | None = None,
-             device: str = "cpu", batch_size: int = 256, out_dir: str | Path | None = None) -> dict[str, Any]:
+def evaluate(
+    checkpoint,
+    *,
+    split: str | None = None,
+    root: str | None = None,
+    data: str | None = None,
+    device: str = "cpu",
+    batch_size: int = 256,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
     model, cfg, meta = load_classifier(checkpoint, device)
     d = cfg.data
     ds = build_classification_dataset(
-        data or d.name, split or d.val_split, root=root or d.root, image_size=d.image_size,
-        num_samples=d.val_samples if data is None else None, seed=d.seed, on_bad_file=d.on_bad_file,
+        data or d.name,
+        split or d.val_split,
+        root=root or d.root,
+        image_size=d.image_size,
+        num_samples=d.val_samples if data is None else None,
+        seed=d.seed,
+        on_bad_file=d.on_bad_file,
+        options=d.options if data is None else None,
     )
     if meta.get("mean") is not None:
         ds.transform = Normalize(meta["mean"], meta["std"])
@@ -47,7 +61,12 @@ def evaluate(checkpoint, *, split: str | None = None, root: str | None = None, d
     for x, y in DataLoader(ds, batch_size=batch_size, num_workers=d.workers):
         ev.update(model(x.to(device)).float(), y.to(device))
     metrics = ev.compute()
-    result = {"checkpoint": str(checkpoint), "dataset": data or d.name, "split": split or d.val_split, **metrics}
+    result = {
+        "checkpoint": str(checkpoint),
+        "dataset": data or d.name,
+        "split": split or d.val_split,
+        **metrics,
+    }
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +76,9 @@ def evaluate(checkpoint, *, split: str | None = None, root: str | None = None, d
     return result
 
 
-def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "confusion matrix") -> Path:
+def plot_confusion(
+    cm: np.ndarray, classes: list[str], path: str | Path, title: str = "confusion matrix"
+) -> Path:
     """Row-normalised confusion matrix as a PNG (rows: true class, columns: prediction)."""
     import matplotlib
 
@@ -76,8 +97,15 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path, title: 
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)

@@ -15,7 +15,9 @@ from imagexplore.errors import ConfigError
 
 def build_datasets(cfg: ExperimentConfig):
     d = cfg.data
-    common = dict(root=d.root, image_size=d.image_size, seed=d.seed, on_bad_file=d.on_bad_file)
+    common = dict(
+        root=d.root, image_size=d.image_size, seed=d.seed, on_bad_file=d.on_bad_file, options=d.options
+    )
     train_set = build_classification_dataset(d.name, "train", num_samples=d.train_samples, **common)
     val_set = build_classification_dataset(d.name, d.val_split, num_samples=d.val_samples, **common)
     if (d.mean is None) != (d.std is None):
@@ -34,7 +36,9 @@ def build_model(cfg: ExperimentConfig, num_classes: int, in_chans: int):
     )
 
 
-def train(cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None) -> dict[str, Any]:
+def train(
+    cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None
+) -> dict[str, Any]:
     train_set, val_set = build_datasets(cfg)
     model = build_model(cfg, train_set.num_classes, train_set.in_chans)
     meta = {

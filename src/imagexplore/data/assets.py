@@ -377,7 +377,7 @@ def format_table(infos: list[DatasetInfo]) -> str:
     found = sum(i.found for i in infos)
     lines.append("")
     lines.append(
-        f"{found} of {len(infos)} found. Benchmarks are looked for under --root, $IMAGEXPLORE_DATA, ~/data and "
+        f"{found} of {len(infos)} found. Benchmarks are looked for under the given root, $IMAGEXPLORE_DATA, ~/data and "
         "~/.cache/imagexplore; none can be downloaded by imagexplore."
     )
     return "\n".join(line.rstrip() for line in lines)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from imagexplore.data.images import check_on_bad_file
 from imagexplore.errors import ConfigError, DataError
 
 CLASSIFICATION_DATASETS: tuple[str, ...] = (
@@ -56,6 +57,19 @@ class SubsetDataset(Dataset):
         return getattr(self.dataset, name)
 
 
+def _default_root(name: str) -> Path | None:
+    """Where the catalogue finds benchmark ``name`` under the standard data roots ($IMAGEXPLORE_DATA, ~/data,
+    ~/.cache/imagexplore), or None."""
+    from imagexplore.data.assets import BENCHMARKS, data_roots
+
+    bench = next(b for b in BENCHMARKS if b.name == name)
+    for root in data_roots():
+        for rel in bench.folders:
+            if (root / rel).exists():
+                return root / rel
+    return None
+
+
 def _split_for_test_only(split: str) -> str:
     return "test" if split in ("val", "test") else "train"
 
@@ -90,49 +104,85 @@ def build_classification_dataset(
     num_samples: int | None = None,
     seed: int = 0,
     on_bad_file: str = "fail",
+    options: dict | None = None,
 ) -> Dataset:
     """Build the ``split`` of dataset ``name`` (one of `CLASSIFICATION_DATASETS`).
 
-    ``root``: where the data lies (CIFAR archive or folder; Fashion-MNIST folder, default the Debian package's;
-    image folders). ``image_size``: output side length (shapes: canvas size, default 32; image folders: shorter
-    side resize + centre crop; in-memory datasets: bilinear resize; ``None`` keeps the native size).
+    ``options``: extra keyword arguments of the dataset's own class (shapes: the world's ``max_objects``,
+    ``textures``, ``backgrounds``, ...; CIFAR: ``labels="coarse"``), from the config's ``data.options``.
+
+    ``root``: where the data lies (CIFAR archive or folder; Fashion-MNIST folder; image folders). Without it,
+    CIFAR and ImageNet are looked for under $IMAGEXPLORE_DATA, ~/data and ~/.cache/imagexplore in their
+    conventional folder names (see `imagexplore.data.assets`), Fashion-MNIST under $IMAGEXPLORE_DATA and the
+    Debian package's path; ``imagefolder`` needs it.
+    ``image_size``: output side length (shapes: canvas size, default 32; image folders: shorter-side resize and
+    centre crop; in-memory datasets: bilinear resize; ``None`` keeps the native size).
     ``num_samples``: keep only that many items — the first N of a permutation seeded by ``seed`` (for shapes it
-    is the number of generated scenes; default 2000 train / 500 val or test). ``on_bad_file``: "fail" or "skip"
-    for unreadable files in image folders.
+    is the number of generated scenes; default 2000 train / 500 val or test).
+    ``on_bad_file``: "fail" or "skip" for unreadable files in image folders (see `ImageFolder`).
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise ConfigError(f"num_samples must be a positive int or None, got {num_samples!r}")
+    check_on_bad_file(on_bad_file)
+    options = dict(options or {})
     key = name.lower().replace("-", "_")
 
     if key == "shapes":
         from imagexplore.data.shapes import ShapesClassification  # lazy: the procedural world is heavy-ish
 
         n = num_samples if num_samples is not None else SHAPES_DEFAULT_SAMPLES[split]
-        return ShapesClassification(n, size=image_size or 32, seed=seed, split=split)
+        ds = _construct(
+            ShapesClassification, name, n, size=image_size or 32, seed=seed, split=split, **options
+        )
+        if not hasattr(ds, "num_skipped"):
+            ds.num_skipped = 0  # generated, never skipped: keeps the attribute uniform across datasets
+        return ds
 
     if key in ("cifar10", "cifar100"):
         from imagexplore.data.cifar import CIFAR
 
+        root = root if root is not None else _default_root(key)
         if root is None:
-            raise ConfigError(f"dataset {name!r} needs a root: the CIFAR archive or its extracted folder")
-        ds = CIFAR(root, _split_for_test_only(split), 10 if key == "cifar10" else 100, image_size=image_size)
+            raise DataError(
+                f"{name} not found under $IMAGEXPLORE_DATA, ~/data or ~/.cache/imagexplore: give root= the "
+                f"official {'cifar-10' if key == 'cifar10' else 'cifar-100'}-python.tar.gz or its extracted folder"
+            )
+        ds = _construct(
+            CIFAR,
+            name,
+            root,
+            _split_for_test_only(split),
+            10 if key == "cifar10" else 100,
+            image_size=image_size,
+            **options,
+        )
     elif key == "fashion_mnist":
         from imagexplore.data.fashion_mnist import FashionMNIST
 
-        ds = FashionMNIST(root, _split_for_test_only(split), image_size=image_size)
+        ds = _construct(
+            FashionMNIST, name, root, _split_for_test_only(split), image_size=image_size, **options
+        )
     elif key == "digits":
         from imagexplore.data.digits import Digits
 
         # The 80/20 split stays fixed (seed 0) whatever `seed` is, so runs with different seeds are comparable.
-        ds = Digits(_split_for_test_only(split), seed=0, image_size=image_size)
+        ds = _construct(Digits, name, _split_for_test_only(split), seed=0, image_size=image_size, **options)
     elif key in ("imagefolder", "imagenet"):
         from imagexplore.data.imagefolder import ImageFolder
 
+        if root is None and key == "imagenet":
+            root = _default_root("imagenet")
+            if root is None:
+                raise DataError(
+                    "ImageNet not found under $IMAGEXPLORE_DATA, ~/data or ~/.cache/imagexplore: give root= a "
+                    "folder with train/<wnid>/ and val/<wnid>/"
+                )
         if root is None:
-            what = "a folder with train/ and val/" if key == "imagenet" else "a folder of class sub-folders"
-            raise ConfigError(f"dataset {name!r} needs a root: {what}")
+            raise ConfigError(
+                f"dataset {name!r} needs a root: a folder of class sub-folders (root/<class>/<images>)"
+            )
         root = Path(root).expanduser()
         if key == "imagenet":
             folder = root / ("train" if split == "train" else "val")
@@ -167,3 +217,11 @@ def build_classification_dataset(
         keep = torch.randperm(len(ds), generator=g)[:num_samples].tolist()
         ds = SubsetDataset(ds, keep)
     return ds
+
+
+def _construct(cls, name: str, *args, **kwargs):
+    """Instantiate a reader; a wrong `data.options` key becomes a one-line ConfigError."""
+    try:
+        return cls(*args, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"data.options for dataset '{name}' not accepted by {cls.__name__}: {e}") from None

@@ -141,15 +141,12 @@ def load_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
                 out = convert_mode(img, mode)
                 if out is opened:  # closing `opened` below would invalidate it; keep an independent copy
                     out = out.copy()
-    except DataError:
-        raise
-    except ConfigError:
+    except (DataError, ConfigError):
         raise
     except MemoryError as exc:
         raise DataError(f"cannot read image {path}: out of memory while decoding") from exc
-    except (
-        Exception
-    ) as exc:  # Pillow plugins raise many types (OSError, SyntaxError, ValueError, struct.error)
+    except Exception as exc:
+        # Pillow's plugins raise many types for bad files (OSError, SyntaxError, ValueError, struct.error, ...).
         raise DataError(f"cannot read image {path}: {_reason(exc)}") from exc
     if out.width == 0 or out.height == 0:
         raise DataError(f"cannot read image {path}: the image is empty (0 pixels)")
@@ -158,11 +155,8 @@ def load_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """An 8-bit RGB/L Pillow image → float32 tensor C×H×W in [0, 1]."""
-    a = np.asarray(img, dtype=np.uint8)
-    if a.ndim == 2:
-        a = a[None]
-    else:
-        a = a.transpose(2, 0, 1)
+    a = np.array(img, dtype=np.uint8)  # a writable copy (np.asarray of a PIL image is read-only)
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(a)).float().div_(255.0)
 
 

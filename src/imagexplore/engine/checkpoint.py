@@ -54,7 +54,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     state = {"format_version": FORMAT_VERSION, **state}
     atomic_write_bytes(path, lambda f: torch.save(state, f))
     digest = _sha256(path)
-    atomic_write_bytes(path.with_name(path.name + ".sha256"), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+    atomic_write_bytes(
+        path.with_name(path.name + ".sha256"), lambda f: f.write(f"{digest}  {path.name}\n".encode())
+    )
     return path
 
 
@@ -67,14 +69,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if sidecar.is_file():
         expected = sidecar.read_text().split()[0]
         if _sha256(path) != expected:
-            raise CheckpointError(f"checkpoint {path} is corrupted: its SHA-256 does not match {sidecar.name}")
+            raise CheckpointError(
+                f"checkpoint {path} is corrupted: its SHA-256 does not match {sidecar.name}"
+            )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is the user's file
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
     if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{path} is not an imagexplore checkpoint (expected a dict with a 'model' entry)")
+        raise CheckpointError(
+            f"{path} is not an imagexplore checkpoint (expected a dict with a 'model' entry)"
+        )
     version = state.get("format_version", 0)
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -102,7 +108,9 @@ def load_model_state(model: nn.Module, state: dict[str, Any], path: str | Path =
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if shapes:
             k = shapes[0]
-            parts.append(f"{len(shapes)} of another shape (e.g. {k}: {tuple(weights[k].shape)} vs {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(shapes)} of another shape (e.g. {k}: {tuple(weights[k].shape)} vs {tuple(own[k].shape)})"
+            )
         raise CheckpointError(f"checkpoint {path} does not fit model '{expected}': " + "; ".join(parts))
     model.load_state_dict(weights)
 
@@ -115,8 +123,12 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "python": [list(random.getstate()[1]), random.getstate()[0]],
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -127,7 +139,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     keys, version = state["python"]
     random.setstate((version, tuple(keys), None))
     if "cuda" in state and torch.cuda.is_available():

@@ -36,7 +36,11 @@ class Evaluator:
             t = self.state[k].clone()
             if dist.is_initialized():
                 # NCCL needs CUDA tensors; gloo CPU ones.
-                dev = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else "cpu"
+                dev = (
+                    torch.device("cuda", torch.cuda.current_device())
+                    if torch.distributed.get_backend() == "nccl"
+                    else "cpu"
+                )
                 t = dist.all_reduce_sum(t.to(dev)).cpu()
             out[k] = t
         return out

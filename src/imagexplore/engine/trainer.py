@@ -48,11 +48,15 @@ class Task:
     #: DDP option for models whose forward does not use every parameter every step
     find_unused_parameters: bool = False
 
-    def configure_optimizers(self, model: nn.Module, cfg: ExperimentConfig) -> dict[str, torch.optim.Optimizer]:
+    def configure_optimizers(
+        self, model: nn.Module, cfg: ExperimentConfig
+    ) -> dict[str, torch.optim.Optimizer]:
         """Optimizers by name, stepped in this order every iteration (e.g. {'D': ..., 'G': ...} for a GAN)."""
         return {"main": build_optimizer(model, cfg.optim)}
 
-    def training_step(self, model: nn.Module, batch: Any, optimizer: str) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(
+        self, model: nn.Module, batch: Any, optimizer: str
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss for `optimizer` on one (micro-)batch, plus scalars to log."""
         raise NotImplementedError
 
@@ -146,7 +150,12 @@ class Trainer:
 
         bs = cfg.data.batch_size
         self.train_sampler = EpochSampler(
-            len(train_set), shuffle=True, seed=tc.seed, rank=dist.rank(), world_size=dist.world_size(), pad=True
+            len(train_set),
+            shuffle=True,
+            seed=tc.seed,
+            rank=dist.rank(),
+            world_size=dist.world_size(),
+            pad=True,
         )
         batches = self.train_sampler.shard_len() // bs
         if batches < tc.accumulate:
@@ -214,8 +223,10 @@ class Trainer:
         ck = load_checkpoint(path, map_location=self.device)
         load_model_state(self.model, ck, path)
         if set(ck.get("optimizers", {})) != set(self.optimizers):
-            raise CheckpointError(f"checkpoint {path} has optimizers {sorted(ck.get('optimizers', {}))}, "
-                                  f"expected {sorted(self.optimizers)}")
+            raise CheckpointError(
+                f"checkpoint {path} has optimizers {sorted(ck.get('optimizers', {}))}, "
+                f"expected {sorted(self.optimizers)}"
+            )
         for n, o in self.optimizers.items():
             o.load_state_dict(ck["optimizers"][n])
         for n, s in self.schedulers.items():
@@ -240,7 +251,9 @@ class Trainer:
     # loops
 
     def _loader(self, dataset, sampler, batch_size, drop_last, epoch) -> DataLoader:
-        g = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + epoch)  # worker seeds per epoch, not global RNG
+        g = torch.Generator().manual_seed(
+            self.cfg.train.seed * 7919 + epoch
+        )  # worker seeds per epoch, not global RNG
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -274,8 +287,9 @@ class Trainer:
         evaluators = self.task.evaluators()
         for ev in evaluators.values():
             ev.reset()
-        sampler = EpochSampler(len(self.val_set), shuffle=False, rank=dist.rank(), world_size=dist.world_size(),
-                               pad=False)  # no padding: every sample is counted exactly once
+        sampler = EpochSampler(
+            len(self.val_set), shuffle=False, rank=dist.rank(), world_size=dist.world_size(), pad=False
+        )  # no padding: every sample is counted exactly once
         bs = self.cfg.data.eval_batch_size or 2 * self.cfg.data.batch_size
         loader = self._loader(self.val_set, sampler, bs, False, 0)
         self.model.eval()
@@ -357,7 +371,9 @@ class Trainer:
                         loss, logs = self.task.training_step(self.ddp_model, batch, n)
                     (loss / tc.accumulate).backward()
                     value = loss.detach().float()
-                    if dist.is_initialized():  # agree on the loss (logging, and all ranks stop together on NaN)
+                    if (
+                        dist.is_initialized()
+                    ):  # agree on the loss (logging, and all ranks stop together on NaN)
                         value = dist.all_reduce_sum(value.clone().to(self.device)) / dist.world_size()
                     value = value.item()
                     if not math.isfinite(value):
@@ -380,19 +396,28 @@ class Trainer:
                     self.state.iteration += 1
                     it = self.state.iteration
                     if it % tc.log_every == 0 or it == self.total_iters:
-                        rec = {f"train/loss{'' if n == 'main' else '_' + n}": window_loss[n] / window_count
-                               for n in names}
+                        rec = {
+                            f"train/loss{'' if n == 'main' else '_' + n}": window_loss[n] / window_count
+                            for n in names
+                        }
                         rec.update({f"train/{k}": v / window_count for k, v in window_logs.items()})
                         for n in names:
-                            rec[f"lr{'' if n == 'main' else '_' + n}"] = self.optimizers[n].param_groups[0]["lr"]
-                        rec["train/images_per_s"] = window_images * dist.world_size() / max(
-                            time.time() - window_t0, 1e-9
+                            rec[f"lr{'' if n == 'main' else '_' + n}"] = self.optimizers[n].param_groups[0][
+                                "lr"
+                            ]
+                        rec["train/images_per_s"] = (
+                            window_images * dist.world_size() / max(time.time() - window_t0, 1e-9)
                         )
                         self.logger.log(it, self.epoch_progress, rec)
                         bar.set_postfix(loss=f"{rec[next(iter(rec))]:.4f}")
                         window_loss = {n: 0.0 for n in names}
                         window_logs, window_count, window_images, window_t0 = {}, 0, 0, time.time()
-                    if tc.eval_every_iters and it % tc.eval_every_iters == 0 and it < self.total_iters:
+                    if (
+                        tc.eval_every_iters
+                        and it % tc.eval_every_iters == 0
+                        and it < self.total_iters
+                        and self.val_set is not None
+                    ):
                         self._after_eval(self.evaluate())
                     if tc.checkpoint_every_iters and it % tc.checkpoint_every_iters == 0:
                         self.save("last.pt")
@@ -408,7 +433,7 @@ class Trainer:
             evaluate_now = finished or (
                 epoch_done and tc.eval_every > 0 and self.state.epoch % tc.eval_every == 0
             )
-            if evaluate_now:
+            if evaluate_now and self.val_set is not None:
                 self._after_eval(self.evaluate())
             self.save("last.pt")
 

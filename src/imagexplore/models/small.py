@@ -9,13 +9,17 @@ from imagexplore.models import register_model
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class SimpleCNN(nn.Module):
     """Conv-BN-ReLU stages with max pooling, global average pooling and a linear classifier."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 32, depth: int = 3, dropout: float = 0.0):
+    def __init__(
+        self, num_classes: int = 10, in_chans: int = 3, width: int = 16, depth: int = 4, dropout: float = 0.0
+    ):
         super().__init__()
         layers, c = [], in_chans
         for i in range(depth):
@@ -38,6 +42,8 @@ class SimpleCNN(nn.Module):
 
 
 @register_model
-def simple_cnn(num_classes: int = 10, in_chans: int = 3, width: int = 32, depth: int = 3, dropout: float = 0.0):
+def simple_cnn(
+    num_classes: int = 10, in_chans: int = 3, width: int = 16, depth: int = 4, dropout: float = 0.0
+):
     """Small conv-BN-ReLU baseline (the foundation's learning test and demo model)."""
     return SimpleCNN(num_classes, in_chans, width, depth, dropout)
