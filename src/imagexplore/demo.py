@@ -42,7 +42,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, device: str = "a
     print("[demo] classification baseline: training simple_cnn on the shapes world")
     overrides = [f"train.device={device}", "train.tensorboard=false"]
     if quick:
-        overrides += ["data.train_samples=1000", "data.val_samples=300", "train.epochs=3"]
+        overrides += ["data.train_samples=1500", "data.val_samples=300", "train.epochs=4"]
     cfg = load_config("classify/shapes_baseline_quick.yaml", overrides)
     run_dir = out / "runs" / cfg.name
     if run_dir.exists():
