@@ -1,0 +1,70 @@
+"""`imagexplore classify train | eval`: the command group of chapter 2's classification."""
+
+from __future__ import annotations
+
+import json
+
+from imagexplore.clitools import (
+    add_train_arguments,
+    eval_device,
+    flag_overrides,
+    print_train_summary,
+    run_dir_for,
+    shared_flags,
+)
+
+
+def add_commands(sub) -> None:
+    cls = sub.add_parser("classify", help="chapter 2: image classification (CFN)")
+    cls.set_defaults(handler=run)
+    csub = cls.add_subparsers(dest="cmd", metavar="SUBCOMMAND")
+    p = csub.add_parser("train", help="train a classifier from a config")
+    add_train_arguments(p)
+    p = csub.add_parser("eval", help="top-1/top-5 error of a checkpoint, and a confusion-matrix plot")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=None, help="dataset name (default: the one trained on)")
+    p.add_argument("--root", default=None, help="dataset folder")
+    p.add_argument("--split", default=None, help="split (default: the config's val_split)")
+    p.add_argument("--out", default=None, help="folder for confusion.png")
+    p.add_argument("--batch-size", type=int, default=256)
+    shared_flags(p)
+
+
+def run(args) -> int | None:
+    if args.cmd == "train":
+        from imagexplore.classification.train import train
+        from imagexplore.config import load_config
+        from imagexplore.engine import distributed as dist
+
+        cfg = load_config(args.config, args.overrides + flag_overrides(args))
+        run_dir = run_dir_for(cfg, args)
+        summary = train(cfg, run_dir, resume=args.resume, show_progress=args.progress)
+        if dist.is_main():
+            print_train_summary(summary, run_dir, args.json)
+        if dist.is_initialized():
+            dist.shutdown_and_exit(0)
+        return 0
+    if args.cmd == "eval":
+        from imagexplore.classification.evaluate import evaluate
+
+        res = evaluate(
+            args.checkpoint,
+            split=args.split,
+            root=args.root,
+            data=args.data,
+            device=eval_device(args),
+            batch_size=args.batch_size,
+            out_dir=args.out,
+        )
+        if args.json:
+            print(json.dumps({k: v for k, v in res.items() if k != "confusion"}, indent=2))
+        else:
+            err5 = f"  top-5 error {100 * res['err5']:.2f}%" if "err5" in res else ""
+            print(
+                f"{res['dataset']}/{res['split']}: {int(res['count'])} images  top-1 error "
+                f"{100 * res['err1']:.2f}%{err5}  loss {res['loss']:.4f}"
+            )
+            if "confusion_png" in res:
+                print(f"confusion matrix: {res['confusion_png']}")
+        return 0
+    return None  # no sub-command: the caller prints the group's help
