@@ -37,6 +37,11 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the dataset class
     mean: list[float] | None = None  # per-channel normalisation; None = leave images in [0, 1]
     std: list[float] | None = None
+    preprocess: Literal["none", "gcn_zca"] = "none"  # gcn_zca: CIFAR's GCN + ZCA whitening, fit on train
+    gcn_scale: float = 55.0
+    zca_bias: float = 0.1  # added to the covariance eigenvalues (pylearn2's filter_bias)
+    zca_max_samples: int | None = None  # fit the whitening on at most this many training images
+    augment: bool = False  # standard augmentation: pad-4 random crop + horizontal flip
 
 
 @dataclass

@@ -28,6 +28,29 @@ def add_commands(sub) -> None:
     p.add_argument("--out", default=None, help="folder for confusion.png")
     p.add_argument("--batch-size", type=int, default=256)
     shared_flags(p)
+    p = csub.add_parser("predict", help="top-k labels of image files or folders")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--on-bad-file",
+        choices=["fail", "skip"],
+        default="fail",
+        help="unreadable files: stop with an error (default) or skip them and report",
+    )
+    shared_flags(p)
+    # transfer: frozen features of trained checkpoints → linear probe + retrieval mAP (see docs/transfer.md)
+    p = csub.add_parser("transfer", help="fused vs main-GAP features on another dataset: linear probe, mAP")
+    p.add_argument("--checkpoint", action="append", required=True, help="a checkpoint (repeatable)")
+    p.add_argument("--data", default="imagefolder", help="dataset name (default: imagefolder)")
+    p.add_argument("--root", default=None, help="dataset folder (image folders: root/train, root/val)")
+    p.add_argument("--train-split", default="train", help="split the linear probe is fit on")
+    p.add_argument("--test-split", default="val", help="split for accuracy and retrieval")
+    p.add_argument("--image-size", type=int, default=None, help="default: the checkpoint's")
+    p.add_argument("--num-samples", type=int, default=None, help="cap each split at N images")
+    p.add_argument("--batch-size", type=int, default=128)
+    shared_flags(p)
 
 
 def run(args) -> int | None:
@@ -66,5 +89,43 @@ def run(args) -> int | None:
             )
             if "confusion_png" in res:
                 print(f"confusion matrix: {res['confusion_png']}")
+        return 0
+    if args.cmd == "transfer":
+        from imagexplore.classification.transfer import format_table, run_transfer
+
+        res = run_transfer(
+            args.checkpoint,
+            data=args.data,
+            root=args.root,
+            train_split=args.train_split,
+            test_split=args.test_split,
+            image_size=args.image_size,
+            device=eval_device(args),
+            batch_size=args.batch_size,
+            num_samples=args.num_samples,
+        )
+        print(json.dumps(res, indent=2) if args.json else format_table(res))
+        return 0
+    if args.cmd == "predict":
+        import sys
+
+        from imagexplore.classification.evaluate import predict
+
+        results, skipped = predict(
+            args.checkpoint,
+            args.images,
+            topk=args.topk,
+            device=eval_device(args),
+            batch_size=args.batch_size,
+            on_bad_file=args.on_bad_file,
+        )
+        if args.json:
+            print(json.dumps(results, indent=2))
+        else:
+            for r in results:
+                tops = "  ".join(f"{t['label']} {t['prob']:.3f}" for t in r["top"])
+                print(f"{r['path']}: {tops}")
+        for msg in skipped:
+            print(f"skipped: {msg}", file=sys.stderr)
         return 0
     return None  # no sub-command: the caller prints the group's help

@@ -9,16 +9,39 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from imagexplore.classification.task import Normalize
+from imagexplore.classification.preprocess import from_meta
 from imagexplore.classification.train import build_model
 from imagexplore.config import ExperimentConfig, apply_overrides, from_dict
 from imagexplore.data.classification import build_classification_dataset
+from imagexplore.data.images import list_images, load_image, pil_to_tensor, resize_center_crop
 from imagexplore.engine import ClassificationEvaluator, load_checkpoint, load_model_state
-from imagexplore.errors import CheckpointError
+from imagexplore.errors import CheckpointError, DataError
+
+
+class Preprocessed(torch.nn.Module):
+    """A trained classifier that takes images in [0, 1] and applies its own stored preprocessing first
+    (GCN+ZCA or mean/std); forwards `forward_features` / `forward_head` and the registry name."""
+
+    def __init__(self, model: torch.nn.Module, preprocess: torch.nn.Module | None):
+        super().__init__()
+        self.model, self.preprocess = model, preprocess
+        self.registry_name = getattr(model, "registry_name", type(model).__name__)
+        self.num_features = getattr(model, "num_features", None)
+
+    def _prep(self, x):
+        return x if self.preprocess is None else self.preprocess(x)
+
+    def forward(self, x):
+        return self.model(self._prep(x))
+
+    def forward_features(self, x):
+        return self.model.forward_features(self._prep(x))
 
 
 def load_classifier(checkpoint: str | Path, device: str = "cpu", overrides: list[str] | None = None):
-    """Rebuild the model a checkpoint was trained with and load its weights: (model, cfg, meta)."""
+    """Rebuild the model a checkpoint was trained with, load its weights and its preprocessing.
+
+    Returns (model, cfg, meta); the model takes images in [0, 1] (see `Preprocessed`)."""
     ck = load_checkpoint(checkpoint, map_location="cpu")
     if "config" not in ck:
         raise CheckpointError(f"checkpoint {checkpoint} holds no config; cannot rebuild its model")
@@ -29,7 +52,8 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu", overrides: list
         raise CheckpointError(f"checkpoint {checkpoint} is not a classification checkpoint (no class names)")
     model = build_model(cfg, len(classes), meta.get("in_chans", 3))
     load_model_state(model, ck, checkpoint)
-    return model.to(device).eval(), cfg, meta
+    wrapped = Preprocessed(model, from_meta(meta.get("preprocess")))
+    return wrapped.to(device).eval(), cfg, meta
 
 
 @torch.inference_mode()
@@ -55,8 +79,6 @@ def evaluate(
         on_bad_file=d.on_bad_file,
         options=d.options if data is None else None,
     )
-    if meta.get("mean") is not None:
-        ds.transform = Normalize(meta["mean"], meta["std"])
     ev = ClassificationEvaluator(len(meta["classes"]))
     for x, y in DataLoader(ds, batch_size=batch_size, num_workers=d.workers):
         ev.update(model(x.to(device)).float(), y.to(device))
@@ -111,3 +133,70 @@ def plot_confusion(
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def _expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files as given; folders expanded to their images (sorted, recursive)."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(list_images(p))
+        elif p.exists():
+            paths.append(p)
+        else:
+            raise DataError(f"no such file or folder: {p}")
+    if not paths:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
+    return paths
+
+
+@torch.inference_mode()
+def predict(
+    checkpoint,
+    inputs: list[str | Path],
+    *,
+    topk: int = 5,
+    device: str = "cpu",
+    batch_size: int = 64,
+    on_bad_file: str = "fail",
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Top-k classes for image files or folders. Returns (results in input order, skipped files' messages).
+
+    Every image goes through `load_image` (grey, RGBA, palette, 16-bit and CMYK converted; truncated or non-image
+    files raise one-line errors, or are skipped with on_bad_file='skip'), is resized so its shorter side is the
+    training size and centre-cropped, then the checkpoint's own preprocessing applies.
+    """
+    model, cfg, meta = load_classifier(checkpoint, device)
+    classes = meta["classes"]
+    size = meta.get("image_size") or cfg.data.image_size
+    mode = "L" if meta.get("in_chans", 3) == 1 else "RGB"
+    k = max(1, min(topk, len(classes)))
+    results, skipped = [], []
+    paths = _expand_inputs(inputs)
+    for start in range(0, len(paths), batch_size):
+        batch, kept = [], []
+        for p in paths[start : start + batch_size]:
+            try:
+                img = load_image(p, mode)
+            except DataError as e:
+                if on_bad_file != "skip":
+                    raise
+                skipped.append(str(e))
+                continue
+            if size:
+                img = resize_center_crop(img, size)
+            batch.append(pil_to_tensor(img))
+            kept.append(p)
+        if not batch:
+            continue
+        probs = torch.softmax(model(torch.stack(batch).to(device)).float(), dim=1)
+        top = probs.topk(k, dim=1)
+        for p, vals, idxs in zip(kept, top.values.tolist(), top.indices.tolist()):
+            results.append(
+                {
+                    "path": str(p),
+                    "top": [{"label": classes[i], "index": i, "prob": v} for v, i in zip(vals, idxs)],
+                }
+            )
+    return results, skipped

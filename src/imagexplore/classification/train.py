@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from imagexplore import models
-from imagexplore.classification.task import ClassificationTask, Normalize
+from imagexplore.classification.preprocess import GCNZCA, MeanStd, StandardAugment, from_meta
+from imagexplore.classification.task import ClassificationTask
 from imagexplore.config import ExperimentConfig
 from imagexplore.data.classification import build_classification_dataset
-from imagexplore.engine import Trainer
+from imagexplore.engine import Trainer, load_checkpoint
 from imagexplore.errors import ConfigError
 
 
@@ -20,13 +21,34 @@ def build_datasets(cfg: ExperimentConfig):
     )
     train_set = build_classification_dataset(d.name, "train", num_samples=d.train_samples, **common)
     val_set = build_classification_dataset(d.name, d.val_split, num_samples=d.val_samples, **common)
+    if d.augment:
+        train_set.transform = StandardAugment(pad=4)
+    return train_set, val_set
+
+
+def build_input_transform(cfg: ExperimentConfig, train_set, resume_from: Path | None = None):
+    """Batch preprocessing: GCN+ZCA fitted on the training images (or restored from the checkpoint being
+    resumed, so a resumed run whitens exactly as before), or per-channel mean/std, or nothing."""
+    d = cfg.data
     if (d.mean is None) != (d.std is None):
         raise ConfigError("set both data.mean and data.std, or neither")
+    if d.preprocess == "gcn_zca":
+        if d.mean is not None:
+            raise ConfigError("data.preprocess=gcn_zca replaces data.mean/std: set one or the other")
+        if resume_from is not None and resume_from.is_file():
+            stored = load_checkpoint(resume_from).get("meta", {}).get("preprocess")
+            if stored and stored.get("kind") == "gcn_zca":
+                return from_meta(stored)
+        augment, train_set.transform = train_set.transform, None  # fit on the images as they are
+        try:
+            return GCNZCA.fit(train_set, scale=d.gcn_scale, bias=d.zca_bias, max_samples=d.zca_max_samples)
+        finally:
+            train_set.transform = augment
     if d.mean is not None:
         if len(d.mean) != train_set.in_chans or len(d.std) != train_set.in_chans:
             raise ConfigError(f"data.mean/std need {train_set.in_chans} values (one per channel)")
-        train_set.transform = val_set.transform = Normalize(d.mean, d.std)
-    return train_set, val_set
+        return MeanStd(d.mean, d.std)
+    return None
 
 
 def build_model(cfg: ExperimentConfig, num_classes: int, in_chans: int):
@@ -41,13 +63,11 @@ def train(
 ) -> dict[str, Any]:
     train_set, val_set = build_datasets(cfg)
     model = build_model(cfg, train_set.num_classes, train_set.in_chans)
-    meta = {
-        "dataset": cfg.data.name,
-        "image_size": cfg.data.image_size,
-        "in_chans": train_set.in_chans,
-        "mean": cfg.data.mean,
-        "std": cfg.data.std,
-    }
-    task = ClassificationTask(train_set.classes, meta)
+    resume_from = None
+    if resume:
+        resume_from = Path(run_dir) / "checkpoints" / "last.pt" if resume is True else Path(resume)
+    transform = build_input_transform(cfg, train_set, resume_from)
+    meta = {"dataset": cfg.data.name, "image_size": cfg.data.image_size, "in_chans": train_set.in_chans}
+    task = ClassificationTask(train_set.classes, meta, input_transform=transform)
     trainer = Trainer(cfg, model, task, train_set, val_set, run_dir, show_progress=show_progress)
     return trainer.fit(resume=resume)

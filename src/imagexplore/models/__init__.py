@@ -16,7 +16,11 @@ import torch.nn as nn
 from imagexplore.errors import ConfigError
 
 # Modules whose import registers models. Later chapters append theirs here.
-_MODEL_MODULES = ("imagexplore.models.small", "imagexplore.classification.cfn")
+_MODEL_MODULES = (
+    "imagexplore.models.small",
+    "imagexplore.classification.cfn",
+    "imagexplore.segmentation.models",
+)
 
 
 @dataclass
