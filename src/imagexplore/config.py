@@ -41,7 +41,8 @@ class DataConfig:
     gcn_scale: float = 55.0
     zca_bias: float = 0.1  # added to the covariance eigenvalues (pylearn2's filter_bias)
     zca_max_samples: int | None = None  # fit the whitening on at most this many training images
-    augment: bool = False  # standard augmentation: pad-4 random crop + horizontal flip
+    augment: bool = False  # standard CIFAR augmentation: pad-4 random crop + horizontal flip
+    crop_size: int | None = None  # random crop + mirror of this size in training, centre crop in evaluation
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from imagexplore.classification.preprocess import from_meta
+from imagexplore.classification.preprocess import CenterCrop, from_meta
 from imagexplore.classification.train import build_model
 from imagexplore.config import ExperimentConfig, apply_overrides, from_dict
 from imagexplore.data.classification import build_classification_dataset
@@ -79,6 +79,8 @@ def evaluate(
         on_bad_file=d.on_bad_file,
         options=d.options if data is None else None,
     )
+    if meta.get("crop_size"):
+        ds.transform = CenterCrop(meta["crop_size"])
     ev = ClassificationEvaluator(len(meta["classes"]))
     for x, y in DataLoader(ds, batch_size=batch_size, num_workers=d.workers):
         ev.update(model(x.to(device)).float(), y.to(device))
@@ -170,6 +172,7 @@ def predict(
     model, cfg, meta = load_classifier(checkpoint, device)
     classes = meta["classes"]
     size = meta.get("image_size") or cfg.data.image_size
+    crop = meta.get("crop_size")
     mode = "L" if meta.get("in_chans", 3) == 1 else "RGB"
     k = max(1, min(topk, len(classes)))
     results, skipped = [], []
@@ -186,7 +189,8 @@ def predict(
                 continue
             if size:
                 img = resize_center_crop(img, size)
-            batch.append(pil_to_tensor(img))
+            x = pil_to_tensor(img)
+            batch.append(CenterCrop(crop)(x) if crop else x)
             kept.append(p)
         if not batch:
             continue

@@ -114,3 +114,36 @@ class StandardAugment:
         if self.flip and torch.rand(()) < 0.5:
             x = x.flip(-1)
         return x
+
+
+class RandomCropFlip:
+    """Training crop of a C×H×W tensor: a random size×size window and a random horizontal flip (ImageNet's
+    "224 random crop + mirror" on images stored at 256)."""
+
+    def __init__(self, size: int, flip: bool = True):
+        self.size, self.flip = size, flip
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w = x.shape
+        if h < self.size or w < self.size:
+            raise ConfigError(
+                f"data.crop_size {self.size} is larger than the {h}×{w} images: raise data.image_size"
+            )
+        i = int(torch.randint(0, h - self.size + 1, ()))
+        j = int(torch.randint(0, w - self.size + 1, ()))
+        x = x[:, i : i + self.size, j : j + self.size]
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x
+
+
+class CenterCrop:
+    """Evaluation crop: the central size×size window (single centre crop, as the thesis evaluates)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w = x.shape
+        i, j = (h - self.size) // 2, (w - self.size) // 2
+        return x[:, i : i + self.size, j : j + self.size]

@@ -10,17 +10,6 @@ import torch.nn.functional as F
 from imagexplore.engine import ClassificationEvaluator, Task
 
 
-class Normalize:
-    """Per-channel (x - mean) / std on a C×H×W tensor; a plain class so DataLoader workers can pickle it."""
-
-    def __init__(self, mean: list[float], std: list[float]):
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
 class ClassificationTask(Task):
     """Cross-entropy classification. `input_transform` (a module: mean/std or GCN+ZCA) runs on whole batches on
     the training device, after the data loader; its fitted state travels in the checkpoint's meta."""

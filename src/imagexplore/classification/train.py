@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from imagexplore import models
-from imagexplore.classification.preprocess import GCNZCA, MeanStd, StandardAugment, from_meta
+from imagexplore.classification.preprocess import (
+    GCNZCA,
+    CenterCrop,
+    MeanStd,
+    RandomCropFlip,
+    StandardAugment,
+    from_meta,
+)
 from imagexplore.classification.task import ClassificationTask
 from imagexplore.config import ExperimentConfig
 from imagexplore.data.classification import build_classification_dataset
@@ -21,8 +28,15 @@ def build_datasets(cfg: ExperimentConfig):
     )
     train_set = build_classification_dataset(d.name, "train", num_samples=d.train_samples, **common)
     val_set = build_classification_dataset(d.name, d.val_split, num_samples=d.val_samples, **common)
+    if d.augment and d.crop_size:
+        raise ConfigError(
+            "data.augment (pad-and-crop) and data.crop_size (crop from larger images) exclude each other"
+        )
     if d.augment:
         train_set.transform = StandardAugment(pad=4)
+    if d.crop_size:
+        train_set.transform = RandomCropFlip(d.crop_size)
+        val_set.transform = CenterCrop(d.crop_size)
     return train_set, val_set
 
 
@@ -67,7 +81,12 @@ def train(
     if resume:
         resume_from = Path(run_dir) / "checkpoints" / "last.pt" if resume is True else Path(resume)
     transform = build_input_transform(cfg, train_set, resume_from)
-    meta = {"dataset": cfg.data.name, "image_size": cfg.data.image_size, "in_chans": train_set.in_chans}
+    meta = {
+        "dataset": cfg.data.name,
+        "image_size": cfg.data.image_size,
+        "crop_size": cfg.data.crop_size,
+        "in_chans": train_set.in_chans,
+    }
     task = ClassificationTask(train_set.classes, meta, input_transform=transform)
     trainer = Trainer(cfg, model, task, train_set, val_set, run_dir, show_progress=show_progress)
     return trainer.fit(resume=resume)

@@ -65,7 +65,7 @@ def extract_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``model.forward_features`` over ``dataset`` in batches: (float32 N×D features, int64 N labels).
 
-    Each batch is first given ``in_chans`` channels (`adapt_channels`), then ``normalize`` (e.g. `Normalize`),
+    Each batch is first given ``in_chans`` channels (`adapt_channels`), then ``normalize`` (models from `load_classifier` apply their own stored preprocessing),
     then moved to ``device``. The model is put in eval mode (dropout off, BN running statistics).
     """
     if len(dataset) == 0:
@@ -223,15 +223,6 @@ def feature_name(model_name: str, model_kwargs: dict | None = None) -> str:
     return "main GAP"
 
 
-def _checkpoint_normalize(meta: dict):
-    """The input normalisation the checkpoint was trained with (its meta's mean/std), or None."""
-    from imagexplore.classification.task import Normalize
-
-    if meta.get("mean") is not None and meta.get("std") is not None:
-        return Normalize(meta["mean"], meta["std"])
-    return None
-
-
 def run_transfer(
     checkpoints: Sequence[str],
     data: str = "imagefolder",
@@ -282,7 +273,6 @@ def run_transfer(
         kw = dict(
             batch_size=batch_size,
             device=device,
-            normalize=_checkpoint_normalize(meta),
             in_chans=meta.get("in_chans", 3),
             workers=workers,
         )

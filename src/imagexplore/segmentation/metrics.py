@@ -89,7 +89,9 @@ class SegmentationEvaluator(Evaluator):
     (int64 C×C) and ``last_scores`` (with per-class ``class_iou`` / ``class_acc``).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255, class_names: list[str] | None = None):
+    def __init__(
+        self, num_classes: int, ignore_index: int | None = 255, class_names: list[str] | None = None
+    ):
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
@@ -118,6 +120,5 @@ class SegmentationEvaluator(Evaluator):
     def per_class_iou(self) -> dict[str, float | None]:
         """{class name: IoU or None (excluded)} of the last ``compute()``."""
         return {
-            n: (None if math.isnan(v) else v)
-            for n, v in zip(self.class_names, self.last_scores["class_iou"])
+            n: (None if math.isnan(v) else v) for n, v in zip(self.class_names, self.last_scores["class_iou"])
         }
