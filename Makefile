@@ -57,3 +57,8 @@ data:
 
 clean:
 	rm -rf demo_out runs .pytest_cache .ruff_cache
+
+# The CUDA check (a GPU machine's own Python and torch, no venv): trains CFN with AMP, prints images/s.
+GPU_PYTHON ?= python3
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) bench/gpu_check.py

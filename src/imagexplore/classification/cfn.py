@@ -116,17 +116,21 @@ class CFNCifar(_CFNBase):
         fusion_bias: bool = True,
         drop_rate: float = 0.5,
         side_after_dropout: bool = False,
+        norm: bool = False,
     ):
         super().__init__()
         c1, c2, c3, k = _resolve_widths(widths, CIFAR10_WIDTHS, width_mult)
         self.side_after_dropout = side_after_dropout
-        self.conv1_1, self.conv1_2 = _conv_relu(in_chans, c1, 3), _conv_relu(c1, c1, 3)
+        # norm=True (our addition, not the released net): BatchNorm after every conv. The released filler
+        # (std 0.05, no BN) is tuned to the thesis widths; narrow CPU-sized variants barely train without BN.
+        conv = _conv_bn_relu if norm else _conv_relu
+        self.conv1_1, self.conv1_2 = conv(in_chans, c1, 3), conv(c1, c1, 3)
         self.pool1, self.drop1 = _pool("max"), nn.Dropout(drop_rate)  # 32 → 16
-        self.conv2_1, self.conv2_2 = _conv_relu(c1, c2, 3), _conv_relu(c2, c2, 3)
+        self.conv2_1, self.conv2_2 = conv(c1, c2, 3), conv(c2, c2, 3)
         self.pool2, self.drop2 = _pool("avg"), nn.Dropout(drop_rate)  # 16 → 8
-        self.conv3_1, self.conv3_2 = _conv_relu(c2, c3, 3), _conv_relu(c3, c3, 3)
-        self.conv4 = _conv_relu(c3, k, 1)  # → GAP = main branch
-        sides = [_conv_relu(c1, k, side_kernel), _conv_relu(c2, k, side_kernel)] if fusion != "none" else []
+        self.conv3_1, self.conv3_2 = conv(c2, c3, 3), conv(c3, c3, 3)
+        self.conv4 = conv(c3, k, 1)  # → GAP = main branch
+        sides = [conv(c1, k, side_kernel), conv(c2, k, side_kernel)] if fusion != "none" else []
         self.sides = nn.ModuleList(sides)
         self.fusion = build_fusion(fusion, len(self.sides) + 1, k, bias=fusion_bias)
         self.head_drop = nn.Dropout(drop_rate)
@@ -139,7 +143,8 @@ class CFNCifar(_CFNBase):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, 0.05)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         nn.init.normal_(self.fc.weight, 0.0, 0.1)
         nn.init.zeros_(self.fc.bias)
 

@@ -17,7 +17,7 @@ from imagexplore.classification.preprocess import (
 from imagexplore.classification.task import ClassificationTask
 from imagexplore.config import ExperimentConfig
 from imagexplore.data.classification import build_classification_dataset
-from imagexplore.engine import Trainer, load_checkpoint
+from imagexplore.engine import Trainer, load_checkpoint, seed_everything
 from imagexplore.errors import ConfigError
 
 
@@ -76,6 +76,7 @@ def train(
     cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None
 ) -> dict[str, Any]:
     train_set, val_set = build_datasets(cfg)
+    seed_everything(cfg.train.seed)  # before the model exists: its initial weights depend on the seed alone
     model = build_model(cfg, train_set.num_classes, train_set.in_chans)
     resume_from = None
     if resume:

@@ -154,7 +154,9 @@ def find_voc2012(root: str | Path) -> Path:
     if not root.is_dir():
         raise DataError(f"VOC root {root} is not a folder")
     for cand in (root / "VOCdevkit" / "VOC2012", root / "VOC2012", root):
-        if cand.is_dir() and any((cand / d).exists() for d in ("JPEGImages", "SegmentationClass", "ImageSets")):
+        if cand.is_dir() and any(
+            (cand / d).exists() for d in ("JPEGImages", "SegmentationClass", "ImageSets")
+        ):
             return cand
     raise DataError(
         f"no PASCAL VOC 2012 folder under {root}: expected {root / 'VOCdevkit' / 'VOC2012'} (or "
@@ -181,7 +183,9 @@ def _find_sbd(voc: Path, sbd_root: str | Path | None) -> Path | None:
         for cand in (base / "benchmark_RELEASE" / "dataset", base / "dataset", base):
             if (cand / "cls").is_dir():
                 return cand
-        raise DataError(f"sbd_root {base}: no SBD 'cls' folder (expected {base}/benchmark_RELEASE/dataset/cls)")
+        raise DataError(
+            f"sbd_root {base}: no SBD 'cls' folder (expected {base}/benchmark_RELEASE/dataset/cls)"
+        )
     for parent in (voc, *list(voc.parents)[:3]):
         cand = parent / "benchmark_RELEASE" / "dataset"
         if (cand / "cls").is_dir():
@@ -254,7 +258,10 @@ class VOCSegmentation(Dataset):
         # samples: (id, image path, mask path, mask kind) with kind in voc | aug | mat
         if split != "train_aug":
             ids = read_list(lists / f"{split}.txt")
-            samples = [(i, voc / "JPEGImages" / f"{i}.jpg", voc / "SegmentationClass" / f"{i}.png", "voc") for i in ids]
+            samples = [
+                (i, voc / "JPEGImages" / f"{i}.jpg", voc / "SegmentationClass" / f"{i}.png", "voc")
+                for i in ids
+            ]
         else:
             samples = self._train_aug(voc, lists, sbd_root, aug_root, aug_list, prefer_voc_masks)
         if num_samples is not None:
@@ -331,13 +338,20 @@ class VOCSegmentation(Dataset):
         mask = self.read_mask(idx)
         img = load_image(ipath, "RGB")
         if (img.height, img.width) != mask.shape:
-            raise DataError(f"mask {mpath} is {mask.shape[1]}×{mask.shape[0]}, image {ipath} is {img.width}×{img.height}")
+            raise DataError(
+                f"mask {mpath} is {mask.shape[1]}×{mask.shape[0]}, image {ipath} is {img.width}×{img.height}"
+            )
         x = pil_to_tensor(img)
         if self.transform is not None:
             x = self.transform(x)
         y = torch.from_numpy(mask)
         return joint_transform(
-            x, y, crop_size=self.crop_size, scale_range=self.scale_range, flip=self.flip, resize=self.eval_resize
+            x,
+            y,
+            crop_size=self.crop_size,
+            scale_range=self.scale_range,
+            flip=self.flip,
+            resize=self.eval_resize,
         )
 
     def __repr__(self) -> str:
@@ -400,4 +414,3 @@ def pad_collate(batch):
         xs.append(x)
         ys.append(y)
     return torch.stack(xs), torch.stack(ys)
-

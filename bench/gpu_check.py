@@ -1,0 +1,167 @@
+"""`make gpu-check`: the CUDA path in one short script (under 5 minutes on one GPU).
+
+1. Trains the thesis-width CFN (cfn_cifar10) at CIFAR size with bf16 autocast through the shared engine for a
+   fixed number of steps on shapes-world images and checks that the loss falls and the evaluation runs.
+2. Times a training step of CFN and of its plain baseline (same AMP settings) and prints images/s and the
+   CFN/plain ratio (target ≤ 1.10), then inference throughput.
+Exits 0 when everything passed, 1 when a check failed; prints "SKIPPED" without a CUDA device.
+Runs with the machine's own Python and torch: `PYTHONPATH=src python3 bench/gpu_check.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def shapes_tensors(n: int, size: int = 32):
+    from imagexplore.data.shapes import ShapesClassification
+
+    ds = ShapesClassification(n, size=size, seed=0, split="train")
+    xs, ys = [], []
+    for x, y in DataLoader(ds, batch_size=500, num_workers=8):
+        xs.append(x)
+        ys.append(y)
+    data = TensorDataset(torch.cat(xs), torch.cat(ys))
+    data.classes, data.num_classes, data.in_chans = ds.classes, ds.num_classes, 3
+    return data
+
+
+def train_check(train_set, val_set, iterations: int) -> dict:
+    from imagexplore import models
+    from imagexplore.classification.task import ClassificationTask
+    from imagexplore.config import load_config
+    from imagexplore.engine import Trainer
+
+    cfg = load_config(
+        None,
+        [
+            f"train.iterations={iterations}",
+            "train.epochs=null",
+            "data.batch_size=128",
+            "train.device=cuda",
+            "train.amp=true",
+            "train.log_every=10",
+            "train.tensorboard=false",
+            "train.eval_every=0",
+            "optim.name=adamw",
+            "optim.lr=0.001",
+            "schedule.warmup_iters=20",
+            "model.name=cfn_cifar10",
+        ],
+    )
+    torch.manual_seed(0)
+    model = models.create("cfn_cifar10", num_classes=train_set.num_classes)
+    with tempfile.TemporaryDirectory() as d:
+        trainer = Trainer(
+            cfg, model, ClassificationTask(train_set.classes), train_set, val_set, d, show_progress=False
+        )
+        summary = trainer.fit()
+        rows = [json.loads(x) for x in open(f"{d}/metrics.jsonl")]
+    losses = [r["train/loss"] for r in rows if "train/loss" in r]
+    speed = [r["train/images_per_s"] for r in rows if "train/images_per_s" in r][2:]
+    return {
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "val_acc1": summary["final"].get("val/acc1"),
+        "val_count": summary["final"].get("val/count"),
+        "engine_images_per_s": sum(speed) / max(len(speed), 1),
+        "seconds": summary["seconds"],
+    }
+
+
+def step_rate(name: str, batch: int = 256, steps: int = 60) -> float:
+    from imagexplore import models
+
+    model = models.create(name, num_classes=10).cuda().to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(10):
+        step()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - t0)
+
+
+@torch.inference_mode()
+def inference_rate(name: str, batch: int = 1024, steps: int = 30) -> float:
+    from imagexplore import models
+
+    model = models.create(name, num_classes=10).cuda().eval().to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        for _ in range(5):
+            model(x)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+        torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("gpu-check: SKIPPED (no CUDA device)")
+        return 0
+    torch.backends.cudnn.benchmark = True
+    t0 = time.time()
+    print(f"gpu-check on {torch.cuda.get_device_name()} (torch {torch.__version__})", flush=True)
+    train_set = shapes_tensors(12800)
+    val_set = shapes_tensors(1000)
+    print(
+        f"  shapes data ready ({len(train_set)} + {len(val_set)} images) in {time.time() - t0:.1f} s",
+        flush=True,
+    )
+    res = train_check(train_set, val_set, iterations=500)
+    falls = res["last_loss"] < 0.8 * res["first_loss"]
+    counted = res["val_count"] == len(val_set)
+    print(
+        f"  CFN (thesis widths, bf16) 500 steps: loss {res['first_loss']:.3f} → {res['last_loss']:.3f} "
+        f"[{'ok' if falls else 'FAIL'}], val acc {res['val_acc1']:.3f} on {int(res['val_count'])} images "
+        f"[{'ok' if counted else 'FAIL'}], engine {res['engine_images_per_s']:.0f} img/s, {res['seconds']:.1f} s",
+        flush=True,
+    )
+    cfn, plain = step_rate("cfn_cifar10"), step_rate("plain_cifar10")
+    ratio = plain / cfn  # time per step CFN / plain
+    print(
+        f"  training step, batch 256: CFN {cfn:.0f} img/s, plain {plain:.0f} img/s, time ratio CFN/plain "
+        f"{ratio:.3f} (target <= 1.10)",
+        flush=True,
+    )
+    icfn, iplain = inference_rate("cfn_cifar10"), inference_rate("plain_cifar10")
+    print(f"  inference, batch 1024: CFN {icfn:.0f} img/s, plain {iplain:.0f} img/s", flush=True)
+    out = {
+        "device": torch.cuda.get_device_name(),
+        "train": res,
+        "step_images_per_s": {"cfn": cfn, "plain": plain},
+        "step_time_ratio": ratio,
+        "inference_images_per_s": {"cfn": icfn, "plain": iplain},
+        "passed": bool(falls and counted),
+        "seconds": round(time.time() - t0, 1),
+    }
+    print("gpu-check JSON: " + json.dumps(out))
+    print(f"gpu-check: {'PASSED' if out['passed'] else 'FAILED'} in {out['seconds']} s")
+    return 0 if out["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
