@@ -32,12 +32,12 @@ demo: $(VENV)/.installed
 	$(BIN)/imagexplore demo --out demo_out
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench experiments
+	$(BIN)/ruff format --check src tests bench experiments
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench experiments
+	$(BIN)/ruff format src tests bench experiments
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
