@@ -93,3 +93,20 @@ def print_train_summary(summary: dict, run_dir: Path, as_json: bool) -> None:
             f"run: {run_dir}  best {best['metric']}={best['value']} (epoch {best['epoch']})  "
             f"{summary['seconds']:.1f} s"
         )
+
+
+def run_train_command(args, train_fn) -> int:
+    """The body of every `<task> train`: config + overrides → run dir → train_fn(cfg, run_dir, ...) → summary.
+
+    Under torchrun only rank 0 prints, and workers leave through `distributed.shutdown_and_exit`."""
+    from imagexplore.config import load_config
+    from imagexplore.engine import distributed as dist
+
+    cfg = load_config(args.config, args.overrides + flag_overrides(args))
+    run_dir = run_dir_for(cfg, args)
+    summary = train_fn(cfg, run_dir, resume=args.resume, show_progress=args.progress)
+    if dist.is_main():
+        print_train_summary(summary, run_dir, args.json)
+    if dist.is_initialized():
+        dist.shutdown_and_exit(0)
+    return 0

@@ -7,9 +7,7 @@ import json
 from imagexplore.clitools import (
     add_train_arguments,
     eval_device,
-    flag_overrides,
-    print_train_summary,
-    run_dir_for,
+    run_train_command,
     shared_flags,
 )
 
@@ -56,17 +54,8 @@ def add_commands(sub) -> None:
 def run(args) -> int | None:
     if args.cmd == "train":
         from imagexplore.classification.train import train
-        from imagexplore.config import load_config
-        from imagexplore.engine import distributed as dist
 
-        cfg = load_config(args.config, args.overrides + flag_overrides(args))
-        run_dir = run_dir_for(cfg, args)
-        summary = train(cfg, run_dir, resume=args.resume, show_progress=args.progress)
-        if dist.is_main():
-            print_train_summary(summary, run_dir, args.json)
-        if dist.is_initialized():
-            dist.shutdown_and_exit(0)
-        return 0
+        return run_train_command(args, train)
     if args.cmd == "eval":
         from imagexplore.classification.evaluate import evaluate
 
