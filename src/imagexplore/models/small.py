@@ -1,4 +1,4 @@
-"""Small baselines used by the foundation's learning tests and the demo."""
+"""Small baselines used by the engine's learning tests and quick examples."""
 
 from __future__ import annotations
 
@@ -45,5 +45,5 @@ class SimpleCNN(nn.Module):
 def simple_cnn(
     num_classes: int = 10, in_chans: int = 3, width: int = 16, depth: int = 4, dropout: float = 0.0
 ):
-    """Small conv-BN-ReLU baseline (the foundation's learning test and demo model)."""
+    """Small conv-BN-ReLU baseline (the engine's learning tests and quick examples)."""
     return SimpleCNN(num_classes, in_chans, width, depth, dropout)
