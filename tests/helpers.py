@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch.utils.data import Dataset
 
@@ -41,3 +43,14 @@ def quick_cfg(*overrides: str):
         "model.kwargs={width: 8, depth: 2, dropout: 0.2}",
     ]
     return load_config(None, base + list(overrides))
+
+
+@contextlib.contextmanager
+def single_thread():
+    # Tiny convs on a shared 2-core machine run many times faster on one thread than on two.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

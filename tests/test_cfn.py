@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 
@@ -10,22 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import single_thread
 from imagexplore.classification.fusion import FUSION_KINDS, build_fusion
 from imagexplore.config import OptimConfig, ParamGroupConfig
 from imagexplore.engine.optim import param_groups
 from imagexplore.errors import ConfigError
 from imagexplore.models import create, list_models, model_entry
-
-
-@contextlib.contextmanager
-def single_thread():
-    # Tiny convs on a shared 2-core machine run many times faster on one thread than on two.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def n_params(model) -> int:

@@ -3,7 +3,6 @@ a learning check on the shapes world and the `segment train | eval | predict` co
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 
@@ -13,6 +12,7 @@ import scipy.io
 import torch
 from PIL import Image
 
+from helpers import single_thread
 from imagexplore.classification.fusion import local_fusion
 from imagexplore.cli import main
 from imagexplore.config import OptimConfig, ParamGroupConfig
@@ -30,17 +30,6 @@ from imagexplore.segmentation.voc import (
 )
 
 NARROW = dict(width_mult=0.125)
-
-
-@contextlib.contextmanager
-def single_thread():
-    # Tiny convs on a shared 2-core machine run many times faster on one thread than on two.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 # ------------------------------------------------------------------------------------------------ models

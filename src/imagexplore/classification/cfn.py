@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from imagexplore.classification.fusion import build_fusion
+from imagexplore.engine.checkpoint import read_state_dict
 from imagexplore.errors import CheckpointError, ConfigError
 from imagexplore.models import register_model
 
@@ -233,17 +234,7 @@ def load_backbone_state(backbone: nn.Module, path: str | Path) -> None:
     backbone key is an error.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"pretrained_path '{path}' does not exist")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types
-        raise CheckpointError(f"pretrained_path '{path}' is not a readable state_dict: {e}") from None
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"pretrained_path '{path}' does not hold a state_dict")
+    sd = read_state_dict(path)
     target = backbone.state_dict()
     mapped = {}
     for k, v in sd.items():

@@ -146,3 +146,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(keys), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_state_dict(path: str | Path, what: str = "pretrained_path") -> dict[str, torch.Tensor]:
+    """A weights file from elsewhere (a timm/torchvision state_dict, or a checkpoint wrapping one under
+    'state_dict' or 'model'), loaded weights-only; one-line CheckpointError when it is none of these."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} '{path}' does not exist")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+        raise CheckpointError(f"{what} '{path}' is not a readable state_dict: {e}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{what} '{path}' does not hold a state_dict")
+    return sd

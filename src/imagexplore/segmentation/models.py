@@ -52,6 +52,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from imagexplore.engine.checkpoint import read_state_dict
 from imagexplore.errors import CheckpointError, ConfigError
 from imagexplore.models import register_model
 
@@ -162,17 +163,7 @@ def load_vgg_state(features: VGG16Features, path: str | Path) -> None:
     every backbone key must be present with the right shape, else `CheckpointError`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"pretrained_path '{path}' does not exist")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-        raise CheckpointError(f"pretrained_path '{path}' is not a readable state_dict: {e}") from None
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"pretrained_path '{path}' does not hold a state_dict")
+    sd = read_state_dict(path)
     target = features.state_dict()
     mapped = {}
     for k, v in sd.items():
