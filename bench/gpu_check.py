@@ -76,11 +76,13 @@ def train_check(train_set, val_set, iterations: int) -> dict:
     }
 
 
-def step_rate(name: str, batch: int = 256, steps: int = 60) -> float:
+def step_rate(name: str, batch: int = 256, steps: int = 60, compile: bool = False) -> float:
     from imagexplore import models
 
     model = models.create(name, num_classes=10).cuda().to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if compile:
+        model = torch.compile(model)
     x = torch.randn(batch, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device="cuda")
 
@@ -147,6 +149,17 @@ def main() -> int:
         f"{ratio:.3f} (target <= 1.10)",
         flush=True,
     )
+    try:
+        ccfn, cplain = step_rate("cfn_cifar10", compile=True), step_rate("plain_cifar10", compile=True)
+        print(
+            f"  same with torch.compile (train.compile): CFN {ccfn:.0f} img/s, plain {cplain:.0f} img/s, "
+            f"time ratio {cplain / ccfn:.3f}",
+            flush=True,
+        )
+        compiled = {"cfn": ccfn, "plain": cplain, "ratio": cplain / ccfn}
+    except Exception as e:  # noqa: BLE001 - compile support varies by machine; report, don't fail the check
+        print(f"  torch.compile unavailable here: {type(e).__name__}: {str(e)[:200]}", flush=True)
+        compiled = None
     icfn, iplain = inference_rate("cfn_cifar10"), inference_rate("plain_cifar10")
     print(f"  inference, batch 1024: CFN {icfn:.0f} img/s, plain {iplain:.0f} img/s", flush=True)
     out = {
@@ -154,6 +167,7 @@ def main() -> int:
         "train": res,
         "step_images_per_s": {"cfn": cfn, "plain": plain},
         "step_time_ratio": ratio,
+        "compiled_step": compiled,
         "inference_images_per_s": {"cfn": icfn, "plain": iplain},
         "passed": bool(falls and counted),
         "seconds": round(time.time() - t0, 1),

@@ -109,6 +109,7 @@ class TrainConfig:
     log_every: int = 20  # iterations between training-metric log lines
     tensorboard: bool = True
     channels_last: bool = False
+    compile: bool = False  # torch.compile the training forward/backward (CUDA; checkpoints stay plain)
     deterministic: bool = (
         True  # deterministic algorithms on CPU (exact resume); cudnn.benchmark on CUDA if False
     )

@@ -146,6 +146,9 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=task.find_unused_parameters,
             )
+        if tc.compile:
+            # only the training path is compiled; state_dicts, evaluation and checkpoints use the plain module
+            self.ddp_model = torch.compile(self.ddp_model)
         self.optimizers = task.configure_optimizers(self.model, cfg)
 
         bs = cfg.data.batch_size
