@@ -54,3 +54,18 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(n)
+
+
+# A classification run small enough for a test: shapes baseline config, 256 scenes, one epoch, CPU.
+TINY_RUN = [
+    "data.train_samples=256",
+    "data.val_samples=64",
+    "data.batch_size=32",
+    "train.epochs=1",
+    "train.tensorboard=false",
+    "train.device=cpu",
+]
+
+
+def tiny_classifier_cfg(*overrides: str):
+    return load_config("classify/shapes_baseline_quick.yaml", [*TINY_RUN, *overrides])

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from helpers import TINY_RUN
 from imagexplore import __version__
 from imagexplore.cli import main
 
@@ -51,22 +52,7 @@ def test_data_preview_writes_pngs(tmp_path, capsys):
     assert all(p.stat().st_size > 0 for p in pngs)
 
 
-QUICK = [
-    "--set",
-    "data.train_samples=256",
-    "--set",
-    "data.val_samples=64",
-    "--set",
-    "data.batch_size=32",
-    "--set",
-    "train.epochs=1",
-    "--set",
-    "model.kwargs={width: 8, depth: 3}",
-    "--set",
-    "train.tensorboard=false",
-    "--device",
-    "cpu",
-]
+QUICK = [arg for o in [*TINY_RUN, "model.kwargs={width: 8, depth: 3}"] for arg in ("--set", o)]
 
 
 def test_train_eval_and_resume(tmp_path):

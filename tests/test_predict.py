@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import tiny_classifier_cfg
 from imagexplore.classification.evaluate import predict
 from imagexplore.classification.train import train
-from imagexplore.config import load_config
 from imagexplore.data.shapes import ShapesWorld
 from imagexplore.errors import DataError
 
@@ -18,18 +18,7 @@ from imagexplore.errors import DataError
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    cfg = load_config(
-        "classify/shapes_baseline_quick.yaml",
-        [
-            "data.train_samples=256",
-            "data.val_samples=64",
-            "data.batch_size=32",
-            "train.epochs=1",
-            "train.tensorboard=false",
-            "train.device=cpu",
-            "model.kwargs={width: 8}",
-        ],
-    )
+    cfg = tiny_classifier_cfg("model.kwargs={width: 8}")
     train(cfg, run, show_progress=False)
     return run / "checkpoints" / "best.pt"
 

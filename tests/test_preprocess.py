@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from helpers import tiny_classifier_cfg
 from imagexplore.classification.evaluate import evaluate
 from imagexplore.classification.preprocess import (
     GCNZCA,
@@ -11,7 +12,6 @@ from imagexplore.classification.preprocess import (
     global_contrast_normalize,
 )
 from imagexplore.classification.train import train
-from imagexplore.config import load_config
 
 
 def test_gcn_matches_pylearn2_formula():
@@ -59,19 +59,7 @@ def test_standard_augment_keeps_shape_and_content():
     ],
 )
 def test_checkpoint_carries_preprocessing(tmp_path, extra):
-    cfg = load_config(
-        "classify/shapes_baseline_quick.yaml",
-        [
-            "data.train_samples=256",
-            "data.val_samples=64",
-            "data.batch_size=32",
-            "train.epochs=1",
-            "train.tensorboard=false",
-            "train.device=cpu",
-            "model.kwargs={width: 8}",
-            *extra,
-        ],
-    )
+    cfg = tiny_classifier_cfg("model.kwargs={width: 8}", *extra)
     summary = train(cfg, tmp_path, show_progress=False)
     res = evaluate(tmp_path / "checkpoints/best.pt")
     # eval rebuilds model + preprocessing from the checkpoint alone and reproduces the training-time numbers

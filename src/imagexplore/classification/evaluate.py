@@ -11,11 +11,11 @@ from torch.utils.data import DataLoader
 
 from imagexplore.classification.preprocess import CenterCrop, from_meta
 from imagexplore.classification.train import build_model
-from imagexplore.config import ExperimentConfig, apply_overrides, from_dict
 from imagexplore.data.classification import build_classification_dataset
 from imagexplore.data.images import list_images, load_image, pil_to_tensor, resize_center_crop
-from imagexplore.engine import ClassificationEvaluator, load_checkpoint, load_model_state
-from imagexplore.errors import CheckpointError, DataError
+from imagexplore.engine import ClassificationEvaluator
+from imagexplore.engine.checkpoint import restore_model
+from imagexplore.errors import DataError
 
 
 class Preprocessed(torch.nn.Module):
@@ -42,16 +42,14 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu", overrides: list
     """Rebuild the model a checkpoint was trained with, load its weights and its preprocessing.
 
     Returns (model, cfg, meta); the model takes images in [0, 1] (see `Preprocessed`)."""
-    ck = load_checkpoint(checkpoint, map_location="cpu")
-    if "config" not in ck:
-        raise CheckpointError(f"checkpoint {checkpoint} holds no config; cannot rebuild its model")
-    cfg = from_dict(ExperimentConfig, apply_overrides(ck["config"], overrides or [], ExperimentConfig))
-    meta = ck.get("meta", {})
-    classes = meta.get("classes")
-    if not classes:
-        raise CheckpointError(f"checkpoint {checkpoint} is not a classification checkpoint (no class names)")
-    model = build_model(cfg, len(classes), meta.get("in_chans", 3))
-    load_model_state(model, ck, checkpoint)
+    # segmentation checkpoints also carry class names: tell them apart by the task they record
+    model, cfg, meta = restore_model(
+        checkpoint,
+        build_model,
+        task="classification",
+        accepts=lambda m: m.get("task") != "segment",
+        overrides=overrides,
+    )
     wrapped = Preprocessed(model, from_meta(meta.get("preprocess")))
     return wrapped.to(device).eval(), cfg, meta
 

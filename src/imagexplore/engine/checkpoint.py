@@ -164,3 +164,24 @@ def read_state_dict(path: str | Path, what: str = "pretrained_path") -> dict[str
     if not isinstance(sd, dict):
         raise CheckpointError(f"{what} '{path}' does not hold a state_dict")
     return sd
+
+
+def restore_model(
+    checkpoint: str | Path, build_model, *, task: str, accepts, overrides: list[str] | None = None
+):
+    """Rebuild the model a run's checkpoint was trained with (from its stored config) and load its weights.
+
+    `build_model(cfg, num_classes, in_chans)` is the task's builder; `accepts(meta)` tells whether the checkpoint
+    belongs to `task` (one-line CheckpointError otherwise). Returns (model on the CPU, cfg, meta)."""
+    from imagexplore.config import ExperimentConfig, apply_overrides, from_dict
+
+    ck = load_checkpoint(checkpoint, map_location="cpu")
+    if "config" not in ck:
+        raise CheckpointError(f"checkpoint {checkpoint} holds no config; cannot rebuild its model")
+    meta = ck.get("meta", {})
+    if not meta.get("classes") or not accepts(meta):
+        raise CheckpointError(f"checkpoint {checkpoint} is not a {task} checkpoint")
+    cfg = from_dict(ExperimentConfig, apply_overrides(ck["config"], overrides or [], ExperimentConfig))
+    model = build_model(cfg, len(meta["classes"]), meta.get("in_chans", 3))
+    load_model_state(model, ck, checkpoint)
+    return model, cfg, meta

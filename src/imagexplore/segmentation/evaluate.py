@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from imagexplore.config import ExperimentConfig, apply_overrides, from_dict
 from imagexplore.data.images import load_image, pil_to_tensor
-from imagexplore.engine import load_checkpoint, load_model_state
-from imagexplore.errors import CheckpointError, UserError
+from imagexplore.engine.checkpoint import restore_model
+from imagexplore.errors import UserError
 from imagexplore.segmentation.metrics import SegmentationEvaluator
 from imagexplore.segmentation.task import Normalize
 from imagexplore.segmentation.train import build_model, build_segmentation_dataset
@@ -28,15 +27,13 @@ from imagexplore.segmentation.voc import mask_to_palette_image, pad_collate
 
 def load_segmenter(checkpoint: str | Path, device: str = "cpu", overrides: list[str] | None = None):
     """Rebuild the model a segmentation checkpoint was trained with and load its weights: (model, cfg, meta)."""
-    ck = load_checkpoint(checkpoint, map_location="cpu")
-    if "config" not in ck:
-        raise CheckpointError(f"checkpoint {checkpoint} holds no config; cannot rebuild its model")
-    meta = ck.get("meta", {})
-    if meta.get("task") != "segment" or not meta.get("classes"):
-        raise CheckpointError(f"checkpoint {checkpoint} is not a segmentation checkpoint")
-    cfg = from_dict(ExperimentConfig, apply_overrides(ck["config"], overrides or [], ExperimentConfig))
-    model = build_model(cfg, len(meta["classes"]), meta.get("in_chans", 3))
-    load_model_state(model, ck, checkpoint)
+    model, cfg, meta = restore_model(
+        checkpoint,
+        build_model,
+        task="segmentation",
+        accepts=lambda m: m.get("task") == "segment",
+        overrides=overrides,
+    )
     return model.to(device).eval(), cfg, meta
 
 
