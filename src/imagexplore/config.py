@@ -126,6 +126,9 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # task-specific settings, validated by the task that reads them (edges: beta, reduction, side/fuse weights)
+    loss: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # e.g. edges: thresholds, nms, max_dist
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -235,6 +235,18 @@ def _weights_file(module: str, subdir: str, pattern: str) -> Path | None:
     return None
 
 
+# colour photos shipped inside scikit-image's wheel (a dependency): the "bundled photos" of demos and docs
+SKIMAGE_PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg")
+
+
+def skimage_photos() -> list[Path]:
+    """Paths of scikit-image's bundled colour photos that are present (none are downloaded)."""
+    folder = package_dir("skimage")
+    if folder is None:
+        return []
+    return [folder / "data" / n for n in SKIMAGE_PHOTOS if (folder / "data" / n).is_file()]
+
+
 def _info(name, kind, description, path: Path | None, how, licence, *, always=False) -> DatasetInfo:
     found = always or path is not None
     return DatasetInfo(name, kind, description, found, str(path) if path is not None else None, how, licence)

@@ -180,7 +180,8 @@ def restore_model(
         raise CheckpointError(f"checkpoint {checkpoint} holds no config; cannot rebuild its model")
     meta = ck.get("meta", {})
     if not meta.get("classes") or not accepts(meta):
-        raise CheckpointError(f"checkpoint {checkpoint} is not a {task} checkpoint")
+        article = "an" if task[:1].lower() in "aeiou" else "a"
+        raise CheckpointError(f"checkpoint {checkpoint} is not {article} {task} checkpoint")
     cfg = from_dict(ExperimentConfig, apply_overrides(ck["config"], overrides or [], ExperimentConfig))
     model = build_model(cfg, len(meta["classes"]), meta.get("in_chans", 3))
     load_model_state(model, ck, checkpoint)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,7 +248,10 @@ class Trainer:
         if ck.get("world_size", 1) == dist.world_size():
             set_rng_state(ck["rng"])
         if dist.is_main():
-            print(f"resumed from {path} at epoch {self.state.epoch}, iteration {self.state.iteration}")
+            print(
+                f"resumed from {path} at epoch {self.state.epoch}, iteration {self.state.iteration}",
+                file=sys.stderr,
+            )
         return True
 
     # ----------------------------------------------------------------------------------------------------------
@@ -331,7 +335,7 @@ class Trainer:
                 self.save("best.pt")
         if dist.is_main():
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.endswith("count"))
-            print(f"epoch {self.epoch_progress:g} iter {self.state.iteration}: {shown}")
+            print(f"epoch {self.epoch_progress:g} iter {self.state.iteration}: {shown}", file=sys.stderr)
 
     def fit(self, resume: bool | str | Path = False, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the configured length. `stop_at` ends early after that many iterations (last.pt is saved),
@@ -355,6 +359,8 @@ class Trainer:
             epoch = self.state.epoch
             skip = self.state.batch_in_epoch
             self.train_sampler.set_epoch(epoch, start=skip * bs)
+            if hasattr(self.train_set, "set_epoch"):  # datasets whose augmentation is a function of the epoch
+                self.train_set.set_epoch(epoch)
             loader = self._loader(self.train_set, self.train_sampler, bs, True, epoch)
             window_loss = {n: 0.0 for n in names}
             window_logs: dict[str, float] = {}

@@ -20,6 +20,7 @@ _MODEL_MODULES = (
     "imagexplore.models.small",
     "imagexplore.classification.cfn",
     "imagexplore.segmentation.models",
+    "imagexplore.edges.models",
 )
 
 

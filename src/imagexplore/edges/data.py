@@ -1,0 +1,483 @@
+"""Edge datasets: readers in the official layouts, training targets (RDS relaxed labels), and the dispatcher.
+
+Every reader yields ``(image float 3×H×W in [0, 1], annotators A×H×W, stem)`` at the image's own size:
+
+- `BSDS500`: ``root/images/{train,val,test}/<id>.jpg`` + ``root/groundTruth/<split>/<id>.mat`` (``root`` may also
+  be the folder holding ``BSR/BSDS500/data`` or ``BSDS500/data``); ``trainval`` = train + val, the 300 images
+  the edge papers train on. Annotators: bool, one plane per person (`load_ground_truth`).
+- `NYUD`: NYUD-v2 edges as the Structured Edges / HED / RDS papers use them, in the same layout
+  (``root/images/<split>/<id>.png|jpg``, ``root/groundTruth/<split>/<id>.mat``, BSDS-structured); the benchmark's
+  maxDist for NYUD is 0.011 (``max_dist``).
+- `HEDBSDSList`: HED's augmented BSDS set (``HED-BSDS/train_pair.lst``: lines ``image_path gt_path`` relative to
+  the list's folder). Its ground truth is a grey PNG whose value / 255 is the fraction of annotators that marked
+  the pixel (interpolated by HED's offline rotation/scaling): the item carries it as ONE float32 plane of
+  fractions, which `consensus_labels` thresholds by ``fraction`` (edge ≥ η, 0 < value < η ignored).
+- `ShapesEdgeSource`: the shapes world's "human-like" annotators; `MaskEdges`: boundaries of segmentation masks
+  (shapes world, VOC/SBD) as one annotator — the coarse pre-training edges of the thesis.
+
+`EdgeTrainingSet` turns a reader into ``(image, target uint8 (S+1)×h×w)`` (see `imagexplore.edges.labels`):
+detector response on the un-augmented image, joint HED-style augmentation, then relaxed side labels and the
+consensus fusion label. `EdgeEvalSet` keeps native sizes and bool annotators (batch size 1 is the benchmark's
+protocol). `collate` stacks either kind, padding to the largest size (image 0, target 255, annotators False).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from imagexplore.data.images import list_images, load_image, pil_to_tensor
+from imagexplore.edges.augment import HED_ANGLES, HED_SCALES, AugmentConfig, augment_edges, check_crop_size
+from imagexplore.edges.labels import DETECTORS, IGNORE, RDS_COEFFICIENTS, build_targets, make_detector
+from imagexplore.errors import ConfigError, DataError
+
+EDGE_DATASETS = ("shapes", "shapes_masks", "bsds500", "hed_bsds", "nyud", "voc_masks")
+BSDS_MAX_DIST = 0.0075
+NYUD_MAX_DIST = 0.011
+
+# data.options of the edge datasets and their defaults (the training-label and augmentation keys apply to
+# training sets only; evaluation sets accept and ignore them so that one options dict serves both)
+TRAIN_OPTIONS: dict[str, Any] = {
+    "detector": "canny",  # canny | sobel | hed | se
+    "detector_options": {},  # e.g. {sigma: 2.0} (canny), {model: PATH} (se), {device: cuda} (hed)
+    "coefficients": list(RDS_COEFFICIENTS),  # one per side output; null = that side gets the plain GT
+    "relaxed": True,  # False: the HED baseline (every side supervised by the fusion label)
+    "relax_dilate": 1,  # disk radius dilating each side's relaxed set
+    "min_annotators": None,  # consensus: None → 3 (the release; fraction maps: fraction 0.5)
+    "fraction": None,  # consensus by fraction η of annotators (HED/RCF style) instead of a count
+    "gt_dilate": 1,  # disk radius dilating the consensus edges (the release dilates its labels)
+    "ignore_partial": True,  # marked by fewer annotators than the threshold → 255 (else 0)
+    "augment": True,  # HED-style rotation / flip / scale (hed_bsds: default False, its pairs are augmented)
+    "angles": list(HED_ANGLES),
+    "flip": True,
+    "scales": list(HED_SCALES),
+    "crop_size": None,  # random crop (padding ignored) to equal sizes; None = whole images
+    "cache_dir": None,  # disk cache of hed/se responses
+}
+_DATASET_OPTIONS: dict[str, set[str]] = {
+    "hed_bsds": {"list_file"},
+    "voc_masks": {"sbd_root", "aug_root", "aug_list", "prefer_voc_masks"},
+}
+
+
+# ------------------------------------------------------------------------------------------------ readers
+def _limit(samples: list, num_samples: int | None) -> list:
+    if num_samples is None:
+        return samples
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ConfigError(f"num_samples must be a positive int, got {num_samples!r}")
+    return samples[:num_samples]
+
+
+def _annotators_tensor(gt: np.ndarray, image: torch.Tensor, gt_path: Path, image_path: Path) -> torch.Tensor:
+    if gt.shape[-2:] != image.shape[-2:]:
+        raise DataError(
+            f"ground truth {gt_path} is {gt.shape[-1]}×{gt.shape[-2]} but image {image_path} is "
+            f"{image.shape[-1]}×{image.shape[-2]}; they must have the same size"
+        )
+    return torch.from_numpy(np.ascontiguousarray(gt))
+
+
+class _MatEdgeDataset(Dataset):
+    """Images + BSDS-structured ``groundTruth`` .mat files, one folder per split."""
+
+    name = "BSDS500"
+    splits = ("train", "val", "test", "trainval")
+    max_dist = BSDS_MAX_DIST
+    in_chans = 3
+    _nested = (Path("BSR/BSDS500/data"), Path("BSDS500/data"), Path("data"))
+
+    def __init__(self, root: str | Path, split: str = "train", num_samples: int | None = None):
+        if split not in self.splits:
+            raise ConfigError(f"{self.name} split must be one of {', '.join(self.splits)}, got {split!r}")
+        self.root = self._find_root(Path(root).expanduser())
+        self.split = split
+        parts = ("train", "val") if split == "trainval" else (split,)
+        samples = []
+        for part in parts:
+            folder = self.root / "images" / part
+            images = list_images(folder, recursive=False) if folder.is_dir() else []
+            if not images:
+                raise DataError(f"{self.name}: no images in {folder}; expected {self._layout()}")
+            for img in images:
+                mat = self.root / "groundTruth" / part / f"{img.stem}.mat"
+                if not mat.is_file():
+                    raise DataError(f"{self.name}: image {img} has no ground truth {mat}")
+                samples.append((img.stem, img, mat))
+        self.samples = _limit(samples, num_samples)
+        self.ids = [s[0] for s in self.samples]
+
+    def _layout(self) -> str:
+        return "images/<split>/<id>.jpg|png and groundTruth/<split>/<id>.mat under the dataset root"
+
+    def _find_root(self, root: Path) -> Path:
+        for cand in (root, *(root / n for n in self._nested)):
+            if (cand / "images").is_dir() and (cand / "groundTruth").is_dir():
+                return cand
+        raise DataError(f"{self.name} not found at {root}: expected {self._layout()}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int):
+        from imagexplore.edges.groundtruth import load_ground_truth
+
+        stem, ipath, gpath = self.samples[idx]
+        image = pil_to_tensor(load_image(ipath, "RGB"))
+        return image, _annotators_tensor(load_ground_truth(gpath), image, gpath, ipath), stem
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(split={self.split!r}, n={len(self)}, root={str(self.root)!r})"
+
+
+class BSDS500(_MatEdgeDataset):
+    """BSDS500 boundaries (official layout): items (image, annotators bool A×H×W, id)."""
+
+
+class NYUD(_MatEdgeDataset):
+    """NYUD-v2 edges (RGB) in the BSDS layout used by the SE/HED/RDS papers; evaluated with maxDist 0.011."""
+
+    name = "NYUD"
+    max_dist = NYUD_MAX_DIST
+    _nested = (Path("NYUD/data"), Path("data"))
+
+
+class HEDBSDSList(Dataset):
+    """HED's augmented BSDS pairs: items (image, fractions of annotators float32 1×H×W, relative image path)."""
+
+    max_dist = BSDS_MAX_DIST
+    in_chans = 3
+
+    def __init__(self, root: str | Path, list_file: str = "train_pair.lst", num_samples: int | None = None):
+        self.root = Path(root).expanduser()
+        lst = self.root / list_file
+        if not lst.is_file():
+            raise DataError(
+                f"HED-BSDS list {lst} not found: set data.root to the HED-BSDS folder holding {list_file}"
+            )
+        samples = []
+        for n, line in enumerate(lst.read_text().splitlines(), 1):
+            words = line.split()
+            if not words:
+                continue
+            if len(words) != 2:
+                raise DataError(f"{lst} line {n}: expected 'image_path gt_path', got {line.strip()!r}")
+            img, gt = self.root / words[0], self.root / words[1]
+            for p in (img, gt):
+                if not p.is_file():
+                    raise DataError(f"{lst} line {n}: file {p} not found")
+            samples.append((Path(words[0]).with_suffix("").as_posix(), img, gt))
+        if not samples:
+            raise DataError(f"HED-BSDS list {lst} is empty; expected lines 'image_path gt_path'")
+        self.samples = _limit(samples, num_samples)
+        self.ids = [s[0] for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int):
+        stem, ipath, gpath = self.samples[idx]
+        image = pil_to_tensor(load_image(ipath, "RGB"))
+        frac = np.asarray(load_image(gpath, "L"), np.float32)[None] / np.float32(255)
+        return image, _annotators_tensor(frac, image, gpath, ipath), stem
+
+    def __repr__(self) -> str:
+        return f"HEDBSDSList(n={len(self)}, root={str(self.root)!r})"
+
+
+class ShapesEdgeSource(Dataset):
+    """The shapes world's annotators (`ShapesEdges(annotators=True)`) in the reader form, with index stems."""
+
+    max_dist = BSDS_MAX_DIST
+    in_chans = 3
+
+    def __init__(self, num_samples: int, size: int = 64, seed: int = 0, split: str = "train", **world):
+        from imagexplore.data.shapes import ShapesEdges
+
+        self.base = ShapesEdges(num_samples, size=size, seed=seed, split=split, annotators=True, **world)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, idx: int):
+        image, annotators = self.base[idx]
+        return image, annotators, f"{idx:06d}"
+
+    def __repr__(self) -> str:
+        return f"ShapesEdgeSource({self.base!r})"
+
+
+class MaskEdges(Dataset):
+    """(image, mask) → (image, mask boundaries as one bool annotator 1×H×W, stem): pre-training edges."""
+
+    max_dist = BSDS_MAX_DIST
+    in_chans = 3
+
+    def __init__(self, base: Dataset, ignore_index: int = 255):
+        self.base, self.ignore_index = base, ignore_index
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, idx: int):
+        from imagexplore.edges.labels import mask_boundaries
+
+        image, mask = self.base[idx][:2]
+        edges = mask_boundaries(np.asarray(mask), self.ignore_index)
+        ids = getattr(self.base, "ids", None)
+        return image, torch.from_numpy(edges[None]), ids[idx] if ids is not None else f"{idx:06d}"
+
+    def __repr__(self) -> str:
+        return f"MaskEdges({self.base!r})"
+
+
+# ------------------------------------------------------------------------------------ training / evaluation
+class EdgeTrainingSet(Dataset):
+    """(image float 3×h×w, target uint8 (S+1)×h×w) from a reader: relaxed side labels + consensus fusion label.
+
+    The detector runs on the un-augmented image; its response is augmented with the image and labels, and the
+    relaxation thresholds use the un-augmented response's mean (so crops and padding do not move them).
+    Responses of expensive detectors (hed, se) are cached: on disk under ``cache_dir`` if given (one .npy per
+    image, keyed by detector options and stem), else in memory (per process: DataLoader workers recompute).
+
+    Augmentation randomness of item i is ``np.random.default_rng([seed, i, epoch])`` once `set_epoch` has been
+    called; otherwise the epoch word is the DataLoader's per-epoch worker base seed (the same for every worker)
+    or, without workers, a draw from torch's global generator (seeded by the trainer).
+    """
+
+    in_chans = 3
+
+    def __init__(
+        self,
+        base: Dataset,
+        detector: str = "canny",
+        detector_options: dict | None = None,
+        coefficients=RDS_COEFFICIENTS,
+        relaxed: bool = True,
+        relax_dilate: int = 1,
+        min_annotators: int | None = None,
+        fraction: float | None = None,
+        gt_dilate: int = 1,
+        ignore_partial: bool = True,
+        augment: AugmentConfig | None = None,
+        crop_size: int | None = None,
+        cache_dir: str | Path | None = None,
+        seed: int = 0,
+    ):
+        self.base = base
+        self.relaxed = bool(relaxed)
+        self.detector = detector
+        self.respond = make_detector(detector, detector_options) if self.relaxed else None
+        self.sparse = DETECTORS[detector].sparse if self.relaxed else False
+        self.expensive = self.relaxed and DETECTORS[detector].expensive
+        if not isinstance(coefficients, list | tuple):
+            raise ConfigError(f"coefficients must be a list (one per side output), got {coefficients!r}")
+        self.coefficients = tuple(coefficients)
+        self.label_kw = dict(
+            relaxed=self.relaxed,
+            min_annotators=min_annotators,
+            fraction=fraction,
+            gt_dilate=gt_dilate,
+            relax_dilate=relax_dilate,
+            ignore_partial=ignore_partial,
+        )
+        self.augment = augment
+        self.crop_size = check_crop_size(crop_size)
+        key = json.dumps([detector, detector_options or {}], sort_keys=True, default=str)
+        self.cache_dir = (
+            Path(cache_dir).expanduser() / f"{detector}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+            if cache_dir and self.expensive
+            else None
+        )
+        self._memory: dict[int, np.ndarray] = {}
+        self.seed, self.epoch = int(seed), None
+        self.num_sides = len(self.coefficients)
+        self.max_dist = getattr(base, "max_dist", BSDS_MAX_DIST)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make item i's augmentation a function of (seed, i, epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def _rng(self, idx: int) -> np.random.Generator:
+        if self.epoch is not None:
+            word = self.epoch
+        else:
+            info = torch.utils.data.get_worker_info()
+            word = info.seed - info.id if info is not None else int(torch.randint(2**62, ()).item())
+        return np.random.default_rng([self.seed, idx, word])
+
+    def _response(self, idx: int, stem: str, image_hwc: np.ndarray) -> np.ndarray:
+        if not self.expensive:
+            return self.respond(image_hwc)
+        if self.cache_dir is None:
+            if idx not in self._memory:
+                self._memory[idx] = self.respond(image_hwc)
+            return self._memory[idx]
+        path = self.cache_dir / f"{str(stem).replace('/', '__')}.npy"
+        if path.is_file():
+            return np.load(path)
+        resp = self.respond(image_hwc)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, resp)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
+        return resp
+
+    def __getitem__(self, idx: int):
+        image, annotators, stem = self.base[idx]
+        img = image.numpy()
+        ann = annotators.numpy()
+        response = mean = None
+        if self.relaxed:
+            response = self._response(idx, stem, img.transpose(1, 2, 0))
+            mean = float(response.mean())
+        valid = None
+        if self.augment is not None or self.crop_size:
+            out = augment_edges(
+                img,
+                ann,
+                response,
+                self.augment,
+                rng=self._rng(idx),
+                crop_size=self.crop_size,
+                sparse_response=self.sparse,
+            )
+            img, ann, response, valid = out.image, out.annotators, out.response, out.valid
+        target = build_targets(ann, response, self.coefficients, mean=mean, valid=valid, **self.label_kw)
+        return torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(target)
+
+    def __repr__(self) -> str:
+        return (
+            f"EdgeTrainingSet({self.base!r}, detector={self.detector if self.relaxed else None!r}, "
+            f"coefficients={list(self.coefficients)}, augment={self.augment is not None}, "
+            f"crop_size={self.crop_size})"
+        )
+
+
+class EdgeEvalSet(Dataset):
+    """(image, annotators bool A×H×W, stem) at native size — the benchmark's input (batch size 1)."""
+
+    in_chans = 3
+
+    def __init__(self, base: Dataset):
+        self.base = base
+        self.max_dist = getattr(base, "max_dist", BSDS_MAX_DIST)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, idx: int):
+        image, annotators, stem = self.base[idx]
+        return image, annotators.bool(), stem
+
+    def __repr__(self) -> str:
+        return f"EdgeEvalSet({self.base!r})"
+
+
+def collate(batch):
+    """Stack training items (image, target) or evaluation items (image, annotators, stem).
+
+    Sizes may differ (no crop, scale augmentation, native evaluation sizes): everything is padded at the
+    bottom/right to the largest — image 0, target 255 (ignored), annotators False — and annotator counts to the
+    largest with empty planes (an empty annotator changes neither recall nor precision). Padded evaluation
+    pixels still receive predictions, so batch size 1 remains the exact benchmark protocol.
+    """
+    h = max(b[0].shape[-2] for b in batch)
+    w = max(b[0].shape[-1] for b in batch)
+    planes = max(b[1].shape[0] for b in batch)
+    fill = IGNORE if batch[0][1].dtype == torch.uint8 else 0
+    images = torch.zeros(len(batch), batch[0][0].shape[0], h, w, dtype=batch[0][0].dtype)
+    labels = torch.full((len(batch), planes, h, w), fill, dtype=batch[0][1].dtype)
+    for i, item in enumerate(batch):
+        x, y = item[0], item[1]
+        images[i, :, : x.shape[-2], : x.shape[-1]] = x
+        labels[i, : y.shape[0], : y.shape[-2], : y.shape[-1]] = y
+    if len(batch[0]) > 2:
+        return images, labels, [b[2] for b in batch]
+    return images, labels
+
+
+# ------------------------------------------------------------------------------------------------ dispatch
+def _reader(name: str, split: str, root, image_size, num_samples, seed, opts: dict[str, Any]) -> Dataset:
+    if name in ("shapes", "shapes_masks"):
+        size = image_size or 64
+        n = num_samples or 1000
+        if name == "shapes":
+            return ShapesEdgeSource(n, size=size, seed=seed, split=split, **opts)
+        from imagexplore.data.shapes import ShapesSegmentation
+
+        return MaskEdges(ShapesSegmentation(n, size=size, seed=seed, split=split, **opts))
+    if not root:
+        raise ConfigError(f"dataset '{name}' needs data.root (the dataset folder), e.g. --set data.root=DIR")
+    if name == "bsds500":
+        return BSDS500(root, split, num_samples)
+    if name == "nyud":
+        return NYUD(root, split, num_samples)
+    if name == "hed_bsds":
+        if split not in ("train", "trainval"):
+            raise ConfigError(
+                f"hed_bsds holds only BSDS's augmented training pairs (split train or trainval, got {split!r}); "
+                "evaluate on bsds500"
+            )
+        return HEDBSDSList(root, num_samples=num_samples, **opts)
+    from imagexplore.segmentation.voc import VOCSegmentation
+
+    return MaskEdges(VOCSegmentation(root, split, num_samples=num_samples, **opts))
+
+
+def build_edge_dataset(
+    name: str,
+    split: str,
+    *,
+    train: bool,
+    root: str | None = None,
+    image_size: int | None = None,
+    num_samples: int | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> Dataset:
+    """An edge dataset by name (`EDGE_DATASETS`): an `EdgeTrainingSet` if ``train`` else an `EdgeEvalSet`.
+
+    ``options`` (data.options): the `TRAIN_OPTIONS` keys (labels, detector, augmentation; used in training
+    only), plus the reader's own — shapes / shapes_masks: the world's (num_classes, max_objects, ...);
+    hed_bsds: list_file; voc_masks: sbd_root, aug_root, aug_list, prefer_voc_masks. ``image_size`` is the
+    shapes canvas; real datasets keep their native size (``crop_size`` sets the training size).
+    """
+    if name not in EDGE_DATASETS:
+        raise ConfigError(f"unknown edge dataset '{name}'; choose one of {', '.join(EDGE_DATASETS)}")
+    opts = dict(options or {})
+    if name in ("shapes", "shapes_masks"):
+        from imagexplore.data.shapes import _WORLD_OPTIONS
+
+        own = set(_WORLD_OPTIONS)
+    else:
+        own = _DATASET_OPTIONS.get(name, set())
+    unknown = sorted(set(opts) - set(TRAIN_OPTIONS) - own)
+    if unknown:
+        raise ConfigError(
+            f"unknown data option(s) {unknown} for edge dataset '{name}'; valid: "
+            f"{', '.join(sorted(set(TRAIN_OPTIONS) | own))}"
+        )
+    reader = _reader(
+        name, split, root, image_size, num_samples, seed, {k: v for k, v in opts.items() if k in own}
+    )
+    if not train:
+        if name == "hed_bsds":
+            raise ConfigError("hed_bsds has no evaluation split; evaluate on bsds500 (split val or test)")
+        return EdgeEvalSet(reader)
+    defaults = {**TRAIN_OPTIONS, "augment": name != "hed_bsds"}
+    kw = {**defaults, **{k: v for k, v in opts.items() if k in TRAIN_OPTIONS}}
+    angles, flip, scales = kw.pop("angles"), kw.pop("flip"), kw.pop("scales")
+    augment = AugmentConfig(angles, flip, scales) if kw.pop("augment") else None
+    return EdgeTrainingSet(reader, augment=augment, seed=seed, **kw)

@@ -1,0 +1,82 @@
+"""The RDS / HED losses: weighted binary cross-entropy with ignored (relaxed) pixels, over all side outputs.
+
+Targets are uint8 maps with 1 = edge, 0 = non-edge and 255 = ignored (relaxed pixels of a side output, pixels
+below the annotator consensus, padding). Ignored pixels are removed by a mask *before* the loss is summed, so
+they contribute exactly zero loss and exactly zero gradient (not merely a small one).
+
+Per map, with logits x and N images in the batch (THESIS.md, chapter 3):
+
+    L = −(1/N) [ β Σ_{y=1} log σ(x) + Σ_{y=0} log(1 − σ(x)) ]
+
+β = 9 in the release; ``beta="auto"`` is HED's class balance β = |Y−|/|Y+|, counted per image over its
+non-ignored pixels. ``reduction="sum"`` is that formula (sum over pixels, mean over images — what PyTorch HED
+ports use with lr ≈ 1e-6); ``reduction="mean"`` divides each image's sum by its number of non-ignored pixels,
+which makes the loss scale-free and lets ordinary learning rates (1e-3…1e-2 with SGD) work on small images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from imagexplore.errors import ConfigError
+
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class EdgeLoss:
+    beta: float | str = 9.0  # a number, or "auto" (class-balanced per image)
+    reduction: str = "sum"  # "sum": per-image pixel sum, batch mean (the thesis' formula); "mean": per pixel
+    side_weight: float = 1.0  # weight of each side-output loss
+    fuse_weight: float = 1.0  # weight of the fusion loss
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> EdgeLoss:
+        options = dict(options or {})
+        valid = {"beta", "reduction", "side_weight", "fuse_weight"}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise ConfigError(f"unknown loss option(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        loss = cls(**options)
+        if loss.beta != "auto" and not (isinstance(loss.beta, int | float) and loss.beta > 0):
+            raise ConfigError(f"loss.beta must be a positive number or 'auto', got {loss.beta!r}")
+        if loss.reduction not in ("sum", "mean"):
+            raise ConfigError(f"loss.reduction must be 'sum' or 'mean', got {loss.reduction!r}")
+        return loss
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss over N×M×H×W logits and N×M×H×W uint8 targets (M = sides + fusion, fusion last)."""
+        if logits.shape != targets.shape:
+            raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
+        per_map = weighted_bce(logits, targets, self.beta, self.reduction)  # M values
+        sides, fuse = per_map[:-1], per_map[-1]
+        total = self.side_weight * sides.sum() + self.fuse_weight * fuse
+        logs = {"loss_fuse": float(fuse.detach()), "loss_sides": float(sides.detach().sum())}
+        return total, logs
+
+
+def weighted_bce(
+    logits: torch.Tensor, targets: torch.Tensor, beta: float | str = 9.0, reduction: str = "sum"
+) -> torch.Tensor:
+    """Loss of each of the M maps of N×M×H×W logits (a length-M tensor), relaxed pixels excluded exactly."""
+    x = logits.float()
+    pos = targets == 1
+    neg = targets == 0
+    if beta == "auto":
+        n_pos = pos.sum(dim=(2, 3), keepdim=True).float()
+        n_neg = neg.sum(dim=(2, 3), keepdim=True).float()
+        # an image without edges gets β = 0 weight on (absent) positives; no division by zero
+        b = torch.where(n_pos > 0, n_neg / n_pos.clamp_min(1), torch.zeros_like(n_pos))
+    else:
+        b = torch.as_tensor(float(beta), device=x.device)
+    # log σ(x) = −softplus(−x), log(1 − σ(x)) = −softplus(x): stable for any logit
+    loss = torch.where(pos, b * F.softplus(-x), torch.zeros_like(x))
+    loss = torch.where(neg, F.softplus(x), loss)  # torch.where: ignored pixels have no gradient path at all
+    per_image = loss.sum(dim=(2, 3))  # N×M
+    if reduction == "mean":
+        per_image = per_image / (pos | neg).sum(dim=(2, 3)).clamp_min(1)
+    return per_image.mean(dim=0)

@@ -1,0 +1,58 @@
+"""`imagexplore edges train`: data, model, loss and benchmark evaluator from a config, on the shared engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from imagexplore import models
+from imagexplore.config import ExperimentConfig
+from imagexplore.edges.losses import EdgeLoss
+from imagexplore.edges.task import EdgeTask, evaluation_options
+from imagexplore.engine import Trainer, seed_everything
+
+
+def train_split_of(cfg: ExperimentConfig) -> str:
+    default = "trainval" if cfg.data.name in ("bsds500", "nyud") else "train"
+    return cfg.data.options.get("train_split", default)
+
+
+def build_datasets(cfg: ExperimentConfig):
+    from imagexplore.edges.data import build_edge_dataset
+
+    d = cfg.data
+    options = {k: v for k, v in d.options.items() if k != "train_split"}
+    common = dict(root=d.root, image_size=d.image_size, seed=d.seed, options=options)
+    train_set = build_edge_dataset(
+        d.name, train_split_of(cfg), train=True, num_samples=d.train_samples, **common
+    )
+    val_set = build_edge_dataset(d.name, d.val_split, train=False, num_samples=d.val_samples, **common)
+    return train_set, val_set
+
+
+def build_model(cfg: ExperimentConfig, num_classes: int = 1, in_chans: int = 3):
+    """The edge model of cfg.model (its kwargs: backbone, pretrained tag or file, vgg_weights, ...)."""
+    m = cfg.model
+    return models.create(m.name, in_chans=m.in_chans or in_chans, **m.kwargs)
+
+
+def train(
+    cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None
+) -> dict[str, Any]:
+    if cfg.train.best_metric == "val/acc1":  # the classification default: edges keep the best ODS
+        cfg.train.best_metric = "val/ods"
+    loss = EdgeLoss.from_options(cfg.loss)
+    evaluation = evaluation_options(cfg.evaluation)
+    train_set, val_set = build_datasets(cfg)
+    if getattr(val_set, "max_dist", None) and "max_dist" not in cfg.evaluation:
+        evaluation["max_dist"] = val_set.max_dist  # e.g. NYUD's 0.011
+    seed_everything(cfg.train.seed)  # the initial weights follow train.seed: a rerun gives the same numbers
+    model = build_model(cfg)
+    meta = {"dataset": cfg.data.name, "classes": ["edge"], "in_chans": 3, "num_sides": model.num_sides}
+    task = EdgeTask(loss, evaluation, meta)
+    from imagexplore.edges.data import collate
+
+    trainer = Trainer(
+        cfg, model, task, train_set, val_set, run_dir, collate_fn=collate, show_progress=show_progress
+    )
+    return trainer.fit(resume=resume)
