@@ -5,6 +5,7 @@ parts, 8-bit) against 5 jittered annotators, 99 thresholds, thinning on, no NMS.
 (or in `--workers` processes each), one after the other; prints per-image seconds, the ratio and both scores.
 Writes bench/results/edges_eval.json.
 Run: python bench/bench_edges_eval.py [--quick] [--images N] [--workers W] [--source shapes|hed] [--json]
+``--source hed``: the edge maps are the pretrained HED-BSDS500's output on the scenes' images (realistic).
 """
 
 from __future__ import annotations
@@ -47,12 +48,30 @@ def _shapes_image(k: int, annotators: int) -> tuple[np.ndarray, np.ndarray]:
     return np.round(np.clip(soft, 0, 1) * 255).astype(np.uint8), gts
 
 
+def _hed_image(k: int, annotators: int, model) -> tuple[np.ndarray, np.ndarray]:
+    """The pretrained HED's fused map of the same tiled 321×481 scene (real detector output, not synthetic)."""
+    from imagexplore.edges.pretrained import predict_edges
+
+    world = ShapesWorld(seed=7, size=TILE, num_annotators=annotators, max_objects=6)
+    sc = [world.render(4 * k + j, ("image",)) for j in range(4)]
+    top = np.concatenate([sc[0]["image"], sc[1]["image"]], axis=1)
+    bottom = np.concatenate([sc[2]["image"], sc[3]["image"]], axis=1)
+    image = np.concatenate([top, bottom], axis=0)[:H, :W]
+    prob = predict_edges(model, image)
+    return np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8), _shapes_image(k, annotators)[1]
+
+
 def make_inputs(n: int, source: str = "shapes", annotators: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
-    """n (uint8 H×W edge map, bool A×H×W ground truth) pairs. The hook for other sources (e.g. a pretrained
-    HED's outputs on shapes-world images) goes here."""
+    """n (uint8 H×W edge map, bool A×H×W ground truth) pairs: synthetic soft maps (``shapes``) or the
+    pretrained HED-BSDS500 run on the scenes' images (``hed``)."""
     if source == "shapes":
         return [_shapes_image(k, annotators) for k in range(n)]
-    raise SystemExit(f"--source {source}: not wired yet; make_inputs() in {__file__} is where it goes")
+    if source == "hed":
+        from imagexplore.edges.pretrained import load_pretrained
+
+        model = load_pretrained("hed-bsds500")
+        return [_hed_image(k, annotators, model) for k in range(n)]
+    raise SystemExit(f"--source {source}: choose shapes or hed")
 
 
 def ours(args: tuple) -> np.ndarray:

@@ -105,7 +105,9 @@ def test_score_refuses_mismatched_sizes(tmp_path, capsys):
     assert "x" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("config", ["shapes_hed_quick", "shapes_rds_quick", "shapes_fcfn_quick"])
+@pytest.mark.parametrize(
+    "config", ["shapes_hed_quick", "shapes_rds_quick", "shapes_fcfn_quick", "shapes_masks_pretrain_quick"]
+)
 def test_train_eval_predict_chain(tmp_path, capsys, config):
     run = tmp_path / "run"
     assert main(["edges", "train", "--config", f"configs/edges/{config}.yaml", *TINY_EDGES, "--out", str(run), "--json"]) == 0  # fmt: skip
@@ -132,3 +134,39 @@ def test_a_classification_checkpoint_is_refused(tmp_path, capsys):
     rc = main(["edges", "predict", "--checkpoint", str(run / "checkpoints" / "last.pt"), str(_photo(tmp_path / "a.png")), "--out", str(tmp_path / "o")])  # fmt: skip
     assert rc == 2
     assert "not an edge-detection checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", ["bsds_hed", "bsds_rds_canny", "bsds_fcfn"])
+def test_bsds_configs_train_on_the_official_layout(tmp_path, capsys, config):
+    """The thesis configs run as shipped on a BSDS500 fixture (tiny widths, two iterations), then `edges eval`."""
+    from test_edges_data import _mat_layout
+
+    data = tmp_path / "BSR" / "BSDS500" / "data"
+    _mat_layout(data, {"train": 2, "val": 1, "test": 2}, h=40, w=56)
+    run = tmp_path / "run"
+    args = [
+        "--set",
+        f"data.root={data}",
+        "--set",
+        "model.kwargs.width_mult=0.125",
+        "--set",
+        "train.iterations=2",
+    ]
+    args += ["--set", "train.accumulate=2", "--set", "data.workers=0", "--set", "evaluation.thresholds=9"]
+    args += ["--set", "train.eval_every_iters=2", "--set", "train.tensorboard=false", "--no-progress"]
+    assert main(["edges", "train", "--config", f"configs/edges/{config}.yaml", *args, "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["edges", "eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--thresholds", "9", "--json"]) == 0  # fmt: skip
+    res = json.loads(capsys.readouterr().out)
+    assert res["dataset"] == "bsds500" and res["split"] == "test" and res["images"] == 2
+    assert [p["name"] for p in res["per_image"]] == ["1004", "1005"]
+
+
+def test_bsds_rds_se_without_the_model_file_says_what_to_do(tmp_path, capsys):
+    from test_edges_data import _mat_layout
+
+    data = tmp_path / "data"
+    _mat_layout(data, {"train": 1, "val": 1, "test": 1})
+    rc = main(["edges", "train", "--config", "configs/edges/bsds_rds_se.yaml", "--set", f"data.root={data}", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert rc == 2
+    assert "detector_options.model" in capsys.readouterr().err

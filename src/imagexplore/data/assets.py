@@ -87,10 +87,11 @@ BENCHMARKS: tuple[_Benchmark, ...] = (
     ),
     _Benchmark(
         "nyud",
-        "NYU Depth v2: 1,449 RGB-D indoor images with labels (ch. 3 edges)",
-        ("nyud", "NYUDv2", "nyu_depth_v2", "nyu_depth_v2_labeled.mat"),
-        "nyu_depth_v2_labeled.mat (NYU Depth Dataset V2, labeled)",
-        "nyud/",
+        "NYUD v2 edges: 1,449 indoor images, boundaries as BSDS-style .mat (ch. 3 cross-dataset test)",
+        ("nyud", "NYUD", "NYUDv2"),
+        "the NYUD-v2 edge set of the edge papers (SE / HED releases: images/{train,val,test}/*.png and "
+        "groundTruth/{split}/*.mat, BSDS-structured)",
+        "nyud",
         "NYU: research use",
     ),
     _Benchmark(
@@ -357,6 +358,13 @@ def _weight_entries() -> list[DatasetInfo]:
             "MIT (package); model weights Apache-2.0",
         ),
     ]
+
+
+def benchmark_root(name: str) -> Path | None:
+    """Where benchmark ``name`` is found under the standard data roots ($IMAGEXPLORE_DATA, ~/data,
+    ~/.cache/imagexplore), or None."""
+    bench = next(b for b in BENCHMARKS if b.name == name)
+    return _first_existing([r / f for r in data_roots() for f in bench.folders])
 
 
 def _benchmark_entries(roots: list[Path]) -> list[DatasetInfo]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from imagexplore.data.assets import benchmark_root
 from imagexplore.data.images import check_on_bad_file
 from imagexplore.errors import ConfigError, DataError
 
@@ -55,19 +56,6 @@ class SubsetDataset(Dataset):
         if name in ("dataset", "indices") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
-
-
-def _default_root(name: str) -> Path | None:
-    """Where the catalogue finds benchmark ``name`` under the standard data roots ($IMAGEXPLORE_DATA, ~/data,
-    ~/.cache/imagexplore), or None."""
-    from imagexplore.data.assets import BENCHMARKS, data_roots
-
-    bench = next(b for b in BENCHMARKS if b.name == name)
-    for root in data_roots():
-        for rel in bench.folders:
-            if (root / rel).exists():
-                return root / rel
-    return None
 
 
 def _split_for_test_only(split: str) -> str:
@@ -143,7 +131,7 @@ def build_classification_dataset(
     if key in ("cifar10", "cifar100"):
         from imagexplore.data.cifar import CIFAR
 
-        root = root if root is not None else _default_root(key)
+        root = root if root is not None else benchmark_root(key)
         if root is None:
             raise DataError(
                 f"{name} not found under $IMAGEXPLORE_DATA, ~/data or ~/.cache/imagexplore: give root= the "
@@ -173,7 +161,7 @@ def build_classification_dataset(
         from imagexplore.data.imagefolder import ImageFolder
 
         if root is None and key == "imagenet":
-            root = _default_root("imagenet")
+            root = benchmark_root("imagenet")
             if root is None:
                 raise DataError(
                     "ImageNet not found under $IMAGEXPLORE_DATA, ~/data or ~/.cache/imagexplore: give root= a "

@@ -418,6 +418,10 @@ def _reader(name: str, split: str, root, image_size, num_samples, seed, opts: di
         from imagexplore.data.shapes import ShapesSegmentation
 
         return MaskEdges(ShapesSegmentation(n, size=size, seed=seed, split=split, **opts))
+    if not root and name in ("bsds500", "nyud"):  # the catalogue's places: $IMAGEXPLORE_DATA, ~/data, ...
+        from imagexplore.data.assets import benchmark_root
+
+        root = benchmark_root(name)
     if not root:
         raise ConfigError(f"dataset '{name}' needs data.root (the dataset folder), e.g. --set data.root=DIR")
     if name == "bsds500":
@@ -457,6 +461,7 @@ def build_edge_dataset(
     if name not in EDGE_DATASETS:
         raise ConfigError(f"unknown edge dataset '{name}'; choose one of {', '.join(EDGE_DATASETS)}")
     opts = dict(options or {})
+    opts.pop("train_split", None)  # the split trained on: read by the training command, not by a reader
     if name in ("shapes", "shapes_masks"):
         from imagexplore.data.shapes import _WORLD_OPTIONS
 

@@ -21,8 +21,7 @@ def build_datasets(cfg: ExperimentConfig):
     from imagexplore.edges.data import build_edge_dataset
 
     d = cfg.data
-    options = {k: v for k, v in d.options.items() if k != "train_split"}
-    common = dict(root=d.root, image_size=d.image_size, seed=d.seed, options=options)
+    common = dict(root=d.root, image_size=d.image_size, seed=d.seed, options=d.options)
     train_set = build_edge_dataset(
         d.name, train_split_of(cfg), train=True, num_samples=d.train_samples, **common
     )
