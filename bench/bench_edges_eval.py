@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -104,7 +105,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 images")
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--thresholds", type=int, default=99)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes, the same for both (default: all cores)",
+    )
     ap.add_argument("--source", default="shapes")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args()

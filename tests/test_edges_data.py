@@ -102,7 +102,7 @@ def test_bsds_reader_errors(bsds_root, tmp_path):
         BSDS500(tmp_path / "empty", "test")
     with pytest.raises(ConfigError, match="split must be one of"):
         BSDS500(bsds_root, "training")
-    with pytest.raises(ConfigError, match="needs data.root"):
+    with pytest.raises(ConfigError, match="was not found: give its folder"):
         build_edge_dataset("bsds500", "train", train=True)
 
 

@@ -423,7 +423,10 @@ def _reader(name: str, split: str, root, image_size, num_samples, seed, opts: di
 
         root = benchmark_root(name)
     if not root:
-        raise ConfigError(f"dataset '{name}' needs data.root (the dataset folder), e.g. --set data.root=DIR")
+        raise ConfigError(
+            f"dataset '{name}' was not found: give its folder (--root DIR, or data.root in a config); "
+            "`imagexplore data list` shows where it is looked for"
+        )
     if name == "bsds500":
         return BSDS500(root, split, num_samples)
     if name == "nyud":
