@@ -170,3 +170,22 @@ def test_bsds_rds_se_without_the_model_file_says_what_to_do(tmp_path, capsys):
     rc = main(["edges", "train", "--config", "configs/edges/bsds_rds_se.yaml", "--set", f"data.root={data}", "--out", str(tmp_path / "r")])  # fmt: skip
     assert rc == 2
     assert "detector_options.model" in capsys.readouterr().err
+
+
+def test_a_checkpoint_does_not_need_its_initial_weights_file(tmp_path, capsys):
+    """Fine-tune from a checkpoint (the mask pre-training path), delete that file: the new run still loads."""
+    import shutil
+
+    first, second = tmp_path / "pre", tmp_path / "fine"
+    cfg = "configs/edges/shapes_rds_quick.yaml"
+    assert main(["edges", "train", "--config", cfg, *TINY_EDGES, "--out", str(first)]) == 0
+    init = tmp_path / "init.pt"
+    shutil.copy(first / "checkpoints" / "last.pt", init)
+    tiny = [
+        a if a != "model.kwargs.pretrained=null" else f"model.kwargs.pretrained={init}" for a in TINY_EDGES
+    ]
+    assert main(["edges", "train", "--config", cfg, *tiny, "--out", str(second)]) == 0
+    init.unlink()
+    capsys.readouterr()
+    assert main(["edges", "eval", "--checkpoint", str(second / "checkpoints" / "last.pt"), "--thresholds", "5", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["images"] == 3

@@ -33,7 +33,11 @@ def load_edge_model(checkpoint: str | Path | None = None, pretrained: str | None
     from imagexplore.edges.train import build_model
 
     model, cfg, meta = restore_model(
-        checkpoint, build_model, task="edge-detection", accepts=lambda m: m.get("task") == "edges"
+        checkpoint,
+        build_model,
+        task="edge-detection",
+        accepts=lambda m: m.get("task") == "edges",
+        pass_meta=True,
     )
     return model.to(device).eval(), cfg, meta
 

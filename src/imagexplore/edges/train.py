@@ -29,10 +29,23 @@ def build_datasets(cfg: ExperimentConfig):
     return train_set, val_set
 
 
-def build_model(cfg: ExperimentConfig, num_classes: int = 1, in_chans: int = 3):
-    """The edge model of cfg.model (its kwargs: backbone, pretrained tag or file, vgg_weights, ...)."""
+# model kwargs that only choose initial weights: a checkpoint carries the trained weights, so rebuilding it
+# must not read those files again (they may be gone, or be large)
+INIT_ONLY_KWARGS = ("pretrained", "vgg_weights", "pretrained_backbone")
+
+
+def build_model(cfg: ExperimentConfig, num_classes: int = 1, in_chans: int = 3, *, for_checkpoint=None):
+    """The edge model of cfg.model (its kwargs: backbone, pretrained tag or file, vgg_weights, ...).
+
+    ``for_checkpoint``: the meta of a checkpoint about to be loaded — the architecture is rebuilt without the
+    initial-weight kwargs and with the input normalisation the run trained with (``meta["input_space"]``)."""
     m = cfg.model
-    return models.create(m.name, in_chans=m.in_chans or in_chans, **m.kwargs)
+    kwargs = dict(m.kwargs)
+    if for_checkpoint is not None:
+        kwargs = {k: v for k, v in kwargs.items() if k not in INIT_ONLY_KWARGS}
+        if for_checkpoint.get("input_space"):
+            kwargs["input_space"] = for_checkpoint["input_space"]
+    return models.create(m.name, in_chans=m.in_chans or in_chans, **kwargs)
 
 
 def train(
@@ -47,7 +60,13 @@ def train(
         evaluation["max_dist"] = val_set.max_dist  # e.g. NYUD's 0.011
     seed_everything(cfg.train.seed)  # the initial weights follow train.seed: a rerun gives the same numbers
     model = build_model(cfg)
-    meta = {"dataset": cfg.data.name, "classes": ["edge"], "in_chans": 3, "num_sides": model.num_sides}
+    meta = {
+        "dataset": cfg.data.name,
+        "classes": ["edge"],
+        "in_chans": 3,
+        "num_sides": model.num_sides,
+        "input_space": getattr(model, "input_space", None),
+    }
     task = EdgeTask(loss, evaluation, meta)
     from imagexplore.edges.data import collate
 

@@ -167,11 +167,18 @@ def read_state_dict(path: str | Path, what: str = "pretrained_path") -> dict[str
 
 
 def restore_model(
-    checkpoint: str | Path, build_model, *, task: str, accepts, overrides: list[str] | None = None
+    checkpoint: str | Path,
+    build_model,
+    *,
+    task: str,
+    accepts,
+    overrides: list[str] | None = None,
+    pass_meta: bool = False,
 ):
     """Rebuild the model a run's checkpoint was trained with (from its stored config) and load its weights.
 
-    `build_model(cfg, num_classes, in_chans)` is the task's builder; `accepts(meta)` tells whether the checkpoint
+    `build_model(cfg, num_classes, in_chans)` is the task's builder (``pass_meta``: also given
+    ``for_checkpoint=meta``, so it can skip initial-weight files); `accepts(meta)` tells whether the checkpoint
     belongs to `task` (one-line CheckpointError otherwise). Returns (model on the CPU, cfg, meta)."""
     from imagexplore.config import ExperimentConfig, apply_overrides, from_dict
 
@@ -183,6 +190,7 @@ def restore_model(
         article = "an" if task[:1].lower() in "aeiou" else "a"
         raise CheckpointError(f"checkpoint {checkpoint} is not {article} {task} checkpoint")
     cfg = from_dict(ExperimentConfig, apply_overrides(ck["config"], overrides or [], ExperimentConfig))
-    model = build_model(cfg, len(meta["classes"]), meta.get("in_chans", 3))
+    extra = {"for_checkpoint": meta} if pass_meta else {}
+    model = build_model(cfg, len(meta["classes"]), meta.get("in_chans", 3), **extra)
     load_model_state(model, ck, checkpoint)
     return model, cfg, meta
