@@ -1,0 +1,1 @@
+"""Image retrieval (DeepIndex): evaluation protocols, ground truth readers and, later, the index."""
