@@ -113,7 +113,17 @@ def main() -> None:
     )
     ap.add_argument("--source", default="shapes")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--profile", action="store_true", help="only profile ours on the first image (cProfile)")
     args = ap.parse_args()
+    if args.profile:
+        import cProfile
+        import pstats
+
+        pred, gts = make_inputs(1, args.source)[0]
+        with cProfile.Profile() as prof:
+            evaluate_image(pred / 255.0, gts, args.thresholds)
+        pstats.Stats(prof).sort_stats("cumtime").print_stats(8)
+        return
     n = 3 if args.quick else args.images
     jobs = [(p, g, args.thresholds) for p, g in make_inputs(n, args.source)]
     res = {"benchmark": "edges_eval", "images": n, "size": [H, W], "thresholds": args.thresholds}
