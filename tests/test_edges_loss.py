@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from imagexplore.edges.benchmark import best_counts
 from imagexplore.edges.losses import IGNORE, EdgeLoss, weighted_bce
-from imagexplore.edges.task import best_image_counts
 from imagexplore.errors import ConfigError
 
 
@@ -100,4 +100,4 @@ def test_loss_options_are_validated():
 def test_best_image_counts_takes_the_last_maximum_as_the_benchmark():
     # thresholds 1..3: F = 0.5, 2/3, 2/3 → the benchmark's ff(end) is the third row
     counts = np.array([[1, 2, 1, 2], [2, 2, 1, 2], [1, 2, 1, 1]])
-    assert best_image_counts(counts).tolist() == [1, 2, 1, 1]
+    assert best_counts(counts).tolist() == [1, 2, 1, 1]

@@ -252,6 +252,42 @@ def _r50(r: np.ndarray, p: np.ndarray) -> float:
     return float(np.interp(q, pu, r[first], left=np.nan, right=np.nan))
 
 
+def best_counts(counts: np.ndarray) -> np.ndarray:
+    """One image's (cntR, sumR, cntP, sumP) at the LAST threshold reaching its max F (uninterpolated): what
+    collect_eval_bdry.m sums over images for OIS."""
+    r, p = _ratio(counts[:, 0], counts[:, 1]), _ratio(counts[:, 2], counts[:, 3])
+    f = _fmeasure(r, p)
+    return counts[np.flatnonzero(f == f.max())[-1]]
+
+
+def dataset_scores(
+    thresholds: int | Sequence[float] | np.ndarray, totals: np.ndarray, best: np.ndarray, images: int
+) -> dict:
+    """ODS, OIS, AP, R50 and the PR curve from sums over images: the (T, 4) count table and the per-image
+    `best_counts`. Sums, so shards scored by different processes add up to the single-process result."""
+    ts = thresholds_of(thresholds)
+    tot, best = np.asarray(totals), np.asarray(best)
+    r, p = _ratio(tot[:, 0], tot[:, 1]), _ratio(tot[:, 2], tot[:, 3])
+    ods_t, ods_r, ods_p, ods_f = max_f(ts, r, p)
+    ois_r, ois_p = float(_ratio(best[0], best[1])), float(_ratio(best[2], best[3]))
+    return {
+        "ods": ods_f,
+        "ois": float(_fmeasure(ois_r, ois_p)),
+        "ap": _area_pr(r, p),
+        "r50": _r50(r, p),
+        "ods_threshold": ods_t,
+        "ods_precision": ods_p,
+        "ods_recall": ods_r,
+        "ois_precision": ois_p,
+        "ois_recall": ois_r,
+        "images": int(images),
+        "thresholds": ts.tolist(),
+        "recall": r.tolist(),
+        "precision": p.tolist(),
+        "f": _fmeasure(r, p).tolist(),
+    }
+
+
 def collect(
     thresholds: int | Sequence[float] | np.ndarray,
     per_image_counts: Sequence[np.ndarray],
@@ -268,35 +304,15 @@ def collect(
         raise DataError("no images to score")
     if any(c.shape != (ts.size, 4) for c in counts):
         raise DataError(f"per-image counts must be ({ts.size}, 4) arrays (cntR, sumR, cntP, sumP)")
-    per_image, best = [], np.zeros(4, np.int64)
+    per_image = []
     for i, c in enumerate(counts):
-        r, p = _ratio(c[:, 0], c[:, 1]), _ratio(c[:, 2], c[:, 3])
-        f = _fmeasure(r, p)
-        best += c[np.flatnonzero(f == f.max())[-1]]
-        bt, br, bp, bf = max_f(ts, r, p)
+        bt, br, bp, bf = max_f(ts, _ratio(c[:, 0], c[:, 1]), _ratio(c[:, 2], c[:, 3]))
         entry = {"threshold": bt, "recall": br, "precision": bp, "f": bf}
         per_image.append(({"name": names[i]} if names is not None else {}) | entry)
-    tot = np.sum(counts, axis=0)
-    r, p = _ratio(tot[:, 0], tot[:, 1]), _ratio(tot[:, 2], tot[:, 3])
-    ods_t, ods_r, ods_p, ods_f = max_f(ts, r, p)
-    ois_r, ois_p = float(_ratio(best[0], best[1])), float(_ratio(best[2], best[3]))
-    return {
-        "ods": ods_f,
-        "ois": float(_fmeasure(ois_r, ois_p)),
-        "ap": _area_pr(r, p),
-        "r50": _r50(r, p),
-        "ods_threshold": ods_t,
-        "ods_precision": ods_p,
-        "ods_recall": ods_r,
-        "ois_precision": ois_p,
-        "ois_recall": ois_r,
-        "images": len(counts),
-        "per_image": per_image,
-        "thresholds": ts.tolist(),
-        "recall": r.tolist(),
-        "precision": p.tolist(),
-        "f": _fmeasure(r, p).tolist(),
-    }
+    best = np.sum([best_counts(c) for c in counts], axis=0)
+    res = dataset_scores(ts, np.sum(counts, axis=0), best, len(counts))
+    res["per_image"] = per_image
+    return res
 
 
 def _score_one(args: tuple) -> np.ndarray:

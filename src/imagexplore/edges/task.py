@@ -24,17 +24,6 @@ def evaluation_options(options: dict[str, Any] | None) -> dict[str, Any]:
     return {**EVAL_DEFAULTS, **(options or {})}
 
 
-def best_image_counts(counts: np.ndarray) -> np.ndarray:
-    """The (cntR, sumR, cntP, sumP) row of one image's best threshold, as the benchmark's OIS takes it.
-
-    collect_eval_bdry.m picks the *last* threshold reaching the image's maximum F (uninterpolated)."""
-    cnt_r, sum_r, cnt_p, sum_p = counts.T.astype(np.float64)
-    r = cnt_r / (sum_r + (sum_r == 0))
-    p = cnt_p / (sum_p + (sum_p == 0))
-    f = np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1), 0.0)
-    return counts[np.flatnonzero(f == f.max())[-1]]
-
-
 class BoundaryEvaluator(Evaluator):
     """ODS / OIS / AP / R50 of fused edge probabilities against every annotator, as the BSDS benchmark.
 
@@ -57,7 +46,7 @@ class BoundaryEvaluator(Evaluator):
 
     def update(self, probs: torch.Tensor, annotators: torch.Tensor) -> None:
         """probs: N×H×W in [0, 1]; annotators: N×A×H×W boolean boundary maps."""
-        from imagexplore.edges.benchmark import evaluate_image
+        from imagexplore.edges.benchmark import best_counts, evaluate_image
         from imagexplore.edges.nms import nms
 
         probs = probs.detach().float().cpu().numpy()
@@ -67,26 +56,17 @@ class BoundaryEvaluator(Evaluator):
                 e = nms(e)
             counts = evaluate_image(e, g, thresholds=self.thresholds, max_dist=self.max_dist)
             self._add("counts", torch.from_numpy(counts.astype(np.float64)))
-            self._add("best", torch.from_numpy(best_image_counts(counts).astype(np.float64)))
+            self._add("best", torch.from_numpy(best_counts(counts).astype(np.float64)))
             self._add("images", torch.tensor(1.0))
 
     def _compute(self, state: dict[str, torch.Tensor]) -> dict[str, float]:
-        from imagexplore.edges.benchmark import collect
+        from imagexplore.edges.benchmark import dataset_scores
 
-        counts = state["counts"].numpy().astype(np.int64)
-        res = collect(self.thresholds, [counts])
-        cnt_r, sum_r, cnt_p, sum_p = state["best"].numpy()
-        r = cnt_r / (sum_r + (sum_r == 0))
-        p = cnt_p / (sum_p + (sum_p == 0))
-        ois = 2 * p * r / (p + r) if p + r > 0 else 0.0
-        return {
-            "ods": float(res["ods"]),
-            "ois": float(ois),
-            "ap": float(res["ap"]),
-            "r50": float(res["r50"]),
-            "ods_threshold": float(res["ods_threshold"]),
-            "images": float(state["images"]),
-        }
+        res = dataset_scores(
+            self.thresholds, state["counts"].numpy(), state["best"].numpy(), int(state["images"])
+        )
+        keys = ("ods", "ois", "ap", "r50", "ods_threshold")
+        return {k: float(res[k]) for k in keys} | {"images": float(state["images"])}
 
 
 class EdgeTask(Task):
