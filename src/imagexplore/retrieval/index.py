@@ -1,0 +1,938 @@
+"""DeepIndex (thesis ch. 4): an inverted index of quantised deep patch features, with a global signature.
+
+This module is the index itself; it takes pre-computed patch features (per feature type an ``(N, P, D)``
+float array, L2-normalised, patch 0 the whole image) so it can be tested and benchmarked without a CNN.
+
+Published (kept exactly): every image has exactly ``P`` (= 14) index entries of 4-byte image ids in both the 1-D
+and the 2-D (coupled multi-) index, plus one 512-d float global signature per feature type, so an index costs
+14 x 4 + 512 x 4 = 2,104 B per image (1-D) and 4,152 B (2-D), vocabularies and paths excluded.
+
+Reconstruction (THESIS.md ch. 4 steps 3-6; each choice is a field of `IndexConfig` so it can be corrected):
+
+- Vocabulary: FAISS k-means per feature type on all patches of an independent set when one is given, else on
+  the collection. Small collections get fewer words: ``k = min(k, max(1, training patches // points_per_word))``
+  (default 20 patches a word), recorded in ``stats.json`` with the source of the vocabulary.
+- 1-D index: each patch goes to its nearest word; CSR posting lists over all ``k`` words (``offsets`` int64,
+  ``ids`` uint32). 2-D index: each patch goes to the cell ``wA * kB + wB`` of its pair of nearest words; CSR over
+  the occupied cells only (sorted cell ids + offsets + ids) since ``kA * kB`` is mostly empty.
+- Query patches may take several words (``ma``): in 1-D the ``ma`` nearest words, in 2-D the ``ma`` best of the
+  ``ma x ma`` pairs of nearest words, ranked by the sum of the two squared distances.
+- Global signature: PCA to ``signature_dim`` (or ``D`` when smaller) of the whole-image feature, L2-normalised,
+  stored as float32 (or float16). The PCA keeps the full eigenbasis so a 512-d signature of a 512-d feature is a
+  rotation even when fitted on fewer than 512 images.
+- Scoring (``votes_signature``): candidates are the images sharing a word (cell) with the query; score =
+  ``sum over matches idf(w)^2 * g(cos(sig_q, sig_d)) / (|q| |d|)`` - the cosine of the tf-idf bags of words with
+  ``idf = log(N / df)``, times ``g`` of the signature cosine (the mean over feature types in 2-D): an exponential
+  kernel ``exp(-|s_q - s_d|^2 / sigma^2) = exp(-2 (1 - cos) / sigma^2)`` or a threshold ``cos >= threshold``.
+  Because the signature is per image, ``g`` is one factor per (query, image). ``votes`` drops ``g``;
+  ``signature`` ranks every image by signature cosine alone.
+
+On disk (`InvertedIndex.save` / `load`): a directory with ``format.json`` (format name, version 1 and the
+sha256 of every other file), ``config.json``, ``images.json`` (the caller's ids/paths), ``stats.json``,
+``vocab_<type>.npy``, ``pca_<type>.npz``, ``signatures_<type>.npy`` and ``postings_offsets.npy`` /
+``postings_ids.npy`` (+ ``postings_cells.npy`` in 2-D), written to a temp dir beside it and renamed into place.
+
+Ties are broken by the smaller image position so that results do not depend on how the index was put together:
+`InvertedIndex.add`, `InvertedIndex.merge` and `search_shards` give bit-identical results to a single build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from imagexplore.errors import ConfigError, DataError, UserError
+
+FORMAT_NAME = "imagexplore-deepindex"
+FORMAT_VERSION = 1
+MODES = ("1d", "2d")
+SCORINGS = ("votes_signature", "votes", "signature")
+KERNELS = ("exp", "threshold")
+K_RULE = "k = min(k_requested, max(1, training patches // points_per_word))"
+# Options that only change how queries are scored, so an index view may swap them without a rebuild.
+_QUERY_FIELDS = frozenset({"ma", "scoring", "kernel", "sigma", "threshold"})
+_TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MAX_IMAGES = 2**32 - 1  # image ids are uint32, the 4 bytes an entry of the published memory table
+# Rows gathered at a time when scoring every image by signature, to bound the float32 copies.
+_COSINE_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How a DeepIndex is built (types, mode, vocabulary, signatures) and how queries are scored.
+
+    ``k`` is one vocabulary size for every type or a mapping type -> size. ``mode="1d"`` indexes one feature
+    type, ``"2d"`` the pair of word assignments of exactly two types (a coupled multi-index).
+    """
+
+    types: tuple[str, ...] = ("feature",)
+    mode: str = "1d"
+    k: int | Mapping[str, int] = 1024
+    ma: int = 1
+    scoring: str = "votes_signature"
+    kernel: str = "exp"
+    sigma: float = 0.5
+    threshold: float = 0.5
+    signature_dim: int = 512
+    float16_signatures: bool = False
+    kmeans_niter: int = 20
+    kmeans_seed: int = 0
+    points_per_word: int = 20
+
+    def __post_init__(self):
+        object.__setattr__(self, "types", tuple(self.types))
+        if isinstance(self.k, Mapping):
+            object.__setattr__(self, "k", dict(self.k))
+        if self.mode not in MODES:
+            raise ConfigError(f"index mode must be one of {MODES}, not {self.mode!r}")
+        want = 1 if self.mode == "1d" else 2
+        if len(self.types) != want or len(set(self.types)) != want:
+            raise ConfigError(
+                f"a {self.mode} index needs exactly {want} distinct feature types, got {self.types}"
+            )
+        for name in self.types:
+            if not isinstance(name, str) or not _TYPE_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"feature type {name!r} must be letters, digits, '_', '.' or '-' (a file name)"
+                )
+        if isinstance(self.k, dict):
+            if set(self.k) != set(self.types):
+                raise ConfigError(
+                    f"index k must give one size per feature type {self.types}, got {sorted(self.k)}"
+                )
+            sizes = list(self.k.values())
+        else:
+            sizes = [self.k]
+        for name, value in [("k", s) for s in sizes] + [
+            ("ma", self.ma),
+            ("signature_dim", self.signature_dim),
+            ("kmeans_niter", self.kmeans_niter),
+            ("points_per_word", self.points_per_word),
+        ]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"index {name} must be a positive integer, not {value!r}")
+        if self.scoring not in SCORINGS:
+            raise ConfigError(f"index scoring must be one of {SCORINGS}, not {self.scoring!r}")
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"index kernel must be one of {KERNELS}, not {self.kernel!r}")
+        if not self.sigma > 0:
+            raise ConfigError(f"index sigma must be > 0, not {self.sigma!r}")
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"index threshold is a cosine, it must lie in [-1, 1], not {self.threshold!r}")
+
+    def k_for(self, name: str) -> int:
+        """The requested vocabulary size of one feature type (before the small-collection rule)."""
+        return self.k[name] if isinstance(self.k, dict) else self.k
+
+    def to_json(self) -> dict:
+        """Plain JSON form stored as ``config.json``, read back by `from_json`."""
+        out = dataclasses.asdict(self)
+        out["types"] = list(self.types)
+        return out
+
+    @classmethod
+    def from_json(cls, data) -> IndexConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("an index config must be a JSON object of IndexConfig fields")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown index config key(s) {unknown}: allowed are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Postings:
+    """CSR posting lists: list ``j`` (word or cell ``keys[j]``) holds ``ids[offsets[j]:offsets[j + 1]]``.
+
+    Ids inside a list are sorted, which makes a merge of shards a stable sort and keeps results identical to a
+    single build. The ``_pair_*`` arrays (one row per distinct (list, image), image-wise in key order) and ``_df``
+    are derived, kept in memory only, so that document norms can be recomputed for any idf (shards).
+    """
+
+    keys: np.ndarray
+    offsets: np.ndarray
+    ids: np.ndarray
+    n_images: int
+    _pair_list: np.ndarray = field(repr=False)
+    _pair_img: np.ndarray = field(repr=False)
+    _pair_count: np.ndarray = field(repr=False)
+    _df: np.ndarray = field(repr=False)
+
+    @classmethod
+    def from_arrays(cls, keys: np.ndarray, offsets: np.ndarray, ids: np.ndarray, n_images: int) -> Postings:
+        entry_list = np.repeat(np.arange(keys.size, dtype=np.int64), np.diff(offsets))
+        first = np.ones(ids.size, dtype=bool)
+        first[1:] = (entry_list[1:] != entry_list[:-1]) | (ids[1:] != ids[:-1])
+        starts = np.flatnonzero(first)
+        pair_list = entry_list[starts]
+        for arr in (keys, offsets, ids):
+            arr.setflags(write=False)
+        return cls(
+            keys=keys,
+            offsets=offsets,
+            ids=ids,
+            n_images=n_images,
+            _pair_list=pair_list,
+            _pair_img=ids[starts].astype(np.int64),
+            _pair_count=np.diff(np.append(starts, ids.size)).astype(np.float64),
+            _df=np.bincount(pair_list, minlength=keys.size),
+        )
+
+    @classmethod
+    def from_entries(
+        cls, entry_keys: np.ndarray, entry_ids: np.ndarray, n_images: int, dense_k: int | None
+    ) -> Postings:
+        """Group entries by key; entries must come image-ordered so each list ends up sorted by id.
+
+        ``dense_k`` gives a list to every word ``0..k-1`` (1-D); without it only occupied cells get one (2-D).
+        """
+        order = np.argsort(entry_keys, kind="stable")
+        sorted_keys = entry_keys[order]
+        if dense_k is not None:
+            keys = np.arange(dense_k, dtype=np.int64)
+            counts = np.bincount(sorted_keys, minlength=dense_k)
+        else:
+            keys, counts = np.unique(sorted_keys, return_counts=True)
+        offsets = np.zeros(keys.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls.from_arrays(keys.astype(np.int64), offsets, entry_ids[order].astype(np.uint32), n_images)
+
+    def entry_keys(self) -> np.ndarray:
+        """The key of every entry, in storage order (what `from_entries` groups)."""
+        return np.repeat(self.keys, np.diff(self.offsets))
+
+    def doc_norms(self, idf: np.ndarray) -> np.ndarray:
+        """The norm of every image's tf-idf bag of words for per-list weights ``idf``."""
+        weights = (self._pair_count * idf[self._pair_list]) ** 2
+        return np.sqrt(np.bincount(self._pair_img, weights=weights, minlength=self.n_images))
+
+
+@dataclass(frozen=True)
+class _Models:
+    """What is learned once and shared by every index built from it: vocabularies, their FAISS quantisers, PCA."""
+
+    vocab: dict[str, np.ndarray]
+    quantizers: dict[str, faiss.Index]
+    pca_mean: dict[str, np.ndarray]
+    pca_components: dict[str, np.ndarray]
+    k_requested: dict[str, int]
+    source: str
+
+    @classmethod
+    def from_arrays(cls, vocab, pca_mean, pca_components, k_requested, source) -> _Models:
+        quantizers = {}
+        for name, centroids in vocab.items():
+            quantizers[name] = faiss.IndexFlatL2(centroids.shape[1])
+            quantizers[name].add(centroids)
+            for arr in (centroids, pca_mean[name], pca_components[name]):
+                arr.setflags(write=False)
+        return cls(vocab, quantizers, pca_mean, pca_components, dict(k_requested), source)
+
+    @classmethod
+    def learn(cls, train: dict[str, np.ndarray], config: IndexConfig, source: str) -> _Models:
+        vocab, means, comps = {}, {}, {}
+        for name in config.types:
+            x = train[name]
+            patches = x.reshape(-1, x.shape[2])
+            k = min(config.k_for(name), max(1, patches.shape[0] // config.points_per_word))
+            km = faiss.Kmeans(
+                x.shape[2], k, niter=config.kmeans_niter, seed=config.kmeans_seed, verbose=False
+            )
+            km.train(patches)
+            vocab[name] = np.ascontiguousarray(km.centroids, dtype=np.float32)
+            means[name], comps[name] = _fit_pca(x[:, 0], min(config.signature_dim, x.shape[2]))
+        return cls.from_arrays(vocab, means, comps, {t: config.k_for(t) for t in config.types}, source)
+
+    def k(self, name: str) -> int:
+        return self.vocab[name].shape[0]
+
+    def nearest(self, name: str, x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Squared distances and ids of the ``m`` nearest words of each row of ``x`` (M, D)."""
+        return self.quantizers[name].search(x, min(m, self.k(name)))
+
+    def signature(self, name: str, whole: np.ndarray) -> np.ndarray:
+        """PCA + L2 of whole-image features (M, D), in float64 so the rounding to storage is row-independent."""
+        y = (whole.astype(np.float64) - self.pca_mean[name]) @ self.pca_components[name].T.astype(np.float64)
+        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), np.finfo(np.float64).tiny)
+
+    def same_as(self, other: _Models) -> bool:
+        if self is other:
+            return True
+        return self.vocab.keys() == other.vocab.keys() and all(
+            np.array_equal(a[t], b[t])
+            for t in self.vocab
+            for a, b in (
+                (self.vocab, other.vocab),
+                (self.pca_mean, other.pca_mean),
+                (self.pca_components, other.pca_components),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Data:
+    """One immutable snapshot of the indexed collection; `InvertedIndex.add` swaps in a new one atomically."""
+
+    postings: Postings
+    signatures: dict[str, np.ndarray]
+    images: tuple
+    idf: np.ndarray
+    doc_norms: np.ndarray
+
+    @classmethod
+    def create(cls, postings: Postings, signatures: dict[str, np.ndarray], images: Sequence) -> _Data:
+        for arr in signatures.values():
+            arr.setflags(write=False)
+        idf = _idf(postings._df, postings.n_images)
+        return cls(postings, signatures, tuple(images), idf, postings.doc_norms(idf))
+
+
+@dataclass(frozen=True)
+class _Query:
+    """Encoded queries: per query its sorted unique keys with counts, and its signature per type."""
+
+    keys: list[np.ndarray]
+    counts: list[np.ndarray]
+    signatures: dict[str, np.ndarray]
+
+
+def _idf(df: np.ndarray, n_images: int) -> np.ndarray:
+    """``log(N / df)`` per list; an empty list gets 0 (it can never match)."""
+    return np.where(df > 0, np.log(n_images / np.maximum(df, 1)), 0.0)
+
+
+def _fit_pca(whole: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and top-``dim`` principal axes (full eigenbasis, so fewer samples than dims still give a rotation)."""
+    x = whole.astype(np.float64)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    eigval, eigvec = np.linalg.eigh(centred.T @ centred)
+    order = np.argsort(eigval, kind="stable")[::-1][:dim]
+    return mean.astype(np.float32), np.ascontiguousarray(eigvec[:, order].T, dtype=np.float32)
+
+
+def _check_features(features, types: Sequence[str], what: str, ndim: int = 3) -> dict[str, np.ndarray]:
+    """Validated float32 C-contiguous features per type; all types must agree on the leading dimensions."""
+    if not isinstance(features, Mapping):
+        raise DataError(f"{what} must be a mapping feature type -> array, got {type(features).__name__}")
+    out, lead = {}, None
+    shape_name = "(N, P, D)" if ndim == 3 else "(P, D)"
+    for name in types:
+        if name not in features:
+            raise DataError(
+                f"{what} lack feature type {name!r}: give one {shape_name} array per type {tuple(types)}"
+            )
+        arr = np.asarray(features[name])
+        if arr.ndim != ndim or arr.dtype.kind != "f" or 0 in arr.shape:
+            raise DataError(
+                f"{what}[{name!r}] must be a non-empty float {shape_name} array, got {arr.dtype} {arr.shape}"
+            )
+        if lead is not None and arr.shape[:-1] != lead:
+            raise DataError(
+                f"{what} types disagree on their leading sizes: {lead} vs {arr.shape[:-1]} for {name!r}"
+            )
+        lead = arr.shape[:-1]
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise DataError(f"{what}[{name!r}] holds NaN or inf values: check the feature extractor")
+        out[name] = arr
+    return out
+
+
+def _check_dims(feats: dict[str, np.ndarray], models: _Models, what: str) -> None:
+    for name, arr in feats.items():
+        want = models.vocab[name].shape[1]
+        if arr.shape[-1] != want:
+            raise DataError(
+                f"{what}[{name!r}] has D={arr.shape[-1]} but the index was built on D={want}: use the same extractor"
+            )
+
+
+def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` by score, ties to the smaller id, so the order does not depend on how candidates were found."""
+    if ids.size > k:
+        cut = np.partition(scores, ids.size - k)[ids.size - k]
+        keep = np.flatnonzero(scores >= cut)
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:k]
+    return ids[order], scores[order]
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``keys`` in ``sorted_keys`` and which of them are present."""
+    pos = np.searchsorted(sorted_keys, keys)
+    clipped = np.minimum(pos, max(sorted_keys.size - 1, 0))
+    found = (pos < sorted_keys.size) & (sorted_keys[clipped] == keys)
+    return pos, found
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"search k (results per query) must be a positive integer, not {k!r}")
+    return int(k)
+
+
+class InvertedIndex:
+    """A DeepIndex over pre-computed patch features: build, search, add, merge, save and load.
+
+    Searches only read an immutable snapshot of the data, so any number of threads may search one index;
+    `add` builds a new snapshot and swaps it in with one assignment.
+    """
+
+    def __init__(self, config: IndexConfig, models: _Models, data: _Data, build_seconds: float):
+        self.config = config
+        self._models = models
+        self._data = data
+        self._build_seconds = build_seconds
+
+    # ----------------------------------------------------------------------------------------------- building
+    @classmethod
+    def build(
+        cls,
+        features: Mapping[str, np.ndarray],
+        config: IndexConfig | None = None,
+        *,
+        images: Sequence | None = None,
+        train: Mapping[str, np.ndarray] | None = None,
+        models_from: InvertedIndex | None = None,
+    ) -> InvertedIndex:
+        """Index ``features`` (type -> (N, P, D)); ``images`` are the caller's ids/paths (default 0..N-1).
+
+        Vocabularies and PCA are learned on ``train`` (an independent set) when given, else on ``features``;
+        ``models_from`` reuses another index's, which is how shards that can be merged are built.
+        """
+        config = config or IndexConfig()
+        start = time.perf_counter()
+        feats = _check_features(features, config.types, "features")
+        if models_from is not None:
+            if train is not None:
+                raise ConfigError(
+                    "give either train= (learn new vocabularies) or models_from= (reuse), not both"
+                )
+            _check_same_layout(config, models_from.config)
+            models = models_from._models
+        elif train is not None:
+            models = _Models.learn(
+                _check_features(train, config.types, "train features"), config, "independent"
+            )
+        else:
+            models = _Models.learn(feats, config, "collection")
+        _check_dims(feats, models, "features")
+        data = _encode_collection(feats, models, config, images, first_id=0)
+        return cls(config, models, data, time.perf_counter() - start)
+
+    def add(self, features: Mapping[str, np.ndarray], images: Sequence | None = None) -> None:
+        """Append images with the fixed vocabularies and PCA; postings are merged, nothing is re-learned."""
+        start = time.perf_counter()
+        feats = _check_features(features, self.config.types, "features")
+        _check_dims(feats, self._models, "features")
+        current = self._data
+        new = _encode_collection(feats, self._models, self.config, images, first_id=len(current.images))
+        self._data = _merge_data([current, new], self._dense_k())
+        self._build_seconds += time.perf_counter() - start
+
+    @classmethod
+    def merge(cls, shards: Sequence[InvertedIndex]) -> InvertedIndex:
+        """One index of ``shards`` in order (image positions concatenated); same results as a single build."""
+        first = _check_shards(shards)
+        start = time.perf_counter()
+        data = _merge_data([s._data for s in shards], first._dense_k())
+        seconds = sum(s._build_seconds for s in shards) + time.perf_counter() - start
+        return cls(first.config, first._models, data, seconds)
+
+    def with_query_options(self, **changes) -> InvertedIndex:
+        """A view sharing this index's arrays that scores queries differently (ma, scoring, kernel, ...).
+
+        The view holds the data as it is now: images `add`-ed to this index later do not show in it.
+        """
+        other = sorted(set(changes) - _QUERY_FIELDS)
+        if other:
+            raise ConfigError(
+                f"{other} change how the index is built: only {sorted(_QUERY_FIELDS)} can change"
+            )
+        return InvertedIndex(
+            dataclasses.replace(self.config, **changes), self._models, self._data, self._build_seconds
+        )
+
+    def _dense_k(self) -> int | None:
+        return self._models.k(self.config.types[0]) if self.config.mode == "1d" else None
+
+    # ------------------------------------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return len(self._data.images)
+
+    @property
+    def images(self) -> tuple:
+        return self._data.images
+
+    @property
+    def postings(self) -> Postings:
+        return self._data.postings
+
+    @property
+    def signatures(self) -> dict[str, np.ndarray]:
+        return dict(self._data.signatures)
+
+    @property
+    def vocabularies(self) -> dict[str, np.ndarray]:
+        return dict(self._models.vocab)
+
+    @property
+    def pca(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per type the PCA ``(mean (D,), components (dim, D))`` of the global signature."""
+        return {t: (self._models.pca_mean[t], self._models.pca_components[t]) for t in self.config.types}
+
+    @property
+    def stats(self) -> dict:
+        """What ``stats.json`` holds; ``bytes_per_image`` counts index entries + signatures only (the thesis)."""
+        data = self._data
+        n = len(data.images)
+        sig_bytes = sum(s.nbytes for s in data.signatures.values())
+        return {
+            "images": n,
+            "bytes_per_image": (data.postings.ids.nbytes + sig_bytes) / n,
+            "entries_per_image": data.postings.ids.size // n,
+            "build_seconds": round(self._build_seconds, 3),
+            "vocab_source": self._models.source,
+            "k": {t: self._models.k(t) for t in self.config.types},
+            "k_requested": dict(self._models.k_requested),
+            "k_rule": K_RULE,
+            "mode": self.config.mode,
+            "posting_lists": int(data.postings.keys.size),
+            "signature_dim": {t: int(s.shape[1]) for t, s in data.signatures.items()},
+            "signature_dtype": "float16" if self.config.float16_signatures else "float32",
+        }
+
+    # ------------------------------------------------------------------------------------------------- search
+    def search(self, query: Mapping[str, np.ndarray], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` image positions (int64) and scores (float64) for one query (type -> (P, D)), best first.
+
+        Fewer than ``k`` come back when fewer images share a word with the query (not with ``"signature"``).
+        """
+        k = _check_k(k)
+        feats = _check_features(query, self.config.types, "query", ndim=2)
+        encoded = self._encode_queries({t: q[None] for t, q in feats.items()})
+        data = self._data
+        return self._score(data, data.idf, data.doc_norms, encoded, 0, self._query_norm(data, encoded, 0), k)
+
+    def search_batch(self, queries: Mapping[str, np.ndarray], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """`search` for ``Q`` queries (type -> (Q, P, D)): (Q, k) positions padded with -1, scores with -inf."""
+        k = _check_k(k)
+        encoded = self._encode_queries(_check_features(queries, self.config.types, "queries"))
+        data = self._data
+        n_queries = len(encoded.keys)
+        ids = np.full((n_queries, k), -1, dtype=np.int64)
+        scores = np.full((n_queries, k), -np.inf)
+        for i in range(n_queries):
+            got_ids, got_scores = self._score(
+                data, data.idf, data.doc_norms, encoded, i, self._query_norm(data, encoded, i), k
+            )
+            ids[i, : got_ids.size], scores[i, : got_ids.size] = got_ids, got_scores
+        return ids, scores
+
+    def _encode_queries(self, feats: dict[str, np.ndarray]) -> _Query:
+        """Multiple assignment of every query patch and the query signatures, batched through FAISS."""
+        models, config = self._models, self.config
+        _check_dims(feats, models, "queries")
+        n_queries, n_patches = next(iter(feats.values())).shape[:2]
+        flat = {t: x.reshape(-1, x.shape[2]) for t, x in feats.items()}
+        if config.mode == "1d":
+            keys = models.nearest(config.types[0], flat[config.types[0]], config.ma)[1]
+        else:
+            (name_a, name_b), rows = config.types, np.arange(n_queries * n_patches)[:, None]
+            dist_a, word_a = models.nearest(name_a, flat[name_a], config.ma)
+            dist_b, word_b = models.nearest(name_b, flat[name_b], config.ma)
+            cost = (dist_a[:, :, None] + dist_b[:, None, :]).reshape(rows.size, -1)
+            best = np.argsort(cost, axis=1, kind="stable")[:, : config.ma]
+            pick_a, pick_b = np.divmod(best, word_b.shape[1])
+            keys = word_a[rows, pick_a] * models.k(name_b) + word_b[rows, pick_b]
+        keys = keys.reshape(n_queries, -1)
+        uniques = [np.unique(row, return_counts=True) for row in keys]
+        # rounded like stored signatures, so a query scores the same alone or in any batch
+        signatures = {t: models.signature(t, x[:, 0]).astype(np.float32) for t, x in feats.items()}
+        return _Query([u[0] for u in uniques], [u[1] for u in uniques], signatures)
+
+    def _query_norm(self, data: _Data, encoded: _Query, i: int) -> float:
+        pos, found = _lookup(data.postings.keys, encoded.keys[i])
+        return float(np.sqrt(np.sum((encoded.counts[i][found] * data.idf[pos[found]]) ** 2)))
+
+    def _score(
+        self,
+        data: _Data,
+        idf: np.ndarray,
+        doc_norms: np.ndarray,
+        encoded: _Query,
+        i: int,
+        qnorm: float,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score query ``i`` against ``data`` with the given idf / document norms (global ones for shards)."""
+        config = self.config
+        if config.scoring == "signature":
+            cands = np.arange(len(data.images), dtype=np.int64)
+            return _top_k(cands, self._cosines(data, cands, encoded, i), k)
+        postings = data.postings
+        pos, found = _lookup(postings.keys, encoded.keys[i])
+        pos, qcounts = pos[found], encoded.counts[i][found]
+        starts = postings.offsets[pos]
+        lengths = postings.offsets[pos + 1] - starts
+        # gather the matched posting lists in one go: start of each list repeated, plus a running offset
+        gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        hit_ids = postings.ids[gather]
+        n = len(data.images)
+        votes = np.bincount(hit_ids, weights=np.repeat(qcounts * idf[pos] ** 2, lengths), minlength=n)
+        cands = np.flatnonzero(np.bincount(hit_ids, minlength=n))
+        denom = qnorm * doc_norms[cands]
+        scores = np.divide(votes[cands], denom, out=np.zeros(cands.size), where=denom > 0)
+        if config.scoring == "votes_signature":
+            cos = self._cosines(data, cands, encoded, i)
+            if config.kernel == "exp":
+                scores = scores * np.exp(-2.0 * (1.0 - cos) / config.sigma**2)
+            else:
+                scores = scores * (cos >= config.threshold)
+        return _top_k(cands, scores, k)
+
+    def _cosines(self, data: _Data, cands: np.ndarray, encoded: _Query, i: int) -> np.ndarray:
+        """Mean over types of the signature cosine.
+
+        float32 dot products by ``np.einsum`` (no BLAS, no casting buffers): each row is summed the same way
+        however many rows are asked, which keeps shards, merges and batches bit-identical.
+        """
+        out = np.zeros(cands.size)
+        for name, sigs in data.signatures.items():
+            q = encoded.signatures[name][i]
+            for lo in range(0, cands.size, _COSINE_CHUNK):
+                rows = sigs[cands[lo : lo + _COSINE_CHUNK]].astype(np.float32, copy=False)
+                out[lo : lo + _COSINE_CHUNK] += np.einsum("ij,j->i", rows, q)
+        return out / len(data.signatures)
+
+    # --------------------------------------------------------------------------------------------------- disk
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the index as a versioned directory, atomically (temp dir beside it, fsync, rename)."""
+        dest = Path(directory)
+        if dest.exists() and not (dest / "format.json").is_file():
+            raise UserError(
+                f"{dest} exists and is not a DeepIndex directory: choose another path or remove it"
+            )
+        data, models = self._data, self._models
+        blobs: dict[str, bytes] = {
+            "config.json": _json_bytes(self.config.to_json()),
+            "images.json": _json_bytes(list(data.images)),
+            "stats.json": _json_bytes(self.stats),
+            "postings_offsets.npy": _npy_bytes(data.postings.offsets),
+            "postings_ids.npy": _npy_bytes(data.postings.ids),
+        }
+        if self.config.mode == "2d":
+            blobs["postings_cells.npy"] = _npy_bytes(data.postings.keys)
+        for name in self.config.types:
+            blobs[f"vocab_{name}.npy"] = _npy_bytes(models.vocab[name])
+            buf = io.BytesIO()
+            np.savez(buf, mean=models.pca_mean[name], components=models.pca_components[name])
+            blobs[f"pca_{name}.npz"] = buf.getvalue()
+            blobs[f"signatures_{name}.npy"] = _npy_bytes(data.signatures[name])
+        digests = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
+        blobs["format.json"] = _json_bytes(
+            {"format": FORMAT_NAME, "version": FORMAT_VERSION, "files": digests}
+        )
+        _write_atomically(dest, blobs)
+        return dest
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> InvertedIndex:
+        """Read an index written by `save`, checking version, presence, sha256 and shape of every file."""
+        root = Path(directory)
+        fmt = _parse_json(_read_bytes(root / "format.json", "the index's format.json"), root / "format.json")
+        if not isinstance(fmt, dict) or fmt.get("format") != FORMAT_NAME:
+            raise DataError(f"{root} is not a DeepIndex directory (format.json does not say {FORMAT_NAME!r})")
+        if fmt.get("version") != FORMAT_VERSION:
+            raise DataError(
+                f"{root} holds DeepIndex format version {fmt.get('version')!r}; this imagexplore reads version "
+                f"{FORMAT_VERSION}: rebuild the index or use the imagexplore release that wrote it"
+            )
+        listed = fmt.get("files")
+        if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+            raise DataError(
+                f"{root}/format.json has no valid 'files' table: the index is damaged, rebuild it"
+            )
+        blobs = {}
+        for name, digest in listed.items():
+            if not isinstance(name, str) or Path(name).name != name:
+                raise DataError(f"{root}/format.json lists {name!r}, not a file of the index: rebuild it")
+            blob = _read_bytes(root / name, "an index file listed in format.json")
+            if hashlib.sha256(blob).hexdigest() != digest:
+                raise DataError(
+                    f"{root / name} is damaged (sha256 differs from format.json): rebuild the index"
+                )
+            blobs[name] = blob
+        return _from_blobs(root, blobs)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _encode_collection(
+    feats: dict[str, np.ndarray], models: _Models, config: IndexConfig, images: Sequence | None, first_id: int
+) -> _Data:
+    """Postings (each patch once, image-ordered) and signatures of a batch of images numbered from ``first_id``."""
+    n, p = next(iter(feats.values())).shape[:2]
+    if images is None:
+        images = range(first_id, first_id + n)
+    images = [_image_name(x) for x in images]
+    if len(images) != n:
+        raise DataError(f"images lists {len(images)} ids/paths for {n} feature rows: give one per image")
+    flat = {t: x.reshape(-1, x.shape[2]) for t, x in feats.items()}
+    words = {t: models.nearest(t, flat[t], 1)[1][:, 0] for t in config.types}
+    if config.mode == "1d":
+        keys = words[config.types[0]]
+    else:
+        name_a, name_b = config.types
+        keys = words[name_a] * models.k(name_b) + words[name_b]
+    dtype = np.float16 if config.float16_signatures else np.float32
+    postings = Postings.from_entries(
+        keys,
+        np.repeat(np.arange(n, dtype=np.uint32), p),
+        n,
+        models.k(config.types[0]) if config.mode == "1d" else None,
+    )
+    signatures = {t: models.signature(t, x[:, 0]).astype(dtype) for t, x in feats.items()}
+    return _Data.create(postings, signatures, images)
+
+
+def _image_name(x) -> str | int:
+    """Caller ids stay ints or strings in ``images.json``; numpy ints become ints, paths and the rest strings."""
+    if isinstance(x, str | int):
+        return x
+    return int(x) if isinstance(x, np.integer) else str(x)
+
+
+def _merge_data(parts: Sequence[_Data], dense_k: int | None) -> _Data:
+    """Concatenate collections; a stable sort by key keeps each list ordered by (new) image position."""
+    sizes = np.array([len(d.images) for d in parts], dtype=np.int64)
+    total = int(sizes.sum())
+    if total > _MAX_IMAGES:
+        raise DataError(
+            f"a DeepIndex holds at most {_MAX_IMAGES} images (uint32 ids), {total} were given: shard it"
+        )
+    first_ids = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    keys = np.concatenate([d.postings.entry_keys() for d in parts])
+    ids = np.concatenate([d.postings.ids + np.uint32(f) for d, f in zip(parts, first_ids)])
+    postings = Postings.from_entries(keys, ids, total, dense_k)
+    signatures = {t: np.concatenate([d.signatures[t] for d in parts]) for t in parts[0].signatures}
+    return _Data.create(postings, signatures, [x for d in parts for x in d.images])
+
+
+def _check_same_layout(config: IndexConfig, other: IndexConfig) -> None:
+    for name in ("types", "mode", "float16_signatures"):
+        if getattr(config, name) != getattr(other, name):
+            raise ConfigError(
+                f"index {name} differs ({getattr(config, name)!r} vs {getattr(other, name)!r}): shards must share it"
+            )
+
+
+def _check_shards(shards: Sequence[InvertedIndex]) -> InvertedIndex:
+    if not shards:
+        raise UserError("no shards were given: pass at least one InvertedIndex")
+    first = shards[0]
+    for shard in shards[1:]:
+        _check_same_layout(first.config, shard.config)
+        if not first._models.same_as(shard._models):
+            raise UserError(
+                "shards were built with different vocabularies or PCA: build them with models_from="
+            )
+    return first
+
+
+def search_shards(
+    shards: Sequence[InvertedIndex], query: Mapping[str, np.ndarray], k: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Search shards as if they were one merged index (positions concatenated in shard order), merging top-k.
+
+    idf and document norms are made global first (df adds up across shards), so the results are bit-identical
+    to `InvertedIndex.merge(shards).search`; the cost is one pass over every shard's postings per call.
+    """
+    first = _check_shards(shards)
+    k = _check_k(k)
+    feats = _check_features(query, first.config.types, "query", ndim=2)
+    encoded = first._encode_queries({t: q[None] for t, q in feats.items()})
+    parts = [s._data for s in shards]
+    total = sum(len(d.images) for d in parts)
+    all_keys, inverse = np.unique(np.concatenate([d.postings.keys for d in parts]), return_inverse=True)
+    df = np.zeros(all_keys.size, dtype=np.int64)
+    np.add.at(df, inverse, np.concatenate([d.postings._df for d in parts]))
+    idf = _idf(df, total)
+    pos, found = _lookup(all_keys, encoded.keys[0])
+    qnorm = float(np.sqrt(np.sum((encoded.counts[0][found] * idf[pos[found]]) ** 2)))
+    found_ids, found_scores, first_id, start = [], [], 0, 0
+    for data in parts:
+        shard_idf = idf[inverse[start : start + data.postings.keys.size]]
+        start += data.postings.keys.size
+        ids, scores = first._score(data, shard_idf, data.postings.doc_norms(shard_idf), encoded, 0, qnorm, k)
+        found_ids.append(ids + first_id)
+        found_scores.append(scores)
+        first_id += len(data.images)
+    return _top_k(np.concatenate(found_ids), np.concatenate(found_scores), k)
+
+
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=1) + "\n").encode()
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(
+            f"cannot read {what} {path} ({exc.strerror}): is this a complete DeepIndex directory?"
+        ) from exc
+
+
+def _parse_json(blob: bytes, path: Path):
+    try:
+        return json.loads(blob)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}): the index is damaged, rebuild it") from exc
+
+
+def _write_atomically(dest: Path, blobs: dict[str, bytes]) -> None:
+    """Write every file into a temp dir beside ``dest`` (format.json last), fsync, then rename it into place.
+
+    An existing index at ``dest`` is first renamed aside and removed after the swap, so a reader sees either the
+    old or the new index; a crash between the two renames leaves the old one as ``.<name>.old-*`` beside it.
+    """
+    parent = dest.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent))
+    try:
+        for name in sorted(blobs, key=lambda n: n == "format.json"):
+            with open(tmp / name, "wb") as fh:
+                fh.write(blobs[name])
+                fh.flush()
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if dest.exists():
+            old = parent / f".{dest.name}.old-{uuid.uuid4().hex}"
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, dest)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _from_blobs(root: Path, blobs: dict[str, bytes]) -> InvertedIndex:
+    """Rebuild an index from verified file contents, checking every shape against config and stats."""
+
+    def need(name: str) -> bytes:
+        if name not in blobs:
+            raise DataError(
+                f"{root} lacks {name} (not listed in format.json): the index is incomplete, rebuild it"
+            )
+        return blobs[name]
+
+    def array(name: str, dtype, shape: tuple) -> np.ndarray:
+        try:
+            arr = np.load(io.BytesIO(need(name)), allow_pickle=False)
+        except ValueError as exc:
+            raise DataError(f"{root / name} is not a readable .npy array ({exc}): rebuild the index") from exc
+        _check_shape(root / name, arr, dtype, shape)
+        return arr
+
+    try:
+        config = IndexConfig.from_json(_parse_json(need("config.json"), root / "config.json"))
+    except ConfigError as exc:
+        raise DataError(f"{root / 'config.json'}: {exc}") from exc
+    stats = _parse_json(need("stats.json"), root / "stats.json")
+    images = _parse_json(need("images.json"), root / "images.json")
+    try:
+        n, p = int(stats["images"]), int(stats["entries_per_image"])
+        ks = {t: int(stats["k"][t]) for t in config.types}
+        k_requested = {t: int(stats["k_requested"][t]) for t in config.types}
+        seconds, source = float(stats["build_seconds"]), str(stats["vocab_source"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{root / 'stats.json'} lacks or garbles {exc}: the index is damaged, rebuild it"
+        ) from exc
+    if not isinstance(images, list) or len(images) != n or n < 1:
+        raise DataError(
+            f"{root / 'images.json'} must list the {n} indexed images: the index is damaged, rebuild it"
+        )
+    vocab, means, comps, signatures = {}, {}, {}, {}
+    sig_dtype = np.float16 if config.float16_signatures else np.float32
+    for name in config.types:
+        vocab[name] = array(f"vocab_{name}.npy", np.float32, (ks[name], None))
+        d = vocab[name].shape[1]
+        dim = min(config.signature_dim, d)
+        try:
+            with np.load(io.BytesIO(need(f"pca_{name}.npz")), allow_pickle=False) as npz:
+                means[name], comps[name] = npz["mean"], npz["components"]
+        except (ValueError, KeyError, OSError) as exc:
+            raise DataError(
+                f"{root}/pca_{name}.npz is not a readable PCA ({exc}): rebuild the index"
+            ) from exc
+        _check_shape(root / f"pca_{name}.npz", means[name], np.float32, (d,))
+        _check_shape(root / f"pca_{name}.npz", comps[name], np.float32, (dim, d))
+        signatures[name] = array(f"signatures_{name}.npy", sig_dtype, (n, dim))
+    ids = array("postings_ids.npy", np.uint32, (n * p,))
+    if config.mode == "1d":
+        keys = np.arange(ks[config.types[0]], dtype=np.int64)
+    else:
+        keys = array("postings_cells.npy", np.int64, (None,))
+        if keys.size and (
+            np.any(np.diff(keys) <= 0) or keys[0] < 0 or keys[-1] >= ks[config.types[0]] * ks[config.types[1]]
+        ):
+            raise DataError(
+                f"{root}/postings_cells.npy is not a sorted list of valid cells: rebuild the index"
+            )
+    offsets = array("postings_offsets.npy", np.int64, (keys.size + 1,))
+    if offsets[0] != 0 or offsets[-1] != ids.size or np.any(np.diff(offsets) < 0):
+        raise DataError(f"{root}/postings_offsets.npy does not delimit the postings: rebuild the index")
+    entry_list = np.repeat(np.arange(keys.size), np.diff(offsets))
+    unsorted = (entry_list[1:] == entry_list[:-1]) & (ids[1:] < ids[:-1])
+    if (ids.size and ids.max() >= n) or np.any(np.bincount(ids, minlength=n) != p) or np.any(unsorted):
+        raise DataError(
+            f"{root}/postings_ids.npy does not hold {p} sorted entries per image: rebuild the index"
+        )
+    models = _Models.from_arrays(vocab, means, comps, k_requested, source)
+    data = _Data.create(Postings.from_arrays(keys, offsets, ids, n), signatures, images)
+    return InvertedIndex(config, models, data, seconds)
+
+
+def _check_shape(path: Path, arr: np.ndarray, dtype, shape: tuple) -> None:
+    """``shape`` may hold None for a free dimension."""
+    ok = arr.dtype == dtype and arr.ndim == len(shape)
+    ok = ok and all(want is None or got == want for got, want in zip(arr.shape, shape))
+    if not ok:
+        want = tuple("*" if s is None else s for s in shape)
+        raise DataError(
+            f"{path} holds {arr.dtype} {arr.shape}, expected {np.dtype(dtype)} {want}: rebuild the index"
+        )

@@ -1,0 +1,333 @@
+"""DeepIndex inverted index on synthetic patch features: layout, memory, ranking, add/merge/shards, disk, threads.
+
+Synthetic data: images come in groups; the images of one group share their patch clusters (one cluster centre
+per group and patch), each image adding its own noise, so bags of words find the group and the global
+signature (patch 0) singles out the image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from imagexplore.errors import ConfigError, DataError, UserError
+from imagexplore.retrieval.index import IndexConfig, InvertedIndex, search_shards
+
+P = 14
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def grouped(rng, groups: int, per_group: int, dim: int, noise: float = 0.3, patches: int = P):
+    """(N, P, D) features where the images of a group share patch clusters, and each image's group."""
+    centres = _normalise(rng.standard_normal((groups, patches, dim)))
+    group = np.repeat(np.arange(groups), per_group)
+    return _normalise(
+        centres[group] + noise * rng.standard_normal((group.size, patches, dim)) / math.sqrt(dim)
+    ), group
+
+
+def noisy(x: np.ndarray, rng, noise: float = 0.03) -> np.ndarray:
+    return _normalise(x + noise * rng.standard_normal(x.shape) / math.sqrt(x.shape[-1]))
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    a, group = grouped(rng, 30, 6, 32)
+    b, _ = grouped(rng, 30, 6, 32)
+    train_a, _ = grouped(rng, 30, 6, 32)
+    train_b, _ = grouped(rng, 30, 6, 32)
+    queries = {"a": noisy(a, rng), "b": noisy(b, rng)}
+    return {"a": a, "b": b}, group, {"a": train_a, "b": train_b}, queries
+
+
+CONFIGS = {
+    "1d": IndexConfig(types=("a",), mode="1d", k=48),
+    "2d": IndexConfig(types=("a", "b"), mode="2d", k=48),
+}
+
+
+@pytest.fixture(scope="module")
+def indexes(data):
+    feats, _, _, _ = data
+    return {mode: InvertedIndex.build(feats, cfg) for mode, cfg in CONFIGS.items()}
+
+
+def _query(queries, i):
+    return {t: q[i] for t, q in queries.items()}
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+def test_each_image_has_exactly_p_entries(indexes, mode):
+    index = indexes[mode]
+    postings = index.postings
+    assert np.array_equal(np.bincount(postings.ids, minlength=len(index)), np.full(len(index), P))
+    assert postings.ids.dtype == np.uint32 and postings.offsets[-1] == postings.ids.size
+    assert index.stats["entries_per_image"] == P
+    if mode == "2d":  # CSR over occupied cells only
+        assert np.all(np.diff(postings.keys) > 0) and np.all(np.diff(postings.offsets) > 0)
+
+
+def test_memory_per_image_matches_the_thesis_table():
+    rng = np.random.default_rng(1)
+    a, _ = grouped(rng, 10, 6, 512)
+    b, _ = grouped(rng, 10, 6, 512)
+    one = InvertedIndex.build({"a": a}, IndexConfig(types=("a",), k=16))
+    two = InvertedIndex.build({"a": a, "b": b}, IndexConfig(types=("a", "b"), mode="2d", k=16))
+    assert one.stats["bytes_per_image"] == 14 * 4 + 512 * 4 == 2104
+    assert two.stats["bytes_per_image"] <= 4152
+    assert one.signatures["a"].shape == (60, 512)
+    half = InvertedIndex.build({"a": a}, IndexConfig(types=("a",), k=16, float16_signatures=True))
+    assert half.stats["bytes_per_image"] == 14 * 4 + 512 * 2
+
+
+@pytest.mark.parametrize(
+    "mode, scoring",
+    [("1d", "votes_signature"), ("2d", "votes_signature"), ("1d", "signature"), ("2d", "signature")],
+)
+def test_noisy_copy_ranks_its_image_first(indexes, data, mode, scoring):
+    _, _, _, queries = data
+    index = indexes[mode].with_query_options(scoring=scoring)
+    for i in range(0, 180, 17):
+        ids, scores = index.search(_query(queries, i), k=5)
+        assert ids[0] == i and scores[0] > scores[1]
+
+
+def test_votes_alone_rank_a_noisy_copy_first():
+    # without the signature the words must tell the image apart: images do not share clusters here
+    rng = np.random.default_rng(2)
+    a = _normalise(rng.standard_normal((150, P, 32)))
+    index = InvertedIndex.build({"a": a}, IndexConfig(types=("a",), k=100, scoring="votes"))
+    for i in range(0, 150, 13):
+        ids, scores = index.search({"a": noisy(a[i], rng)}, k=3)
+        assert ids[0] == i and scores[0] > scores[1]
+
+
+def test_2d_gives_fewer_but_purer_candidates(indexes, data):
+    _, group, _, queries = data
+    counts, purity = {}, {}
+    for mode, index in indexes.items():
+        found = [index.search(_query(queries, i), k=len(index))[0] for i in range(0, 180, 7)]
+        counts[mode] = np.mean([ids.size for ids in found])
+        purity[mode] = np.mean([np.mean(group[ids] == group[i]) for i, ids in zip(range(0, 180, 7), found)])
+    assert counts["2d"] < counts["1d"]
+    assert purity["2d"] > purity["1d"] + 0.2
+
+
+def test_search_batch_matches_search(indexes, data):
+    _, _, _, queries = data
+    index = indexes["2d"].with_query_options(ma=2)
+    batch = {t: q[:12] for t, q in queries.items()}
+    ids, scores = index.search_batch(batch, k=400)
+    for i in range(12):
+        one_ids, one_scores = index.search(_query(batch, i), k=400)
+        assert np.array_equal(ids[i, : one_ids.size], one_ids) and np.array_equal(
+            scores[i, : one_ids.size], one_scores
+        )
+        assert np.all(ids[i, one_ids.size :] == -1) and np.all(np.isneginf(scores[i, one_ids.size :]))
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+def test_add_equals_build_on_all(data, mode):
+    feats, _, train, queries = data
+    cfg = CONFIGS[mode]
+    grown = InvertedIndex.build({t: x[:100] for t, x in feats.items()}, cfg, train=train)
+    grown.add({t: x[100:] for t, x in feats.items()})
+    full = InvertedIndex.build(feats, cfg, models_from=grown)
+    assert grown.stats["vocab_source"] == "independent" and grown.images == full.images == tuple(range(180))
+    for name in ("keys", "offsets", "ids"):
+        assert np.array_equal(getattr(grown.postings, name), getattr(full.postings, name))
+    assert all(np.array_equal(grown.signatures[t], full.signatures[t]) for t in cfg.types)
+    got, want = grown.search_batch(queries, k=10), full.search_batch(queries, k=10)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+def test_merged_shards_are_bit_identical_to_a_single_build(data, mode):
+    feats, _, _, queries = data
+    cuts = [(0, 50), (50, 120), (120, 180)]
+    base = InvertedIndex.build({t: x[:50] for t, x in feats.items()}, CONFIGS[mode])
+    shards = [
+        InvertedIndex.build(
+            {t: x[lo:hi] for t, x in feats.items()}, CONFIGS[mode], models_from=base, images=range(lo, hi)
+        )
+        for lo, hi in cuts
+    ]
+    single = InvertedIndex.build(feats, CONFIGS[mode], models_from=base)
+    merged = InvertedIndex.merge(shards)
+    assert merged.images == single.images
+    got, want = merged.search_batch(queries, k=20), single.search_batch(queries, k=20)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    for i in range(0, 180, 11):
+        ids, scores = search_shards(shards, _query(queries, i), k=20)
+        assert np.array_equal(ids, want[0][i]) and np.array_equal(scores, want[1][i])
+    with pytest.raises(UserError, match="models_from"):
+        InvertedIndex.merge(
+            [shards[0], InvertedIndex.build({t: x[:60] for t, x in feats.items()}, CONFIGS[mode])]
+        )
+
+
+def test_save_load_round_trip(indexes, data, tmp_path):
+    _, _, _, queries = data
+    index = indexes["2d"]
+    target = index.save(tmp_path / "idx")
+    index.save(target)  # overwriting an index replaces it atomically
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    fmt = json.loads((target / "format.json").read_text())
+    assert fmt["format"] == "imagexplore-deepindex" and fmt["version"] == 1
+    assert {"vocab_a.npy", "pca_b.npz", "postings_cells.npy", "signatures_a.npy", "images.json"} <= set(
+        fmt["files"]
+    )
+    stats = json.loads((target / "stats.json").read_text())
+    assert (
+        stats["images"] == 180 and stats["vocab_source"] == "collection" and stats["k"] == {"a": 48, "b": 48}
+    )
+    loaded = InvertedIndex.load(target)
+    assert loaded.images == index.images and loaded.config == index.config
+    got, want = loaded.search_batch(queries, k=10), index.search_batch(queries, k=10)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("x")
+    with pytest.raises(UserError, match="not a DeepIndex directory"):
+        index.save(tmp_path / "other")
+
+
+def _damage_truncate(path):
+    path.write_bytes(path.read_bytes()[:-8])
+
+
+def _damage_flip(path):
+    blob = bytearray(path.read_bytes())
+    blob[-3] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("postings_ids.npy", _damage_truncate, "damaged"),
+        ("signatures_a.npy", _damage_flip, "damaged"),
+        ("vocab_a.npy", lambda p: p.unlink(), "cannot read"),
+        (
+            "format.json",
+            lambda p: p.write_text(p.read_text().replace('"version": 1', '"version": 2')),
+            "version 2",
+        ),
+    ],
+)
+def test_load_rejects_damaged_or_foreign_indexes(indexes, tmp_path, name, damage, message):
+    target = indexes["1d"].save(tmp_path / "idx")
+    damage(target / name)
+    with pytest.raises(DataError, match=message):
+        InvertedIndex.load(target)
+
+
+def test_concurrent_searches_equal_sequential(indexes, data):
+    _, _, _, queries = data
+    index = indexes["2d"].with_query_options(ma=2)
+    todo = [_query(queries, i) for i in range(60)]
+    sequential = [index.search(q, k=10) for q in todo]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda q: index.search(q, k=10), todo))
+    for (a_ids, a_sc), (b_ids, b_sc) in zip(sequential, concurrent):
+        assert np.array_equal(a_ids, b_ids) and np.array_equal(a_sc, b_sc)
+
+
+def _naive_scores(index: InvertedIndex, feats: dict, query: dict[str, np.ndarray]) -> dict[int, float]:
+    """THESIS.md step 5 by hand from the indexed ``feats``: loops over patches, posting lists and matches."""
+    cfg, vocab = index.config, index.vocabularies
+    n = len(index)
+
+    def dists(t, x):
+        return ((x[:, None, :].astype(np.float64) - vocab[t][None]) ** 2).sum(-1)
+
+    def image_keys(patches):
+        if cfg.mode == "1d":
+            return [int(np.argmin(row)) for row in dists("a", patches["a"])]
+        da, db = dists("a", patches["a"]), dists("b", patches["b"])
+        return [int(np.argmin(ra)) * vocab["b"].shape[0] + int(np.argmin(rb)) for ra, rb in zip(da, db)]
+
+    postings = defaultdict(list)
+    for i in range(n):
+        for key in image_keys({t: x[i] for t, x in feats.items()}):
+            postings[key].append(i)
+    qkeys = []
+    if cfg.mode == "1d":
+        for row in dists("a", query["a"]):
+            qkeys += [int(w) for w in np.argsort(row)[: cfg.ma]]
+    else:
+        for ra, rb in zip(dists("a", query["a"]), dists("b", query["b"])):
+            pairs = sorted(
+                (ra[wa] + rb[wb], wa, wb)
+                for wa in np.argsort(ra)[: cfg.ma]
+                for wb in np.argsort(rb)[: cfg.ma]
+            )
+            qkeys += [int(wa) * vocab["b"].shape[0] + int(wb) for _, wa, wb in pairs[: cfg.ma]]
+    idf = {key: math.log(n / len(set(ids))) for key, ids in postings.items()}
+    tf_q = Counter(qkeys)
+    qnorm = math.sqrt(sum((c * idf.get(key, 0.0)) ** 2 for key, c in tf_q.items()))
+    dnorm = [0.0] * n
+    for key, ids in postings.items():
+        for i, c in Counter(ids).items():
+            dnorm[i] += (c * idf[key]) ** 2
+    votes = defaultdict(float)
+    for key, c in tf_q.items():
+        for i in postings.get(key, []):
+            votes[i] += c * idf[key] ** 2
+    scores = {}
+    for i, v in votes.items():
+        cos = 0.0
+        for t in cfg.types:
+            mean, comps = index.pca[t]
+            s = (query[t][0].astype(np.float64) - mean) @ comps.T.astype(np.float64)
+            s = (s / np.linalg.norm(s)).astype(np.float32).astype(np.float64)  # stored precision, both sides
+            cos += float(index.signatures[t][i].astype(np.float64) @ s) / len(cfg.types)
+        g = math.exp(-2 * (1 - cos) / cfg.sigma**2) if cfg.kernel == "exp" else float(cos >= cfg.threshold)
+        denom = qnorm * math.sqrt(dnorm[i])
+        scores[i] = (v / denom if denom > 0 else 0.0) * g
+    return scores
+
+
+@pytest.mark.parametrize(
+    "mode, kernel", [("1d", "exp"), ("2d", "exp"), ("1d", "threshold"), ("2d", "threshold")]
+)
+def test_scores_match_a_naive_reference(mode, kernel):
+    rng = np.random.default_rng(3)
+    feats = {t: _normalise(rng.standard_normal((12, 4, 8))) for t in ("a", "b")}
+    types = ("a",) if mode == "1d" else ("a", "b")
+    cfg = IndexConfig(
+        types=types, mode=mode, k=4, ma=2, kernel=kernel, threshold=0.1, sigma=0.7, points_per_word=1
+    )
+    index = InvertedIndex.build({t: feats[t] for t in types}, cfg)
+    for i in range(4):
+        query = {t: noisy(feats[t][i], rng, 0.5) for t in types}
+        want = _naive_scores(index, {t: feats[t] for t in types}, query)
+        ids, scores = index.search(query, k=12)
+        assert sorted(ids.tolist()) == sorted(want)
+        np.testing.assert_allclose(
+            scores, [want[i] for i in ids.tolist()], rtol=1e-5, atol=1e-7
+        )  # cosines are float32
+
+
+def test_small_collections_get_fewer_words_and_configs_are_checked(data):
+    feats, _, _, _ = data
+    index = InvertedIndex.build({"a": feats["a"][:10]}, IndexConfig(types=("a",), k=1000))
+    assert index.stats["k"] == {"a": 10 * P // 20} and index.stats["k_requested"] == {"a": 1000}
+    with pytest.raises(ConfigError, match="exactly 2"):
+        IndexConfig(types=("a",), mode="2d")
+    with pytest.raises(ConfigError, match="scoring"):
+        IndexConfig(scoring="bm25")
+    with pytest.raises(ConfigError, match="only"):
+        index.with_query_options(k=3)
+    with pytest.raises(DataError, match="D=16"):
+        index.search({"a": np.ones((P, 16), np.float32)})
+    with pytest.raises(DataError, match="lack feature type"):
+        InvertedIndex.build({"x": feats["a"]}, IndexConfig(types=("a",)))
