@@ -46,6 +46,7 @@ def _ods(model) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~45 s alone; a loaded 2-core machine can make torch many times slower
 @pytest.mark.parametrize("config", ["shapes_rds_quick", "shapes_fcfn_quick"])
 def test_edge_model_learns_shapes_boundaries(tmp_path, config):
     cfg = load_config(f"edges/{config}.yaml", [*RECIPE, "train.iterations=300"])

@@ -14,7 +14,12 @@ from imagexplore import __version__
 from imagexplore.errors import UserError
 
 # Task command groups: each module has add_commands(subparsers) and run(args). Later chapters append theirs.
-TASK_CLIS = ("imagexplore.classification.cli", "imagexplore.segmentation.cli", "imagexplore.edges.cli")
+TASK_CLIS = (
+    "imagexplore.classification.cli",
+    "imagexplore.segmentation.cli",
+    "imagexplore.edges.cli",
+    "imagexplore.retrieval.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
