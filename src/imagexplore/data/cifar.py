@@ -20,9 +20,7 @@ instead of running code.
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 import tarfile
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 
 from imagexplore.data.images import UInt8ImageDataset
+from imagexplore.data.pickles import load_numpy_pickle
 from imagexplore.errors import ConfigError, DataError
 
 # Official archive name, the folder inside it, and its train / test / meta files, per variant.
@@ -50,30 +49,10 @@ _LAYOUT = {
     ),
 }
 
-# The only globals the official CIFAR pickles (Python 2 cPickle, protocol 2) and numpy's newer pickles reference.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(
-                f"refusing to unpickle {module}.{name} (only numpy arrays are expected)"
-            )
-        return super().find_class(module, name)
-
 
 def _unpickle(data: bytes, where: str) -> dict:
     try:
-        obj = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+        obj = load_numpy_pickle(data, encoding="bytes")
     except Exception as exc:
         raise DataError(f"cannot read CIFAR file {where}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, dict):

@@ -11,12 +11,9 @@ features, so queries are described the same way) and, in ``stats.json``, the bac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -180,25 +177,13 @@ class Index:
 
     # -------------------------------------------------------------------------------------------------- files
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write the index directory atomically: staged beside ``directory``, then swapped into place."""
-        dest = Path(directory)
-        if dest.exists() and not (dest / "format.json").is_file():
-            raise UserError(f"{dest} exists and is not an index directory: choose another path or remove it")
-        stage = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.stage"
-        try:
-            self.inverted.save(stage)
-            _patch_stats(stage, {"backbone": self.backbone, "skipped": list(self.skipped)})
-            (stage / BACKBONE_FILE).write_text(json.dumps({"name": self.backbone}, indent=1) + "\n")
-            if dest.exists():
-                old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex}"
-                os.rename(dest, old)
-                os.rename(stage, dest)
-                shutil.rmtree(old)
-            else:
-                os.rename(stage, dest)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        return dest
+        """Write the index directory atomically (`InvertedIndex.save`), with the backbone's name and the skipped
+        files recorded (``backbone.json``, stats.json), all checksummed."""
+        return self.inverted.save(
+            directory,
+            extra_stats={"backbone": self.backbone, "skipped": list(self.skipped)},
+            extra_files={BACKBONE_FILE: (json.dumps({"name": self.backbone}, indent=1) + "\n").encode()},
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Index:
@@ -213,18 +198,8 @@ class Index:
                 f"{root / BACKBONE_FILE} is missing or damaged: rebuild the index with `imagexplore retrieve build`"
             ) from exc
         inverted = InvertedIndex.load(root)
-        skipped = json.loads((root / "stats.json").read_text()).get("skipped", [])
+        skipped = json.loads((root / "stats.json").read_text()).get("skipped", [])  # checked by load
         return cls(inverted, backbone, skipped)
-
-
-def _patch_stats(root: Path, extra: dict) -> None:
-    """Add ``extra`` to stats.json and its new sha256 to format.json, which `InvertedIndex.load` checks."""
-    stats = json.loads((root / "stats.json").read_text())
-    blob = (json.dumps({**stats, **extra}, indent=1) + "\n").encode()
-    (root / "stats.json").write_bytes(blob)
-    fmt = json.loads((root / "format.json").read_text())
-    fmt["files"]["stats.json"] = hashlib.sha256(blob).hexdigest()
-    (root / "format.json").write_text(json.dumps(fmt, indent=1) + "\n")
 
 
 def _as_files(paths, what: str) -> list[Path]:

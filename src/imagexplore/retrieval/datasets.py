@@ -15,8 +15,6 @@ so a tampered file raises `DataError` instead of running code.
 
 from __future__ import annotations
 
-import io
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imagexplore.data.pickles import load_numpy_pickle
 from imagexplore.errors import DataError
 
 # Holidays: six digits, the first four name the group, ``NNNN00`` is the group's query (eval_holidays.py).
@@ -36,20 +35,8 @@ UKBENCH_GROUP_SIZE = 4
 _OXFORD_LISTS = ("good", "ok", "junk")
 _OXFORD_PREFIX = "oxc1_"  # Oxford's query files name the image "oxc1_<image>"; Paris's do not
 
+
 # The only globals a revisited gnd pickle (dicts and lists of names, indices, numpy arrays) may reference.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
-}
-
-
 def _basename(name: str) -> str:
     return str(name).replace("\\", "/").rsplit("/", 1)[-1]
 
@@ -186,15 +173,6 @@ class RevisitedGroundTruth:
     gnd: list[dict[str, np.ndarray]]  # per query: "bbx" (4 floats, x1 y1 x2 y2), "easy", "hard", "junk"
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(
-                f"refusing to unpickle {module}.{name} (only numpy arrays are expected)"
-            )
-        return super().find_class(module, name)
-
-
 def read_revisited_gnd(path: str | Path) -> RevisitedGroundTruth:
     """ROxford5k / RParis6k ground truth from ``gnd_roxford5k.pkl`` / ``gnd_rparis6k.pkl`` (revisitop)."""
     path = Path(path)
@@ -205,7 +183,7 @@ def read_revisited_gnd(path: str | Path) -> RevisitedGroundTruth:
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
     try:
-        obj = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        obj = load_numpy_pickle(data, encoding="latin1")
     except Exception as exc:
         raise DataError(f"cannot read revisited ground truth {path}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, dict) or not {"imlist", "qimlist", "gnd"} <= obj.keys():

@@ -622,8 +622,17 @@ class InvertedIndex:
         return out / len(data.signatures)
 
     # --------------------------------------------------------------------------------------------------- disk
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the index as a versioned directory, atomically (temp dir beside it, fsync, rename)."""
+    def save(
+        self,
+        directory: str | os.PathLike,
+        *,
+        extra_stats: dict | None = None,
+        extra_files: dict[str, bytes] | None = None,
+    ) -> Path:
+        """Write the index as a versioned directory, atomically (temp dir beside it, fsync, rename).
+
+        ``extra_stats`` are merged into stats.json and ``extra_files`` written beside the index (both checksummed
+        in format.json): how a wrapper such as `retrieval.api.Index` records what it adds."""
         dest = Path(directory)
         if dest.exists() and not (dest / "format.json").is_file():
             raise UserError(
@@ -633,7 +642,7 @@ class InvertedIndex:
         blobs: dict[str, bytes] = {
             "config.json": _json_bytes(self.config.to_json()),
             "images.json": _json_bytes(list(data.images)),
-            "stats.json": _json_bytes(self.stats),
+            "stats.json": _json_bytes({**self.stats, **(extra_stats or {})}),
             "postings_offsets.npy": _npy_bytes(data.postings.offsets),
             "postings_ids.npy": _npy_bytes(data.postings.ids),
         }
@@ -645,6 +654,7 @@ class InvertedIndex:
             np.savez(buf, mean=models.pca_mean[name], components=models.pca_components[name])
             blobs[f"pca_{name}.npz"] = buf.getvalue()
             blobs[f"signatures_{name}.npy"] = _npy_bytes(data.signatures[name])
+        blobs.update(extra_files or {})
         digests = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
         blobs["format.json"] = _json_bytes(
             {"format": FORMAT_NAME, "version": FORMAT_VERSION, "files": digests}
