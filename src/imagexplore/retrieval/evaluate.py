@@ -1,0 +1,351 @@
+"""`imagexplore retrieve eval`: DeepIndex on a retrieval benchmark, scored with the benchmark's own protocol.
+
+The CNN is the slow part, so features are extracted once per benchmark (`extract_benchmark`) and any number of
+index variants are built and scored from them (`evaluate_index`): 1-D / 2-D, scoring, vocabulary size, and the
+patch ablation — patches are ordered whole image, 2×2, 3×3, so the first 1 / 5 / 14 rows are the nested patch
+sets. `evaluate_pixels` is the raw-pixel baseline (tiny images, Torralba et al. 2008) on the same rankings code.
+
+Rankings are the index's candidates, best first; images sharing no word with a query are not returned and count
+as misses, as docs/retrieval_evaluation.md says for top-k rankings (UKBench's N-S only needs the top 4, padded
+by database order in the rare case a query has fewer candidates).
+
+Experiment configs (``configs/retrieval/*.yaml``) hold ``dataset``, ``backbone``, ``patch_size``, ``patches``,
+``target`` (the thesis' published number, printed as such beside ours) and ``index`` (`IndexConfig` fields);
+a plain YAML of `IndexConfig` fields (what `retrieve build --config` takes) works too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imagexplore.errors import ConfigError, DataError
+from imagexplore.retrieval.benchmarks import OFFICIAL, RetrievalBenchmark, load_official
+from imagexplore.retrieval.index import IndexConfig, InvertedIndex
+from imagexplore.retrieval.metrics import NS_TOP, mean_average_precision, revisited_map, ukbench_ns_score
+
+DATASETS = OFFICIAL + ("shapes", "photo-copies")
+PATCH_SETS = (1, 5, 14)  # whole image; + 2×2 grid; + 3×3 grid (the default 14 patches)
+_EXPERIMENT_KEYS = {"dataset", "backbone", "weights", "patch_size", "patches", "target", "index", "note"}
+
+
+@dataclass
+class BenchmarkFeatures:
+    """Patch features of a benchmark: database rows (readable images only) and query rows."""
+
+    db: dict[str, np.ndarray]  # type -> (N_readable, P, D)
+    kept: np.ndarray  # database position of each row
+    skipped: list[str]  # unreadable database images
+    queries: dict[str, np.ndarray]  # type -> (Q, P, D)
+    seconds: float
+
+
+def default_root(name: str) -> Path:
+    """Where a generated set is written, or where an official benchmark is found (`imagexplore data list`)."""
+    if name in OFFICIAL:
+        from imagexplore.data.assets import benchmark_root
+
+        found = benchmark_root(name)
+        if found is None:
+            raise DataError(
+                f"{name} not found under the data roots: give --root DIR (its official layout, "
+                "see docs/chapter4.md) or put it at $IMAGEXPLORE_DATA/" + name
+            )
+        return found.parent if found.name in ("jpg", "full") else found
+    return Path.home() / ".cache" / "imagexplore" / "retrieval" / name
+
+
+def load_benchmark(name: str, root: str | Path | None = None, **options) -> RetrievalBenchmark:
+    """An official benchmark read from ``root``, or a generated one written there (``options`` go to it)."""
+    from imagexplore.retrieval import querysets
+
+    root = Path(root) if root is not None else default_root(name)
+    if name in OFFICIAL:
+        if options:
+            raise ConfigError(f"{name} takes no generation options, got {sorted(options)}")
+        return load_official(name, root)
+    if name == "shapes":
+        return querysets.make_shapes(root, **options)
+    if name == "photo-copies":
+        return querysets.make_photo_copies(root, **options)
+    raise ConfigError(f"unknown retrieval dataset {name!r}: choose one of {DATASETS}")
+
+
+def extract_benchmark(
+    bench: RetrievalBenchmark, extractor, *, batch_size: int = 32, progress: bool = True
+) -> BenchmarkFeatures:
+    """Features of the database (unreadable images skipped and listed) and of the queries (cropped to boxes)."""
+    from imagexplore.retrieval.features import extract
+
+    start = time.perf_counter()
+    db, skipped = extract(extractor, bench.images, batch_size=batch_size, progress=progress, on_bad="skip")
+    bad = {str(p) for p in skipped}
+    kept = np.array([i for i, p in enumerate(bench.images) if str(p) not in bad], dtype=np.int64)
+    if bench.query_ids is not None and bench.query_boxes is None:
+        row_of = np.full(len(bench.images), -1)
+        row_of[kept] = np.arange(kept.size)
+        rows = row_of[bench.query_ids]
+        if (rows < 0).any():
+            lost = bench.images[int(bench.query_ids[np.argmax(rows < 0)])]
+            raise DataError(f"query image {lost} of {bench.name} cannot be read: fix or restore the file")
+        queries = {t: f[rows] for t, f in db.items()}
+    else:
+        queries = extract(
+            extractor, bench.queries, batch_size=batch_size, progress=progress, boxes=bench.query_boxes
+        )
+    return BenchmarkFeatures(db, kept, [str(p) for p in skipped], queries, time.perf_counter() - start)
+
+
+def _patch_subset(feats: dict[str, np.ndarray], patches: int) -> dict[str, np.ndarray]:
+    if patches not in PATCH_SETS:
+        raise ConfigError(f"patches must be one of {PATCH_SETS} (whole; + 2×2; + 3×3), not {patches}")
+    if next(iter(feats.values())).shape[1] < patches:
+        raise ConfigError(f"the features have fewer than {patches} patches per image")
+    return {t: f[:, :patches] for t, f in feats.items()}
+
+
+def score_rankings(bench: RetrievalBenchmark, rankings: list[np.ndarray]) -> dict[str, float]:
+    """The benchmark's metrics for rankings of database positions, one per query, best first."""
+    if bench.protocol == "map":
+        return {"map": mean_average_precision(rankings, bench.positives, bench.junk)}
+    if bench.protocol == "ns":
+        padded = []
+        for r in rankings:
+            if r.size < NS_TOP:  # fill from database order, skipping what is already ranked
+                rest = np.setdiff1d(np.arange(len(bench.images)), r)[: NS_TOP - r.size]
+                r = np.concatenate([r, rest])
+            padded.append(r[:NS_TOP])
+        return {"ns": ukbench_ns_score(padded, bench.groups, queries=bench.query_ids)}
+    return revisited_map(rankings, bench.gnd)
+
+
+def evaluate_index(
+    bench: RetrievalBenchmark,
+    feats: BenchmarkFeatures,
+    config: IndexConfig,
+    *,
+    patches: int = 14,
+    train: dict[str, np.ndarray] | None = None,
+) -> dict:
+    """Build the index on the database features, search with every query, score: metrics and costs."""
+    missing = [t for t in config.types if t not in feats.db]
+    if missing:
+        raise ConfigError(
+            f"the backbone has no feature type(s) {missing}: choose types among {sorted(feats.db)}"
+        )
+    db = _patch_subset({t: feats.db[t] for t in config.types}, patches)
+    queries = _patch_subset({t: feats.queries[t] for t in config.types}, patches)
+    if train is not None:
+        train = _patch_subset({t: train[t] for t in config.types}, patches)
+    index = InvertedIndex.build(db, config, images=feats.kept.tolist(), train=train)
+    depth = NS_TOP if bench.protocol == "ns" else len(index)
+    start = time.perf_counter()
+    ids, _ = index.search_batch(queries, k=depth)
+    seconds = time.perf_counter() - start
+    rankings = [feats.kept[row[row >= 0]] for row in ids]
+    stats = index.stats
+    return {
+        "metrics": score_rankings(bench, rankings),
+        "query_ms": 1000 * seconds / len(rankings),
+        "build_seconds": stats["build_seconds"],
+        "bytes_per_image": stats["bytes_per_image"],
+        "k": stats["k"],
+        "vocab_source": stats["vocab_source"],
+        "patches": patches,
+        "config": config.to_json(),
+    }
+
+
+def pixel_descriptors(paths, boxes=None, size: int = 16) -> np.ndarray:
+    """Raw-pixel baseline: each image (or its box) shrunk to size×size RGB, mean-removed, L2-normalised."""
+    from PIL import Image
+
+    from imagexplore.data.images import load_image
+
+    out = np.zeros((len(paths), size * size * 3), dtype=np.float32)
+    for i, path in enumerate(paths):
+        try:
+            img = load_image(path, "RGB")
+        except DataError:
+            continue  # an unreadable image gets a zero descriptor: similar to nothing
+        if boxes is not None and boxes[i] is not None:
+            img = img.crop(tuple(int(round(v)) for v in boxes[i]))
+        x = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32).ravel()
+        x -= x.mean()
+        out[i] = x / max(float(np.linalg.norm(x)), 1e-12)
+    return out
+
+
+def evaluate_pixels(bench: RetrievalBenchmark, size: int = 16) -> dict:
+    """The raw-pixel baseline scored like the index: cosine ranking of every database image."""
+    start = time.perf_counter()
+    db = pixel_descriptors(bench.images, size=size)
+    if bench.query_ids is not None and bench.query_boxes is None:
+        queries = db[bench.query_ids]
+    else:
+        queries = pixel_descriptors(bench.queries, bench.query_boxes, size=size)
+    depth = NS_TOP if bench.protocol == "ns" else len(bench.images)
+    sims = queries @ db.T
+    rankings = list(np.argsort(-sims, axis=1, kind="stable")[:, :depth])
+    return {
+        "metrics": score_rankings(bench, rankings),
+        "seconds": time.perf_counter() - start,
+        "descriptor": f"{size}x{size} RGB pixels, mean-removed, L2",
+    }
+
+
+# --------------------------------------------------------------------------------------------------- configs
+def read_experiment(path: str | Path | None) -> dict:
+    """An experiment config: ``index`` (IndexConfig fields) plus dataset/backbone/patch_size/patches/target."""
+    if path is None:
+        return {"index": {}}
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"retrieval config {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping (experiment keys or IndexConfig fields)")
+    if "index" not in data:  # a plain IndexConfig file, as `retrieve build --config` takes
+        return {"index": data}
+    unknown = sorted(set(data) - _EXPERIMENT_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {path}: allowed are {sorted(_EXPERIMENT_KEYS)}")
+    return data
+
+
+def run_eval(
+    dataset: str,
+    root: str | Path | None = None,
+    *,
+    config: dict | IndexConfig | None = None,
+    backbone: str | None = None,
+    weights: str | None = None,
+    patch_size: int | None = None,
+    patches: int = 14,
+    train: str | Path | None = None,
+    baseline: bool = False,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Everything `retrieve eval` does: load the benchmark, extract, build, search, score (and the baseline)."""
+    from imagexplore.retrieval.api import _as_files, resolve_config
+    from imagexplore.retrieval.features import DEFAULT_BACKBONE, extract, load_backbone
+
+    cfg = resolve_config(config)
+    bench = load_benchmark(dataset, root)
+    name = backbone or DEFAULT_BACKBONE
+    extractor = load_backbone(name, weights=weights, device=device, input_size=patch_size)
+    feats = extract_benchmark(bench, extractor, batch_size=batch_size, progress=progress)
+    train_feats = None
+    if train is not None:
+        train_feats, _ = extract(
+            extractor,
+            _as_files(train, "training images"),
+            batch_size=batch_size,
+            progress=progress,
+            on_bad="skip",
+        )
+    result = evaluate_index(bench, feats, cfg, patches=patches, train=train_feats)
+    out = {
+        "dataset": bench.name,
+        "protocol": bench.protocol,
+        "images": len(bench.images),
+        "queries": len(bench.queries),
+        "skipped": feats.skipped,
+        "backbone": name,
+        "patch_size": extractor.input_size,
+        "extract_seconds": round(feats.seconds, 3),
+        **result,
+        "notes": bench.notes,
+    }
+    if baseline:
+        out["pixel_baseline"] = evaluate_pixels(bench)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+def add_parser(rsub) -> None:
+    p = rsub.add_parser(
+        "eval",
+        help="index a benchmark and score it (Holidays, UKBench, Oxford/Paris, revisited, generated sets)",
+    )
+    p.add_argument("--dataset", default=None, choices=DATASETS, help="benchmark (default: the config's)")
+    p.add_argument(
+        "--root",
+        default=None,
+        help="benchmark folder in its official layout (shapes/photo-copies: where the set is written; "
+        "default: the data roots / ~/.cache/imagexplore/retrieval)",
+    )
+    p.add_argument("--config", default=None, help="configs/retrieval/*.yaml or a YAML of IndexConfig fields")
+    p.add_argument("--mode", choices=["1d", "2d"], default=None, help="1d: high features; 2d: mid × high")
+    p.add_argument("--k", type=int, default=None, help="vocabulary size per feature type")
+    p.add_argument("--scoring", choices=["votes_signature", "votes", "signature"], default=None)
+    p.add_argument("--ma", type=int, default=None, help="words per query patch (multiple assignment)")
+    p.add_argument("--patches", type=int, choices=PATCH_SETS, default=None, help="1, 5 or 14 (default)")
+    p.add_argument("--backbone", default=None, help="efficientnet-lite0 (default) or timm:<model>")
+    p.add_argument("--weights", default=None, help="local weights file for a timm backbone")
+    p.add_argument("--patch-size", type=int, default=None, help="CNN input size per patch (Lite0: 224)")
+    p.add_argument("--train", default=None, help="independent image folder for vocabularies and PCA")
+    p.add_argument("--baseline", action="store_true", help="also score the raw-pixel baseline")
+    p.add_argument("--batch-size", type=int, default=32, help="patches per CNN forward")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def run(args) -> int:
+    from imagexplore.clitools import eval_device
+    from imagexplore.retrieval.api import resolve_config
+
+    exp = read_experiment(args.config)
+    dataset = args.dataset or exp.get("dataset")
+    if dataset is None:
+        raise ConfigError("give --dataset (or a config with a 'dataset' key)")
+    overrides = {k: v for k, v in (("scoring", args.scoring), ("ma", args.ma)) if v is not None}
+    cfg = resolve_config({**exp["index"], **overrides}, mode=args.mode, k=args.k)
+    res = run_eval(
+        dataset,
+        args.root,
+        config=cfg,
+        backbone=args.backbone or exp.get("backbone"),
+        weights=args.weights or exp.get("weights"),
+        patch_size=args.patch_size or exp.get("patch_size"),
+        patches=args.patches or exp.get("patches", 14),
+        train=args.train,
+        baseline=args.baseline,
+        batch_size=args.batch_size,
+        device=eval_device(args),
+        progress=not args.json,
+    )
+    if "target" in exp:
+        res["published_target"] = exp["target"]
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
+    print(
+        f"{res['dataset']}: {res['images']} images, {res['queries']} queries, {len(res['skipped'])} skipped | "
+        f"{cfg.mode} k={res['k']} {cfg.scoring}, {res['patches']} patches | {metrics} | "
+        f"{res['query_ms']:.1f} ms/query, {res['bytes_per_image']:.0f} B/image"
+    )
+    if "published_target" in res:
+        print(f"  published target (thesis): {res['published_target']}")
+    if "pixel_baseline" in res:
+        base = ", ".join(f"{k} {v:.4f}" for k, v in res["pixel_baseline"]["metrics"].items())
+        print(f"  raw-pixel baseline: {base}")
+    for path in res["skipped"]:
+        print(f"  skipped {path}")
+    return 0

@@ -1,0 +1,203 @@
+"""Retrieval test sets built here from real photos and the shapes world (no benchmark download needed).
+
+``photo-copies`` (Copydays-style): the database is every real photo available offline — scikit-image's bundled
+photos, plus the Debian ``opencv-doc`` example images when installed — shrunk to at most ``max_side`` pixels.
+Some originals are queried by edited copies, one per edit in `EDITS` (crop, rotation, scale, JPEG, colour,
+occlusion; strengths as in INRIA Copydays' "strong" cases where it has one); the other photos are distractors.
+``opencv-doc``'s same-scene pairs add harder queries: the first image queries the database that holds the
+second (another viewpoint, not an edited copy). Each query has exactly one positive, so mAP is the mean of 1/rank
+(trapezoid: ½(j/p + (j+1)/(p+1)) with j = 0).
+
+``shapes``: ``views`` renderings of each of ``groups`` shapes-world scenes (`ShapesWorld.view`: rotation, scale,
+shift, flip, colour, blur, noise); view 0 queries, the other views are its positives; the query is ignored in
+its own ranking, as in Holidays.
+
+Both are written as image files under a folder (kept, so a second run reuses them) and returned as a
+`RetrievalBenchmark`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from imagexplore.data.assets import skimage_photos
+from imagexplore.data.images import load_image
+from imagexplore.errors import ConfigError, DataError
+from imagexplore.retrieval.benchmarks import RetrievalBenchmark
+
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+# opencv-doc's same-scene pairs (first queries, second is in the database); stereo chessboards are left out as
+# queries (13 near-identical boards) but stay in the database as distractors.
+OPENCV_PAIRS = (
+    ("graf1.png", "graf3.png"),
+    ("leuvenA.jpg", "leuvenB.jpg"),
+    ("box.png", "box_in_scene.png"),
+    ("aloeL.jpg", "aloeR.jpg"),
+    ("basketball1.png", "basketball2.png"),
+    ("rubberwhale1.png", "rubberwhale2.png"),
+    ("Blender_Suzanne1.jpg", "Blender_Suzanne2.jpg"),
+    ("aero1.jpg", "aero3.jpg"),
+    ("ela_original.jpg", "ela_modified.jpg"),
+)
+EDITS = ("crop", "rotate", "scale", "jpeg", "colour", "occlude")
+_MIN_SIDE = 128  # originals smaller than this (icons, 20-px digits) are distractors only
+
+
+def _edit(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image:
+    """One Copydays-style edit; the random parts (where to crop, which angle) come from ``rng``."""
+    w, h = img.size
+    if kind == "crop":  # keep 50 % of the area at a random place (Copydays crops 10-80 %)
+        cw, ch = int(w * 0.5**0.5), int(h * 0.5**0.5)
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return img.crop((x0, y0, x0 + cw, y0 + ch))
+    if kind == "rotate":  # 10-20 degrees either way, cropped to the original frame
+        angle = float(rng.uniform(10, 20) * rng.choice([-1, 1]))
+        return img.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+    if kind == "scale":  # a quarter of the linear size, back up: the detail lost in a thumbnail
+        small = img.resize((max(8, w // 4), max(8, h // 4)), Image.Resampling.BILINEAR)
+        return small.resize((w, h), Image.Resampling.BILINEAR)
+    if kind == "jpeg":  # Copydays' strongest JPEG quality is 3; 10 keeps it recognisable for a person
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=10)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    if kind == "colour":  # desaturate, brighten, shift contrast
+        out = ImageEnhance.Color(img).enhance(0.3)
+        out = ImageEnhance.Brightness(out).enhance(float(rng.uniform(1.2, 1.4)))
+        return ImageEnhance.Contrast(out).enhance(float(rng.uniform(0.6, 0.8)))
+    if kind == "occlude":  # a noise rectangle over 30 % of the image
+        arr = np.asarray(img).copy()
+        ow, oh = int(w * 0.3**0.5), int(h * 0.3**0.5)
+        x0, y0 = int(rng.integers(0, w - ow + 1)), int(rng.integers(0, h - oh + 1))
+        arr[y0 : y0 + oh, x0 : x0 + ow] = rng.integers(0, 256, (oh, ow, 3), dtype=np.uint8)
+        return Image.fromarray(arr)
+    raise ConfigError(f"unknown edit {kind!r}: choose from {EDITS}")
+
+
+def photo_sources() -> list[Path]:
+    """Real photos available offline: scikit-image's bundled ones, then opencv-doc's images when installed."""
+    found = list(skimage_photos())
+    if OPENCV_DATA.is_dir():
+        found += sorted(p for p in OPENCV_DATA.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    return found
+
+
+def _manifest_ok(folder: Path, spec: dict) -> bool:
+    path = folder / "manifest.json"
+    try:
+        return json.loads(path.read_text()).get("spec") == spec
+    except (OSError, ValueError):
+        return False
+
+
+def make_photo_copies(
+    folder: str | Path,
+    *,
+    originals: int = 24,
+    edits: tuple[str, ...] = EDITS,
+    pairs: bool = True,
+    max_side: int = 512,
+    seed: int = 0,
+    sources: list[Path] | None = None,
+) -> RetrievalBenchmark:
+    """Write (or reuse) the ``photo-copies`` set under ``folder``; ``originals`` photos get edited queries."""
+    folder = Path(folder)
+    sources = photo_sources() if sources is None else [Path(p) for p in sources]
+    bad = [e for e in edits if e not in EDITS]
+    if bad:
+        raise ConfigError(f"unknown edit(s) {bad}: choose from {EDITS}")
+    photos = {}
+    for src in sources:
+        try:
+            img = load_image(src, "RGB")
+        except DataError:
+            continue
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        photos[src.name] = img
+    if len(photos) < 2:
+        raise DataError(
+            "photo-copies needs real photos: install scikit-image (bundled photos) or Debian opencv-doc"
+        )
+    pair_list = [(a, b) for a, b in OPENCV_PAIRS if pairs and a in photos and b in photos]
+    query_only = {a for a, _ in pair_list}
+    db_names = [n for n in photos if n not in query_only]
+    rng = np.random.default_rng(seed)
+    eligible = [
+        n for n in db_names if min(photos[n].size) >= _MIN_SIDE and n not in {b for _, b in pair_list}
+    ]
+    if not eligible and not pair_list:
+        raise DataError(f"photo-copies needs photos with a shorter side of at least {_MIN_SIDE} px to edit")
+    chosen = sorted(rng.choice(eligible, size=min(originals, len(eligible)), replace=False).tolist())
+    spec = {"db": db_names, "chosen": chosen, "edits": list(edits), "pairs": pair_list, "max_side": max_side,
+            "seed": seed}  # fmt: skip
+    db_dir, q_dir = folder / "database", folder / "queries"
+    db_paths = {n: db_dir / f"{Path(n).stem}.png" for n in db_names}
+    queries, positives = [], []
+    for name in chosen:
+        for kind in edits:
+            queries.append(q_dir / f"{Path(name).stem}__{kind}.jpg")
+            positives.append(name)
+    for a, b in pair_list:
+        queries.append(q_dir / f"{Path(a).stem}__pair.png")
+        positives.append(b)
+    if not _manifest_ok(folder, spec):
+        db_dir.mkdir(parents=True, exist_ok=True)
+        q_dir.mkdir(parents=True, exist_ok=True)
+        for n, path in db_paths.items():
+            photos[n].save(path)
+        for name in chosen:
+            for kind in edits:
+                edit_rng = np.random.default_rng([seed, EDITS.index(kind), sorted(photos).index(name)])
+                _edit(photos[name], kind, edit_rng).save(q_dir / f"{Path(name).stem}__{kind}.jpg", quality=90)
+        for a, _ in pair_list:
+            photos[a].save(q_dir / f"{Path(a).stem}__pair.png")
+        (folder / "manifest.json").write_text(json.dumps({"spec": spec}, indent=1) + "\n")
+    order = {n: i for i, n in enumerate(db_names)}
+    return RetrievalBenchmark(
+        "photo-copies",
+        [db_paths[n] for n in db_names],
+        queries,
+        "map",
+        positives=[np.array([order[p]]) for p in positives],
+        junk=[np.zeros(0, np.int64) for _ in positives],
+        notes={
+            "database": f"{len(db_names)} photos (scikit-image + opencv-doc), longest side <= {max_side}",
+            "queries": f"{len(chosen)} originals x {len(edits)} edits {list(edits)} + {len(pair_list)} pairs",
+            "seed": seed,
+        },
+    )
+
+
+def make_shapes(
+    folder: str | Path, *, groups: int = 40, views: int = 4, size: int = 128, seed: int = 0
+) -> RetrievalBenchmark:
+    """Write (or reuse) ``groups`` x ``views`` shapes-world views under ``folder``; view 0 of a group queries."""
+    from imagexplore.data.shapes import ShapesWorld
+
+    if groups < 2 or views < 2:
+        raise ConfigError(f"shapes retrieval needs >= 2 groups of >= 2 views, got {groups} x {views}")
+    folder = Path(folder)
+    spec = {"groups": groups, "views": views, "size": size, "seed": seed}
+    paths = [folder / "database" / f"g{g:04d}_v{v}.png" for g in range(groups) for v in range(views)]
+    if not _manifest_ok(folder, spec):
+        (folder / "database").mkdir(parents=True, exist_ok=True)
+        world = ShapesWorld(seed=seed, size=size)
+        for g in range(groups):
+            for v in range(views):
+                Image.fromarray(world.view(g, v)["image"]).save(paths[g * views + v])
+        (folder / "manifest.json").write_text(json.dumps({"spec": spec}, indent=1) + "\n")
+    qids = np.arange(groups) * views
+    return RetrievalBenchmark(
+        "shapes",
+        paths,
+        [paths[q] for q in qids],
+        "map",
+        query_ids=qids,
+        positives=[np.arange(q + 1, q + views) for q in qids],
+        junk=[np.array([q]) for q in qids],
+        notes={"groups": groups, "views": views, "size": size, "seed": seed, "query_in_database": "ignored"},
+    )
