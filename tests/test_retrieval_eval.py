@@ -209,3 +209,20 @@ def test_experiment_config_and_bad_input(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
         evaluate.load_benchmark("ukbench", tmp_path / "empty")
+
+
+def test_bundled_configs_parse():
+    from imagexplore.retrieval.api import resolve_config
+
+    names = sorted(p.stem for p in evaluate.CONFIG_DIR.glob("*.yaml"))
+    assert "holidays_multi_deepindex" in names and len(names) >= 5
+    targets = {}
+    for name in names:
+        exp = evaluate.read_experiment(name)  # found by name
+        assert exp["dataset"] in evaluate.DATASETS
+        cfg = resolve_config(exp["index"])
+        assert cfg.signature_dim == 512 and len(cfg.types) == (2 if cfg.mode == "2d" else 1)
+        if "target" in exp:
+            targets[exp["dataset"]] = exp["target"]
+    assert targets["holidays"]["map"] == 0.8565 and targets["paris6k"]["map"] == 0.8124
+    assert targets["ukbench"]["ns"] == 3.76

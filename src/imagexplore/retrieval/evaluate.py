@@ -30,6 +30,7 @@ from imagexplore.retrieval.metrics import NS_TOP, mean_average_precision, revisi
 
 DATASETS = OFFICIAL + ("shapes", "photo-copies")
 PATCH_SETS = (1, 5, 14)  # whole image; + 2×2 grid; + 3×3 grid (the default 14 patches)
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "retrieval"
 _EXPERIMENT_KEYS = {"dataset", "backbone", "weights", "patch_size", "patches", "target", "index", "note"}
 
 
@@ -206,8 +207,12 @@ def read_experiment(path: str | Path | None) -> dict:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"retrieval config {path} not found")
+    if not path.is_file():  # a bundled config by name: holidays_multi_deepindex, shapes_quick, ...
+        bundled = CONFIG_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
+        if not bundled.is_file():
+            known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+            raise ConfigError(f"retrieval config {path} not found (bundled configs: {', '.join(known)})")
+        path = bundled
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
