@@ -226,3 +226,13 @@ def test_bundled_configs_parse():
             targets[exp["dataset"]] = exp["target"]
     assert targets["holidays"]["map"] == 0.8565 and targets["paris6k"]["map"] == 0.8124
     assert targets["ukbench"]["ns"] == 3.76
+
+
+def test_combined_sets_shift_ground_truth(tmp_path):
+    shapes = querysets.make_shapes(tmp_path / "s", groups=2, views=2, size=48)
+    other = querysets.make_shapes(tmp_path / "t", groups=3, views=2, size=48, seed=1)
+    both = querysets.combine("both", shapes, other)
+    assert len(both.images) == 10 and both.query_ids is None
+    assert [p.tolist() for p in both.positives] == [[1], [3], [5], [7], [9]]
+    assert [j.tolist() for j in both.junk] == [[0], [2], [4], [6], [8]]
+    assert all(both.images[j[0]] == q for j, q in zip(both.junk, both.queries))

@@ -201,3 +201,23 @@ def make_shapes(
         junk=[np.array([q]) for q in qids],
         notes={"groups": groups, "views": views, "size": size, "seed": seed, "query_in_database": "ignored"},
     )
+
+
+def combine(name: str, *sets: RetrievalBenchmark) -> RetrievalBenchmark:
+    """One database of several ``map`` sets (each set's images are distractors for the others' queries).
+
+    Queries are then described from their files (a query that is also a database image is described twice,
+    identically), and each set's ground truth is shifted to the combined database positions.
+    """
+    if not sets or any(s.protocol != "map" or s.query_boxes is not None for s in sets):
+        raise ConfigError("combine takes one or more mAP sets without query boxes (shapes, photo-copies)")
+    offsets = np.cumsum([0] + [len(s.images) for s in sets[:-1]])
+    return RetrievalBenchmark(
+        name,
+        [p for s in sets for p in s.images],
+        [q for s in sets for q in s.queries],
+        "map",
+        positives=[p + o for s, o in zip(sets, offsets) for p in s.positives],
+        junk=[j + o for s, o in zip(sets, offsets) for j in s.junk],
+        notes={s.name: s.notes for s in sets},
+    )
