@@ -7,16 +7,19 @@ signature (patch 0) singles out the image.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from imagexplore.errors import ConfigError, DataError, UserError
-from imagexplore.retrieval.index import IndexConfig, InvertedIndex, search_shards
+from imagexplore.retrieval.index import SCORINGS, IndexConfig, InvertedIndex, ShardedIndex, search_shards
 
 P = 14
 
@@ -61,8 +64,28 @@ def indexes(data):
     return {mode: InvertedIndex.build(feats, cfg) for mode, cfg in CONFIGS.items()}
 
 
+@pytest.fixture(scope="module")
+def shards(data):
+    """Per mode three shards of the collection (50, 70, 60 images) sharing the vocabularies of a first build."""
+    feats, _, _, _ = data
+    out = {}
+    for mode, cfg in CONFIGS.items():
+        base = InvertedIndex.build({t: x[:50] for t, x in feats.items()}, cfg)
+        out[mode] = [
+            InvertedIndex.build(
+                {t: x[lo:hi] for t, x in feats.items()}, cfg, models_from=base, images=range(lo, hi)
+            )
+            for lo, hi in [(0, 50), (50, 120), (120, 180)]
+        ]
+    return out
+
+
 def _query(queries, i):
     return {t: q[i] for t, q in queries.items()}
+
+
+def _same(got, want):
+    return np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
 @pytest.mark.parametrize("mode", ["1d", "2d"])
@@ -151,27 +174,123 @@ def test_add_equals_build_on_all(data, mode):
 
 
 @pytest.mark.parametrize("mode", ["1d", "2d"])
-def test_merged_shards_are_bit_identical_to_a_single_build(data, mode):
+def test_merged_shards_are_bit_identical_to_a_single_build(data, shards, mode):
     feats, _, _, queries = data
-    cuts = [(0, 50), (50, 120), (120, 180)]
-    base = InvertedIndex.build({t: x[:50] for t, x in feats.items()}, CONFIGS[mode])
-    shards = [
-        InvertedIndex.build(
-            {t: x[lo:hi] for t, x in feats.items()}, CONFIGS[mode], models_from=base, images=range(lo, hi)
-        )
-        for lo, hi in cuts
-    ]
-    single = InvertedIndex.build(feats, CONFIGS[mode], models_from=base)
-    merged = InvertedIndex.merge(shards)
+    parts = shards[mode]
+    single = InvertedIndex.build(feats, CONFIGS[mode], models_from=parts[0])
+    merged = InvertedIndex.merge(parts)
     assert merged.images == single.images
-    got, want = merged.search_batch(queries, k=20), single.search_batch(queries, k=20)
-    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    want = single.search_batch(queries, k=20)
+    assert _same(merged.search_batch(queries, k=20), want)
     for i in range(0, 180, 11):
-        ids, scores = search_shards(shards, _query(queries, i), k=20)
+        ids, scores = search_shards(parts, _query(queries, i), k=20)
         assert np.array_equal(ids, want[0][i]) and np.array_equal(scores, want[1][i])
     with pytest.raises(UserError, match="models_from"):
         InvertedIndex.merge(
-            [shards[0], InvertedIndex.build({t: x[:60] for t, x in feats.items()}, CONFIGS[mode])]
+            [parts[0], InvertedIndex.build({t: x[:60] for t, x in feats.items()}, CONFIGS[mode])]
+        )
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+@pytest.mark.parametrize("scoring", SCORINGS)
+def test_sharded_index_is_bit_identical_to_the_merged_index(data, shards, mode, scoring):
+    _, _, _, queries = data
+    views = [s.with_query_options(scoring=scoring, ma=2) for s in shards[mode]]
+    sharded, merged = ShardedIndex(views), InvertedIndex.merge(views)
+    assert len(sharded) == len(merged) == 180 and sharded.images == merged.images == tuple(range(180))
+    assert sharded.config == merged.config
+    want = merged.search_batch(queries, k=40)  # k above the 2-D candidate counts: padding is compared too
+    assert _same(sharded.search_batch(queries, k=40), want)
+    ids, scores = sharded.search(_query(queries, 7), k=40)
+    assert np.array_equal(ids, want[0][7, : ids.size]) and np.array_equal(scores, want[1][7, : ids.size])
+    words, sigs = _assign(merged, queries, 2), _signatures(merged, queries)
+    assert _same(sharded.search_codes_batch(words, sigs, k=40), merged.search_codes_batch(words, sigs, k=40))
+
+
+def test_sharded_index_rejects_shards_of_other_vocabularies(data, shards):
+    feats, _, _, _ = data
+    other = InvertedIndex.build({"a": feats["a"][:60]}, CONFIGS["1d"])
+    with pytest.raises(UserError, match="different vocabularies or PCA: build them with models_from="):
+        ShardedIndex([shards["1d"][0], other])
+    with pytest.raises(ConfigError, match="types differs"):
+        ShardedIndex([shards["1d"][0], shards["2d"][0]])
+    with pytest.raises(UserError, match="no shards"):
+        ShardedIndex([])
+
+
+def _assign(index: InvertedIndex, feats: dict, m: int = 1) -> dict[str, np.ndarray]:
+    """Nearest word ids of every patch computed outside the index (FAISS on its vocabularies): (..., P[, m])."""
+    out = {}
+    for name, centroids in index.vocabularies.items():
+        quantizer = faiss.IndexFlatL2(centroids.shape[1])
+        quantizer.add(centroids)
+        x = feats[name]
+        ids = quantizer.search(x.reshape(-1, x.shape[-1]), m)[1]
+        out[name] = ids.reshape(x.shape[:-1] + ((m,) if m > 1 else ()))
+    return out
+
+
+def _signatures(index: InvertedIndex, feats: dict) -> dict[str, np.ndarray]:
+    """The global signature (PCA of patch 0, L2) of every image, computed outside the index (the same way)."""
+    out = {}
+    for name, (mean, comps) in index.pca.items():
+        y = np.einsum("md,kd->mk", feats[name][:, 0].astype(np.float64) - mean, comps.astype(np.float64))
+        out[name] = (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+def test_from_codes_gives_the_postings_and_results_of_features(indexes, data, mode):
+    feats, _, _, queries = data
+    index = indexes[mode]
+    coded = InvertedIndex.from_codes(
+        _assign(index, feats),
+        _signatures(index, feats),
+        CONFIGS[mode],
+        vocab=index.vocabularies,
+        pca=index.pca,
+    )
+    for name in ("keys", "offsets", "ids"):
+        assert np.array_equal(getattr(coded.postings, name), getattr(index.postings, name))
+    assert all(np.array_equal(coded.signatures[t], index.signatures[t]) for t in CONFIGS[mode].types)
+    assert coded.images == index.images and coded.stats["vocab_source"] == "given"
+    assert coded.stats["bytes_per_image"] == index.stats["bytes_per_image"]
+    assert _same(coded.search_batch(queries, k=20), index.search_batch(queries, k=20))
+    # query codes: two words a patch in 1-D (ma=2), the nearest pair in 2-D (ma=1)
+    ma = 2 if mode == "1d" else 1
+    words, sigs = _assign(index, queries, ma), _signatures(index, queries)
+    want = index.with_query_options(ma=ma).search_batch(queries, k=20)
+    assert _same(coded.search_codes_batch(words, sigs, k=20), want)
+    assert _same(index.search_codes_batch(words, sigs, k=20), want)
+    ids, scores = coded.search_codes(_query(words, 3), _query(sigs, 3), k=20)
+    assert np.array_equal(ids, want[0][3, : ids.size]) and np.array_equal(scores, want[1][3, : ids.size])
+
+
+def test_an_index_of_codes_alone_searches_saves_and_loads(tmp_path):
+    rng = np.random.default_rng(4)
+    words = {t: rng.integers(0, 64, (50, P)) for t in ("a", "b")}
+    sigs = {t: _normalise(rng.standard_normal((50, 16))) for t in ("a", "b")}
+    cfg = IndexConfig(types=("a", "b"), mode="2d", k=64)
+    index = InvertedIndex.from_codes(words, sigs, cfg)
+    assert index.stats["vocab_source"] == "placeholder" and index.stats["k"] == {"a": 64, "b": 64}
+    assert index.stats["bytes_per_image"] == P * 4 + 2 * 16 * 4
+    ids, _ = index.search_codes(_query(words, 7), _query(sigs, 7), k=5)
+    assert ids[0] == 7
+    loaded = InvertedIndex.load(index.save(tmp_path / "idx"))
+    assert _same(loaded.search_codes_batch(words, sigs, k=10), index.search_codes_batch(words, sigs, k=10))
+    with pytest.raises(UserError, match="search_codes"):
+        index.search({t: np.ones((P, 16), np.float32) for t in ("a", "b")})
+    with pytest.raises(DataError, match="outside the 64 words"):
+        InvertedIndex.from_codes({"a": words["a"] + 1, "b": words["b"]}, sigs, cfg)
+    with pytest.raises(DataError, match="L2-normalised"):
+        InvertedIndex.from_codes(words, {"a": 2 * sigs["a"], "b": sigs["b"]}, cfg)
+    with pytest.raises(DataError, match="one signature per image"):
+        InvertedIndex.from_codes(words, {t: s[:40] for t, s in sigs.items()}, cfg)
+    with pytest.raises(ConfigError, match="go together"):
+        InvertedIndex.from_codes(words, sigs, cfg, vocab={"a": np.ones((64, 16)), "b": np.ones((64, 16))})
+    with pytest.raises(DataError, match="16-d"):
+        index.search_codes(
+            _query(words, 0), {t: s[0, :8] / np.linalg.norm(s[0, :8]) for t, s in sigs.items()}
         )
 
 
@@ -331,3 +450,33 @@ def test_small_collections_get_fewer_words_and_configs_are_checked(data):
         index.search({"a": np.ones((P, 16), np.float32)})
     with pytest.raises(DataError, match="lack feature type"):
         InvertedIndex.build({"x": feats["a"]}, IndexConfig(types=("a",)))
+
+
+def test_scale_bench_runs_quick_and_refuses_what_does_not_fit(tmp_path, monkeypatch, capsys):
+    """bench/bench_retrieval.py --quick end to end (2,000 images a mode), in this process for speed."""
+    path = Path(__file__).parents[1] / "bench" / "bench_retrieval.py"
+    spec = importlib.util.spec_from_file_location("bench_retrieval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "set_up_process", lambda threads: None)  # FAISS threads, malloc: process-wide
+    out = tmp_path / "retrieval.json"
+    assert bench.main(["--quick", "--json", "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert {r["mode"]: r["bytes_per_image"] for r in runs} == {"1d": 2104, "2d": 4152}
+    for run in runs:
+        assert all(
+            run[name]["top1_is_source"] >= 0.9 for name in ("votes_signature", "signature", "faiss_flat")
+        )
+    assert bench.main(["--sizes", str(10**10), "--out", str(out)]) == 2
+    assert "refused" in capsys.readouterr().out
+
+
+def test_signatures_do_not_depend_on_the_batch_with_fewer_images_than_dims():
+    # the PCA of 7 images in 256-d leaves axes of pure rounding noise, which a BLAS product rounds per batch size
+    rng = np.random.default_rng(5)
+    x = _normalise(rng.standard_normal((7, 5, 256)))
+    cfg = IndexConfig(types=("a",), k=4, points_per_word=5)
+    full = InvertedIndex.build({"a": x}, cfg)
+    grown = InvertedIndex.build({"a": x[:3]}, cfg, models_from=full)
+    grown.add({"a": x[3:]})
+    assert np.array_equal(grown.signatures["a"], full.signatures["a"])

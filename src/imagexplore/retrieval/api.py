@@ -6,7 +6,14 @@ loaded index that is only saved or inspected never pays for the CNN) and is guar
 forward hooks keep per-call state: concurrent searches on one index are then safe, only serialised on the CNN.
 
 On disk an `Index` is the `InvertedIndex` directory plus ``backbone.json`` (the extractor that made the
-features, so queries are described the same way) and, in ``stats.json``, the backbone and the skipped files.
+features, and its weights file when not the bundled one, so queries are described the same way) and, in
+``stats.json``, the backbone and the skipped files.
+
+Large collections (docs/retrieval_scaling.md): `Index.build_from_features` builds from the shard files of
+`imagexplore retrieve extract` under torchrun, `Index.build(vocab_from=...)` makes shards that share
+vocabularies, `Index.merge` joins them exactly and `ShardedSearch` searches several as one. Images are fed to
+the CNN in fixed groups (`distributed.extract_batched`) by every path, so all of them give the same features
+and hence the same index as one `Index.build`.
 """
 
 from __future__ import annotations
@@ -22,14 +29,16 @@ from PIL import Image
 
 from imagexplore.data.images import list_images
 from imagexplore.errors import ConfigError, DataError, UserError
+from imagexplore.retrieval.distributed import DEFAULT_BATCH_IMAGES, extract_batched, read_features
 from imagexplore.retrieval.features import DEFAULT_BACKBONE, extract, load_backbone
-from imagexplore.retrieval.index import IndexConfig, InvertedIndex
+from imagexplore.retrieval.index import IndexConfig, InvertedIndex, ShardedIndex
 
 BACKBONE_FILE = "backbone.json"
 # Default feature types per mode: 1-D indexes the head feature; 2-D pairs the mid- and high-level features.
 DEFAULT_TYPES = {"1d": ("high",), "2d": ("mid", "high")}
 
 ConfigSource = IndexConfig | Mapping | str | os.PathLike | None
+PathOrPaths = Sequence[str | os.PathLike] | str | os.PathLike
 
 
 def resolve_config(
@@ -89,9 +98,16 @@ def _query_input(item):
 class Index:
     """A searchable DeepIndex of image files: `build` from paths, `search` with images, `save` / `load`."""
 
-    def __init__(self, inverted: InvertedIndex, backbone: str = DEFAULT_BACKBONE, skipped: Sequence = ()):
+    def __init__(
+        self,
+        inverted: InvertedIndex,
+        backbone: str = DEFAULT_BACKBONE,
+        skipped: Sequence = (),
+        weights: str | None = None,
+    ):
         self.inverted = inverted
         self.backbone = backbone
+        self.weights = weights
         self.skipped = [str(p) for p in skipped]
         self._extractor = None
         self._lock = threading.Lock()
@@ -100,47 +116,95 @@ class Index:
     @classmethod
     def build(
         cls,
-        paths: Sequence[str | os.PathLike] | str | os.PathLike,
+        paths: PathOrPaths,
         config: ConfigSource = None,
         *,
-        backbone: str = DEFAULT_BACKBONE,
+        backbone: str | None = None,
+        weights: str | os.PathLike | None = None,
         progress: bool = True,
-        batch_size: int = 16,
-        train_paths: Sequence[str | os.PathLike] | str | os.PathLike | None = None,
+        batch_size: int = DEFAULT_BATCH_IMAGES,
+        train_paths: PathOrPaths | None = None,
+        vocab_from: Index | str | os.PathLike | None = None,
     ) -> Index:
         """Index image files (a list, or a folder listed recursively); unreadable ones go to ``skipped``.
 
-        ``train_paths`` (files or a folder) learn the vocabularies and PCA independently of the collection.
+        ``train_paths`` (files or a folder) learn the vocabularies and PCA independently of the collection;
+        ``vocab_from`` (an `Index` or its directory) reuses another index's instead, with its backbone, weights
+        and config (``config`` may then change only query options), so that the two can be merged or searched
+        together (shards of one collection).
+        ``batch_size`` images go through the CNN per forward pass, grouped as `retrieve extract` groups them.
         """
-        cfg = resolve_config(config)
+        source = _as_index(vocab_from)
+        cfg = _config_for(config, source)
+        backbone, weights = _backbone_for(backbone, _weights_path(weights), source)
+        index = cls(None, backbone, weights=weights)  # type: ignore[arg-type]  # filled in below, once features exist
         files = _as_files(paths, "images to index")
-        index = cls(None, backbone)  # type: ignore[arg-type]  # filled in below, once features exist
         feats, skipped = index._features(files, progress, batch_size)
+        _check_some_read(files, skipped)
         train = None
         if train_paths is not None:
             train, _ = index._features(_as_files(train_paths, "training images"), progress, batch_size)
-        bad = {Path(p) for p in skipped}
-        kept = [str(p) for p in files if Path(p) not in bad]
-        index.inverted = InvertedIndex.build(_select(feats, cfg), cfg, images=kept, train=_select(train, cfg))
-        index.skipped = [str(p) for p in skipped]
+        bad = {p for p, _ in skipped}
+        kept = [str(p) for p in files if p not in bad]
+        index.inverted = _build_inverted(feats, kept, cfg, source, train)
+        index.skipped = [str(p) for p, _ in skipped]
         return index
 
-    def _features(self, files: list[Path], progress: bool, batch_size: int = 16) -> tuple[dict, list]:
-        with self._lock:
-            if self._extractor is None:
-                self._extractor = load_backbone(self.backbone)
-            return extract(self._extractor, files, batch_size=batch_size, progress=progress, on_bad="skip")
+    @classmethod
+    def build_from_features(
+        cls,
+        directory: str | os.PathLike,
+        config: ConfigSource = None,
+        *,
+        vocab_from: Index | str | os.PathLike | None = None,
+    ) -> Index:
+        """Index the features that `imagexplore retrieve extract` wrote into ``directory`` (one file per rank).
 
-    def add(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, progress: bool = False) -> None:
+        The rank files must make one complete run (`distributed.read_features` says what is wrong otherwise);
+        the result is identical to `build` over the same folder with the same backbone and batch size.
+        """
+        source = _as_index(vocab_from)
+        cfg = _config_for(config, source)
+        got = read_features(directory)
+        backbone, weights = _backbone_for(got.backbone, got.weights, source)
+        inverted = _build_inverted(got.features, got.images, cfg, source, None)
+        return cls(inverted, backbone, [p for p, _ in got.skipped], weights)
+
+    @classmethod
+    def merge(cls, indexes: Sequence[Index | str | os.PathLike]) -> Index:
+        """One index of shards (indexes or their directories) in order; they must share vocabularies and PCA.
+
+        Exact: the same as a single build over the concatenated images with those vocabularies.
+        """
+        loaded, labels = _load_all(indexes)
+        _check_compatible(loaded, labels)
+        first = loaded[0]
+        inverted = InvertedIndex.merge([ix.inverted for ix in loaded])
+        return cls(inverted, first.backbone, [p for ix in loaded for p in ix.skipped], first.weights)
+
+    def _features(
+        self, files: list[Path], progress: bool, batch_size: int = DEFAULT_BATCH_IMAGES
+    ) -> tuple[dict, list[tuple[Path, str]]]:
+        with self._lock:
+            return extract_batched(self._load_extractor(), files, batch_size, progress)
+
+    def _load_extractor(self):
+        """The CNN, loaded at first use; the caller holds the lock."""
+        if self._extractor is None:
+            self._extractor = load_backbone(self.backbone, self.weights)
+        return self._extractor
+
+    def add(self, paths: PathOrPaths, progress: bool = False) -> None:
         """Append images with the fixed vocabularies (nothing re-learned); unreadable ones go to ``skipped``."""
         files = _as_files(paths, "images to add")
         feats, skipped = self._features(files, progress)
-        bad = {Path(p) for p in skipped}
+        _check_some_read(files, skipped)
+        bad = {p for p, _ in skipped}
         with self._lock:
             self.inverted.add(
-                _select(feats, self.inverted.config), images=[str(p) for p in files if Path(p) not in bad]
+                _select(feats, self.inverted.config), images=[str(p) for p in files if p not in bad]
             )
-            self.skipped += [str(p) for p in skipped]
+            self.skipped += [str(p) for p, _ in skipped]
 
     # ----------------------------------------------------------------------------------------------- querying
     def search(self, image, k: int = 10) -> list[tuple[str, float]]:
@@ -149,20 +213,18 @@ class Index:
 
     def search_many(self, images: Sequence, k: int = 10) -> list[list[tuple[str, float]]]:
         """`search` for several images at once (one batched pass through the CNN); unreadable → `DataError`."""
-        queries = [_query_input(x) for x in images]
-        if not queries:
+        images = list(images)
+        if not images:
             return []
-        with self._lock:
-            if self._extractor is None:
-                self._extractor = load_backbone(self.backbone)
-            feats = extract(self._extractor, queries, progress=False, on_bad="fail")
-            inverted = self.inverted
+        feats, inverted = self._describe(images)
         ids, scores = inverted.search_batch(_select(feats, inverted.config), k)
-        names = inverted.images
-        return [
-            [(names[i], float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
-            for row_ids, row_scores in zip(ids, scores, strict=True)
-        ]
+        return _named(inverted.images, ids, scores)
+
+    def _describe(self, images: Sequence) -> tuple[dict, InvertedIndex]:
+        """Query features of every type, and the index as it is now (read under the same lock)."""
+        queries = [_query_input(x) for x in images]
+        with self._lock:
+            return extract(self._load_extractor(), queries, progress=False, on_bad="fail"), self.inverted
 
     def __len__(self) -> int:
         return len(self.inverted)
@@ -177,12 +239,14 @@ class Index:
 
     # -------------------------------------------------------------------------------------------------- files
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write the index directory atomically (`InvertedIndex.save`), with the backbone's name and the skipped
-        files recorded (``backbone.json``, stats.json), all checksummed."""
+        """Write the index directory atomically (`InvertedIndex.save`), with the backbone's name (and weights
+        file, when not the bundled one) and the skipped files recorded (``backbone.json``, stats.json), all
+        checksummed."""
+        described = {"name": self.backbone} | ({"weights": self.weights} if self.weights is not None else {})
         return self.inverted.save(
             directory,
             extra_stats={"backbone": self.backbone, "skipped": list(self.skipped)},
-            extra_files={BACKBONE_FILE: (json.dumps({"name": self.backbone}, indent=1) + "\n").encode()},
+            extra_files={BACKBONE_FILE: (json.dumps(described, indent=1) + "\n").encode()},
         )
 
     @classmethod
@@ -192,14 +256,172 @@ class Index:
         if not root.is_dir():
             raise DataError(f"index {root} not found: build one with `imagexplore retrieve build`")
         try:
-            backbone = json.loads((root / BACKBONE_FILE).read_text())["name"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            described = json.loads((root / BACKBONE_FILE).read_text())
+            backbone, weights = described["name"], described.get("weights")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(
                 f"{root / BACKBONE_FILE} is missing or damaged: rebuild the index with `imagexplore retrieve build`"
             ) from exc
         inverted = InvertedIndex.load(root)
         skipped = json.loads((root / "stats.json").read_text()).get("skipped", [])  # checked by load
-        return cls(inverted, backbone, skipped)
+        return cls(inverted, backbone, skipped, weights)
+
+
+class ShardedSearch:
+    """Several indexes (shards sharing vocabularies, e.g. built with ``vocab_from``) searched as one.
+
+    Results equal those of `Index.merge` of the same shards (global idf, merged top-k; `index.ShardedIndex`)
+    without copying them into one index. It holds the shards as they are now: later `Index.add` calls on them
+    do not show. Queries are described once, by the first shard's CNN. ``labels`` name the shards in error
+    messages (`load` uses the directories).
+    """
+
+    def __init__(self, indexes: Sequence[Index], labels: Sequence[str] | None = None):
+        indexes = list(indexes)
+        _check_compatible(indexes, labels or [f"index #{i}" for i in range(len(indexes))])
+        self.indexes = indexes
+        self._sharded = ShardedIndex([ix.inverted for ix in indexes])
+
+    @classmethod
+    def load(cls, directories: Sequence[str | os.PathLike]) -> ShardedSearch:
+        """The indexes saved in ``directories``, in that order (which sets the order of tied results)."""
+        return cls(*_load_all(directories))
+
+    def search(self, image, k: int = 10) -> list[tuple[str, float]]:
+        """`Index.search` over all shards."""
+        return self.search_many([image], k)[0]
+
+    def search_many(self, images: Sequence, k: int = 10) -> list[list[tuple[str, float]]]:
+        """`Index.search_many` over all shards: one CNN pass, then the shards' top-k lists merged."""
+        images = list(images)
+        if not images:
+            return []
+        feats, _ = self.indexes[0]._describe(images)
+        ids, scores = self._sharded.search_batch(_select(feats, self._sharded.config), k)
+        return _named(self._sharded.images, ids, scores)
+
+    def __len__(self) -> int:
+        return len(self._sharded)
+
+    @property
+    def paths(self) -> tuple:
+        return self._sharded.images
+
+
+def _named(names: Sequence, ids: np.ndarray, scores: np.ndarray) -> list[list[tuple[str, float]]]:
+    """Padded (Q, k) positions and scores → per query its ``(name, score)`` list, padding dropped."""
+    return [
+        [(names[i], float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+        for row_ids, row_scores in zip(ids, scores, strict=True)
+    ]
+
+
+def _config_for(config: ConfigSource, source: Index | None) -> IndexConfig:
+    """The config to build with. With ``vocab_from`` it is the source's, in which ``config`` (its fields laid
+    over the source's) may change only how queries are scored: the reused vocabularies and PCA fix the rest."""
+    if source is None:
+        return resolve_config(config)
+    base = source.inverted.config
+    if config is None:
+        return base
+    if isinstance(config, IndexConfig):
+        fields = config.to_json()
+    elif isinstance(config, Mapping):
+        fields = dict(config)
+    else:
+        fields = _read_yaml(Path(config))
+    wanted = resolve_config({**base.to_json(), **fields})
+    changes = {name: getattr(wanted, name) for name in fields if getattr(wanted, name) != getattr(base, name)}
+    try:
+        return source.inverted.with_query_options(**changes).config
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}, as the vocabularies come from another index (vocab_from)") from None
+
+
+def _build_inverted(
+    feats: Mapping[str, np.ndarray],
+    images: list[str],
+    cfg: IndexConfig,
+    source: Index | None,
+    train: Mapping[str, np.ndarray] | None,
+) -> InvertedIndex:
+    models_from = None if source is None else source.inverted
+    return InvertedIndex.build(
+        _select(feats, cfg), cfg, images=images, train=_select(train, cfg), models_from=models_from
+    )
+
+
+def _as_index(source: Index | str | os.PathLike | None) -> Index | None:
+    return source if source is None or isinstance(source, Index) else Index.load(source)
+
+
+def _weights_path(weights: str | os.PathLike | None) -> str | None:
+    """A weights file as an absolute path (an index is then usable from any working directory)."""
+    if weights is None:
+        return None
+    return "random" if str(weights) == "random" else str(Path(weights).resolve())
+
+
+def _backbone_for(backbone: str | None, weights: str | None, source: Index | None) -> tuple[str, str | None]:
+    """The backbone and weights to describe images with: a vocabulary source's, which given ones must match."""
+    if source is None:
+        return backbone or DEFAULT_BACKBONE, weights
+    if (backbone is not None and backbone != source.backbone) or (
+        weights is not None and weights != source.weights
+    ):
+        raise ConfigError(
+            f"the vocabularies come from an index of backbone {source.backbone!r} (weights {source.weights}), "
+            f"but the features are from {backbone!r} (weights {weights}): use the same backbone and weights"
+        )
+    return source.backbone, source.weights
+
+
+def _check_some_read(files: Sequence[Path], skipped: Sequence[tuple[Path, str]]) -> None:
+    if len(skipped) == len(files):
+        raise DataError(f"none of the {len(files)} images could be read (first: {skipped[0][1]})")
+
+
+def _load_all(indexes: Sequence[Index | str | os.PathLike]) -> tuple[list[Index], list[str]]:
+    """Indexes (loading directories) with a label each for messages: the directory, or the position."""
+    if isinstance(indexes, str | os.PathLike):
+        raise UserError("give a list of indexes or index directories, not a single one")
+    loaded = [_as_index(ix) for ix in indexes]
+    labels = [f"index #{i}" if isinstance(ix, Index) else str(ix) for i, ix in enumerate(indexes)]
+    return loaded, labels
+
+
+def _check_compatible(indexes: Sequence[Index], labels: Sequence[str]) -> None:
+    """Shards must share backbone, layout, vocabularies and PCA, and hold no image twice; say which differs."""
+    if not indexes:
+        raise UserError("no indexes were given: pass at least one index directory")
+    first, name = indexes[0], labels[0]
+    seen: dict = {}
+    for ix, label in zip(indexes, labels):
+        if (ix.backbone, ix.weights) != (first.backbone, first.weights):
+            raise ConfigError(
+                f"{label} was built with backbone {ix.backbone!r} (weights {ix.weights}), {name} with "
+                f"{first.backbone!r} (weights {first.weights}): shards must describe images alike"
+            )
+        a, b = first.inverted, ix.inverted
+        for field in ("types", "mode", "float16_signatures"):
+            if getattr(a.config, field) != getattr(b.config, field):
+                raise ConfigError(
+                    f"{label} has index {field} {getattr(b.config, field)!r}, {name} "
+                    f"{getattr(a.config, field)!r}: build every shard with --vocab-from {name}"
+                )
+        same = all(np.array_equal(a.vocabularies[t], b.vocabularies[t]) for t in a.config.types) and all(
+            np.array_equal(x, y) for t in a.config.types for x, y in zip(a.pca[t], b.pca[t])
+        )
+        if not same:
+            raise ConfigError(
+                f"{label} was built with other vocabularies or PCA than {name}: build every shard with "
+                f"`imagexplore retrieve build --vocab-from {name}` (Index.build(vocab_from=...))"
+            )
+        for image in b.images:
+            if seen.setdefault(image, label) != label:
+                raise DataError(
+                    f"image {image} is in both {seen[image]} and {label}: shards must index disjoint images"
+                )
 
 
 def _as_files(paths, what: str) -> list[Path]:

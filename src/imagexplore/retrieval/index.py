@@ -32,8 +32,18 @@ sha256 of every other file), ``config.json``, ``images.json`` (the caller's ids/
 ``vocab_<type>.npy``, ``pca_<type>.npz``, ``signatures_<type>.npy`` and ``postings_offsets.npy`` /
 ``postings_ids.npy`` (+ ``postings_cells.npy`` in 2-D), written to a temp dir beside it and renamed into place.
 
+Codes (`InvertedIndex.from_codes`, `search_codes`): an index can also be built from word assignments computed
+elsewhere - per type an ``(N, P)`` int array of word ids, the two types' words of a patch making its cell in 2-D
+- and ``(N, dim)`` L2-normalised signatures, and searched with queries given the same way. This is how indexes of
+millions of images are benchmarked without a CNN or k-means, and how assignments made by another tool are reused.
+Vocabularies and PCA are then given (``vocab=`` + ``pca=``, or ``models_from=``) or, without them, placeholders
+(``vocab_source`` ``"placeholder"``): such an index can only be searched with codes. Both ways share the
+posting-list construction and the scoring, so the same assignments give the same postings and scores.
+
 Ties are broken by the smaller image position so that results do not depend on how the index was put together:
-`InvertedIndex.add`, `InvertedIndex.merge` and `search_shards` give bit-identical results to a single build.
+`InvertedIndex.add`, `InvertedIndex.merge` and `ShardedIndex` give bit-identical results to a single build.
+`ShardedIndex` searches shards in place: global df/idf and each shard's document norms under it are computed once,
+then every query is scored shard by shard and the top-k lists merged.
 """
 
 from __future__ import annotations
@@ -69,6 +79,9 @@ _TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MAX_IMAGES = 2**32 - 1  # image ids are uint32, the 4 bytes an entry of the published memory table
 # Rows gathered at a time when scoring every image by signature, to bound the float32 copies.
 _COSINE_CHUNK = 65536
+# Signature cosines read every row in place once 1 / this of the images are candidates (measured: gathering a
+# candidate's row costs ~4x its dot product, so in-place wins from ~1/5 on).
+_DENSE_CANDIDATES = 4
 
 
 @dataclass(frozen=True)
@@ -258,16 +271,74 @@ class _Models:
             means[name], comps[name] = _fit_pca(x[:, 0], min(config.signature_dim, x.shape[2]))
         return cls.from_arrays(vocab, means, comps, {t: config.k_for(t) for t in config.types}, source)
 
+    @classmethod
+    def given(cls, vocab: Mapping, pca: Mapping, config: IndexConfig) -> _Models:
+        """Vocabularies (type -> (k, D)) and PCA (type -> (mean (D,), components (dim, D))) made elsewhere."""
+        arrays: dict[str, dict[str, np.ndarray]] = {"vocab": {}, "mean": {}, "components": {}}
+        for name in config.types:
+            if name not in vocab or name not in pca:
+                raise ConfigError(
+                    f"vocab= and pca= need an entry per feature type {config.types}: {name!r} lacks one"
+                )
+            try:
+                mean, components = pca[name]
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"pca[{name!r}] must be a pair (mean (D,), components (dim, D))") from exc
+            centroids, mean, components = (
+                np.array(x, dtype=np.float32) for x in (vocab[name], mean, components)
+            )
+            if centroids.ndim != 2 or 0 in centroids.shape:
+                raise DataError(f"vocab[{name!r}] must be a non-empty (k, D) array, got {centroids.shape}")
+            d = centroids.shape[1]
+            want = min(config.signature_dim, d)
+            if mean.shape != (d,) or components.shape != (want, d):
+                raise DataError(
+                    f"pca[{name!r}] holds mean {mean.shape} and components {components.shape}, expected "
+                    f"({d},) and (min(signature_dim, D), D) = ({want}, {d}) for D={d} of the vocabulary"
+                )
+            for key, arr in zip(arrays, (centroids, mean, components)):
+                arrays[key][name] = arr
+        k_requested = {t: arrays["vocab"][t].shape[0] for t in config.types}
+        return cls.from_arrays(arrays["vocab"], arrays["mean"], arrays["components"], k_requested, "given")
+
+    @classmethod
+    def placeholder(cls, config: IndexConfig, dims: Mapping[str, int]) -> _Models:
+        """Stand-ins for an index built from codes alone: ``config.k`` zero words of width ``dim`` and an identity
+        PCA, so that the index has the usual layout (save, load, shards) but `nearest` refuses feature input."""
+        vocab, means, comps = {}, {}, {}
+        for name in config.types:
+            dim = dims[name]
+            if dim > config.signature_dim:
+                raise DataError(
+                    f"signatures[{name!r}] have {dim} dims, more than signature_dim={config.signature_dim}: "
+                    "raise signature_dim or give the signatures the PCA made"
+                )
+            vocab[name] = np.zeros((config.k_for(name), dim), dtype=np.float32)
+            means[name] = np.zeros(dim, dtype=np.float32)
+            comps[name] = np.eye(dim, dtype=np.float32)
+        return cls.from_arrays(vocab, means, comps, {t: config.k_for(t) for t in config.types}, "placeholder")
+
     def k(self, name: str) -> int:
         return self.vocab[name].shape[0]
 
     def nearest(self, name: str, x: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         """Squared distances and ids of the ``m`` nearest words of each row of ``x`` (M, D)."""
+        if self.source == "placeholder":
+            raise UserError(
+                "this index was built from codes without vocabularies (vocab_source 'placeholder'): "
+                "search it with search_codes / search_codes_batch, or build it with vocab= and pca="
+            )
         return self.quantizers[name].search(x, min(m, self.k(name)))
 
     def signature(self, name: str, whole: np.ndarray) -> np.ndarray:
-        """PCA + L2 of whole-image features (M, D), in float64 so the rounding to storage is row-independent."""
-        y = (whole.astype(np.float64) - self.pca_mean[name]) @ self.pca_components[name].T.astype(np.float64)
+        """PCA + L2 of whole-image features (M, D) in float64, projected by ``np.einsum`` rather than BLAS.
+
+        BLAS blocks its sums by M, so a row's result depends on the batch it came in; with fewer images than
+        dims the trailing axes hold pure rounding noise, which then survives the rounding to storage, and shards,
+        `add` and queries would not match a single build. numpy's own loops compute every row the same way.
+        """
+        centred = whole.astype(np.float64) - self.pca_mean[name]
+        y = np.einsum("md,kd->mk", centred, self.pca_components[name].astype(np.float64))
         return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), np.finfo(np.float64).tiny)
 
     def same_as(self, other: _Models) -> bool:
@@ -310,6 +381,19 @@ class _Query:
     counts: list[np.ndarray]
     signatures: dict[str, np.ndarray]
 
+    @classmethod
+    def create(cls, keys: np.ndarray, signatures: Mapping[str, np.ndarray]) -> _Query:
+        """From the (Q, L) keys of every query's assignments and its (Q, dim) signatures.
+
+        Signatures are rounded to float32 like stored ones, so a query scores the same alone or in any batch.
+        """
+        uniques = [np.unique(row, return_counts=True) for row in keys]
+        return cls(
+            [u[0] for u in uniques],
+            [u[1] for u in uniques],
+            {t: s.astype(np.float32, copy=False) for t, s in signatures.items()},
+        )
+
 
 def _idf(df: np.ndarray, n_images: int) -> np.ndarray:
     """``log(N / df)`` per list; an empty list gets 0 (it can never match)."""
@@ -326,12 +410,14 @@ def _fit_pca(whole: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.ascontiguousarray(eigvec[:, order].T, dtype=np.float32)
 
 
-def _check_features(features, types: Sequence[str], what: str, ndim: int = 3) -> dict[str, np.ndarray]:
+def _check_features(
+    features, types: Sequence[str], what: str, ndim: int = 3, shape_name: str | None = None
+) -> dict[str, np.ndarray]:
     """Validated float32 C-contiguous features per type; all types must agree on the leading dimensions."""
     if not isinstance(features, Mapping):
         raise DataError(f"{what} must be a mapping feature type -> array, got {type(features).__name__}")
     out, lead = {}, None
-    shape_name = "(N, P, D)" if ndim == 3 else "(P, D)"
+    shape_name = shape_name or ("(N, P, D)" if ndim == 3 else "(P, D)")
     for name in types:
         if name not in features:
             raise DataError(
@@ -363,6 +449,72 @@ def _check_dims(feats: dict[str, np.ndarray], models: _Models, what: str) -> Non
             )
 
 
+def _check_signatures(signatures, types: Sequence[str], what: str, ndim: int) -> dict[str, np.ndarray]:
+    """Given global signatures per type: float32, finite and of unit length (scores use them as cosines)."""
+    shape_name = "(N, dim)" if ndim == 2 else "(dim,)"
+    out = _check_features(signatures, types, what, ndim=ndim, shape_name=shape_name)
+    for name, arr in out.items():
+        # einsum: no temporary as large as the signatures, which matters at millions of images
+        squares = np.einsum("...i,...i->...", arr, arr)
+        if np.any(np.abs(squares - 1.0) > 2e-3):
+            raise DataError(
+                f"{what}[{name!r}] must be L2-normalised (scores use them as cosines): "
+                f"found a norm of {np.sqrt(squares.flat[np.argmax(np.abs(squares - 1.0))]):.4g}"
+            )
+    return out
+
+
+def _check_signature_dims(sigs: dict[str, np.ndarray], models: _Models, what: str) -> None:
+    for name, arr in sigs.items():
+        want = models.pca_components[name].shape[0]
+        if arr.shape[-1] != want:
+            raise DataError(f"{what}[{name!r}] are {arr.shape[-1]}-d but the index's signatures are {want}-d")
+
+
+def _check_words(
+    words, types: Sequence[str], models: _Models, what: str, ndims: tuple[int, ...], shape_name: str
+) -> dict[str, np.ndarray]:
+    """Validated int64 word ids per type, all of one shape, each inside its type's vocabulary."""
+    if not isinstance(words, Mapping):
+        raise DataError(f"{what} must be a mapping feature type -> word ids, got {type(words).__name__}")
+    out, shape = {}, None
+    for name in types:
+        if name not in words:
+            raise DataError(
+                f"{what} lack feature type {name!r}: give one {shape_name} int array per type {types}"
+            )
+        arr = np.asarray(words[name])
+        if arr.ndim not in ndims or arr.dtype.kind not in "iu" or 0 in arr.shape:
+            raise DataError(
+                f"{what}[{name!r}] must be a non-empty int {shape_name} array, got {arr.dtype} {arr.shape}"
+            )
+        if shape is not None and arr.shape != shape:
+            raise DataError(f"{what} types disagree on their shapes: {shape} vs {arr.shape} for {name!r}")
+        shape = arr.shape
+        k = models.k(name)
+        if arr.min() < 0 or arr.max() >= k:
+            raise DataError(
+                f"{what}[{name!r}] hold word ids in [{arr.min()}, {arr.max()}], outside the {k} words 0..{k - 1} "
+                "of the vocabulary"
+            )
+        out[name] = arr.astype(np.int64, copy=False)
+    return out
+
+
+def _keys(words: Mapping[str, np.ndarray], models: _Models, config: IndexConfig) -> np.ndarray:
+    """Posting-list keys of word assignments of any shape: the word in 1-D, the cell ``wA * kB + wB`` in 2-D."""
+    if config.mode == "1d":
+        return words[config.types[0]]
+    name_a, name_b = config.types
+    return words[name_a] * models.k(name_b) + words[name_b]
+
+
+def _query_norm(sorted_keys: np.ndarray, idf: np.ndarray, encoded: _Query, i: int) -> float:
+    """Norm of query ``i``'s tf-idf bag of words; keys absent from ``sorted_keys`` weigh nothing."""
+    pos, found = _lookup(sorted_keys, encoded.keys[i])
+    return float(np.sqrt(np.sum((encoded.counts[i][found] * idf[pos[found]]) ** 2)))
+
+
 def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` by score, ties to the smaller id, so the order does not depend on how candidates were found."""
     if ids.size > k:
@@ -387,8 +539,163 @@ def _check_k(k) -> int:
     return int(k)
 
 
-class InvertedIndex:
-    """A DeepIndex over pre-computed patch features: build, search, add, merge, save and load.
+class _Searcher:
+    """The query side shared by `InvertedIndex` and `ShardedIndex`: queries as features or as codes, encoded
+    once, then scored one by one by the scorer a subclass binds to its (immutable) data."""
+
+    config: IndexConfig
+    _models: _Models
+
+    def search(self, query: Mapping[str, np.ndarray], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` image positions (int64) and scores (float64) for one query (type -> (P, D)), best first.
+
+        Fewer than ``k`` come back when fewer images share a word with the query (not with ``"signature"``).
+        """
+        k = _check_k(k)
+        feats = _check_features(query, self.config.types, "query", ndim=2)
+        return self._scorer()(self._encode_queries({t: q[None] for t, q in feats.items()}), 0, k)
+
+    def search_batch(self, queries: Mapping[str, np.ndarray], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """`search` for ``Q`` queries (type -> (Q, P, D)): (Q, k) positions padded with -1, scores with -inf."""
+        k = _check_k(k)
+        return self._search_all(
+            self._encode_queries(_check_features(queries, self.config.types, "queries")), k
+        )
+
+    def search_codes(
+        self, words: Mapping[str, np.ndarray], signatures: Mapping[str, np.ndarray], k: int = 10
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search` for one query given as codes: per type its word ids (P,) and its signature (dim,).
+
+        Words may also be (P, m), ``m`` assignments per patch (in 2-D the j-th words of the two types make a
+        pair); they replace the ``ma`` assignment of features, so ``config.ma`` plays no part. The signature must
+        be L2-normalised, as the index's PCA + L2 would make it. Same assignments, same scores as `search`.
+        """
+        k = _check_k(k)
+        return self._scorer()(self._encode_codes(words, signatures, batched=False), 0, k)
+
+    def search_codes_batch(
+        self, words: Mapping[str, np.ndarray], signatures: Mapping[str, np.ndarray], k: int = 10
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`search_codes` for ``Q`` queries (words type -> (Q, P) or (Q, P, m), signatures type -> (Q, dim)),
+        returned like `search_batch`."""
+        k = _check_k(k)
+        return self._search_all(self._encode_codes(words, signatures, batched=True), k)
+
+    def _scorer(self):
+        """``score(encoded, i, k) -> (ids, scores)`` of query ``i``, bound to one snapshot of the data."""
+        raise NotImplementedError
+
+    def _search_all(self, encoded: _Query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        score = self._scorer()
+        n_queries = len(encoded.keys)
+        ids = np.full((n_queries, k), -1, dtype=np.int64)
+        scores = np.full((n_queries, k), -np.inf)
+        for i in range(n_queries):
+            got_ids, got_scores = score(encoded, i, k)
+            ids[i, : got_ids.size], scores[i, : got_ids.size] = got_ids, got_scores
+        return ids, scores
+
+    def _encode_queries(self, feats: dict[str, np.ndarray]) -> _Query:
+        """Multiple assignment of every query patch and the query signatures, batched through FAISS."""
+        models, config = self._models, self.config
+        _check_dims(feats, models, "queries")
+        n_queries, n_patches = next(iter(feats.values())).shape[:2]
+        flat = {t: x.reshape(-1, x.shape[2]) for t, x in feats.items()}
+        if config.mode == "1d":
+            keys = models.nearest(config.types[0], flat[config.types[0]], config.ma)[1]
+        else:
+            (name_a, name_b), rows = config.types, np.arange(n_queries * n_patches)[:, None]
+            dist_a, word_a = models.nearest(name_a, flat[name_a], config.ma)
+            dist_b, word_b = models.nearest(name_b, flat[name_b], config.ma)
+            cost = (dist_a[:, :, None] + dist_b[:, None, :]).reshape(rows.size, -1)
+            best = np.argsort(cost, axis=1, kind="stable")[:, : config.ma]
+            pick_a, pick_b = np.divmod(best, word_b.shape[1])
+            keys = _keys({name_a: word_a[rows, pick_a], name_b: word_b[rows, pick_b]}, models, config)
+        signatures = {t: models.signature(t, x[:, 0]) for t, x in feats.items()}
+        return _Query.create(keys.reshape(n_queries, -1), signatures)
+
+    def _encode_codes(self, words, signatures, batched: bool) -> _Query:
+        types, models = self.config.types, self._models
+        lead = 1 if batched else 0
+        shape_name = "(Q, P) or (Q, P, m)" if batched else "(P,) or (P, m)"
+        codes = _check_words(words, types, models, "query words", (lead + 1, lead + 2), shape_name)
+        sigs = _check_signatures(signatures, types, "query signatures", lead + 1)
+        _check_signature_dims(sigs, models, "query signatures")
+        if not batched:
+            codes = {t: c[None] for t, c in codes.items()}
+            sigs = {t: s[None] for t, s in sigs.items()}
+        n_queries = next(iter(codes.values())).shape[0]
+        if next(iter(sigs.values())).shape[0] != n_queries:
+            raise DataError(
+                f"query words are given for {n_queries} queries but signatures for "
+                f"{next(iter(sigs.values())).shape[0]}: give one signature per query"
+            )
+        return _Query.create(_keys(codes, models, self.config).reshape(n_queries, -1), sigs)
+
+    def _score(
+        self,
+        data: _Data,
+        idf: np.ndarray,
+        doc_norms: np.ndarray,
+        encoded: _Query,
+        i: int,
+        qnorm: float,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score query ``i`` against ``data`` with the given idf / document norms (global ones for shards)."""
+        config = self.config
+        if config.scoring == "signature":
+            cands = np.arange(len(data.images), dtype=np.int64)
+            return _top_k(cands, self._cosines(data, cands, encoded, i), k)
+        postings = data.postings
+        pos, found = _lookup(postings.keys, encoded.keys[i])
+        pos, qcounts = pos[found], encoded.counts[i][found]
+        starts = postings.offsets[pos]
+        lengths = postings.offsets[pos + 1] - starts
+        # gather the matched posting lists in one go: start of each list repeated, plus a running offset
+        gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        hit_ids = postings.ids[gather]
+        n = len(data.images)
+        votes = np.bincount(hit_ids, weights=np.repeat(qcounts * idf[pos] ** 2, lengths), minlength=n)
+        cands = np.flatnonzero(np.bincount(hit_ids, minlength=n))
+        denom = qnorm * doc_norms[cands]
+        scores = np.divide(votes[cands], denom, out=np.zeros(cands.size), where=denom > 0)
+        if config.scoring == "votes_signature":
+            cos = self._cosines(data, cands, encoded, i)
+            if config.kernel == "exp":
+                scores = scores * np.exp(-2.0 * (1.0 - cos) / config.sigma**2)
+            else:
+                scores = scores * (cos >= config.threshold)
+        return _top_k(cands, scores, k)
+
+    def _cosines(self, data: _Data, cands: np.ndarray, encoded: _Query, i: int) -> np.ndarray:
+        """Mean over types of the signature cosine.
+
+        float32 dot products by ``np.einsum`` (no BLAS, no casting buffers): each row is summed the same way
+        however many rows are asked and wherever it lies in memory, which keeps shards, merges and batches
+        bit-identical. When many images are candidates every row is read in place and the candidates picked
+        from the result, as copying the candidate rows out costs several times their dot products.
+        """
+        n = len(data.images)
+        out = np.zeros(cands.size)
+        for name, sigs in data.signatures.items():
+            q = encoded.signatures[name][i]
+            if cands.size * _DENSE_CANDIDATES >= n:
+                every = np.empty(n, dtype=np.float32)
+                for lo in range(0, n, _COSINE_CHUNK):
+                    rows = sigs[lo : lo + _COSINE_CHUNK].astype(np.float32, copy=False)
+                    every[lo : lo + _COSINE_CHUNK] = np.einsum("ij,j->i", rows, q)
+                out += every[cands]
+                continue
+            for lo in range(0, cands.size, _COSINE_CHUNK):
+                rows = sigs[cands[lo : lo + _COSINE_CHUNK]].astype(np.float32, copy=False)
+                out[lo : lo + _COSINE_CHUNK] += np.einsum("ij,j->i", rows, q)
+        return out / len(data.signatures)
+
+
+class InvertedIndex(_Searcher):
+    """A DeepIndex over pre-computed patch features (or codes): build, search, add, merge, save and load.
 
     Searches only read an immutable snapshot of the data, so any number of threads may search one index;
     `add` builds a new snapshot and swaps it in with one assignment.
@@ -434,6 +741,52 @@ class InvertedIndex:
             models = _Models.learn(feats, config, "collection")
         _check_dims(feats, models, "features")
         data = _encode_collection(feats, models, config, images, first_id=0)
+        return cls(config, models, data, time.perf_counter() - start)
+
+    @classmethod
+    def from_codes(
+        cls,
+        words: Mapping[str, np.ndarray],
+        signatures: Mapping[str, np.ndarray],
+        config: IndexConfig | None = None,
+        *,
+        images: Sequence | None = None,
+        vocab: Mapping[str, np.ndarray] | None = None,
+        pca: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        models_from: InvertedIndex | None = None,
+    ) -> InvertedIndex:
+        """Index images given as codes instead of features, for scale benchmarks and external assignments.
+
+        ``words``: type -> (N, P) int word ids (in 2-D the two types' words of a patch make its cell);
+        ``signatures``: type -> (N, dim) L2-normalised global signatures (copied, stored as the config says).
+        Vocabularies and PCA come from ``vocab`` (type -> (k, D)) with ``pca`` (type -> (mean, components), as
+        `pca` returns them), or from ``models_from``; without either they are placeholders of ``config.k``
+        words, and the index can only be searched with `search_codes` / `search_codes_batch`.
+        """
+        config = config or IndexConfig()
+        start = time.perf_counter()
+        sigs = _check_signatures(signatures, config.types, "signatures", ndim=2)
+        if models_from is not None:
+            if vocab is not None or pca is not None:
+                raise ConfigError("give either vocab= and pca= or models_from=, not both")
+            _check_same_layout(config, models_from.config)
+            models = models_from._models
+        elif vocab is not None or pca is not None:
+            if vocab is None or pca is None:
+                raise ConfigError("vocab= and pca= go together: the PCA is what made the signatures")
+            models = _Models.given(vocab, pca, config)
+        else:
+            models = _Models.placeholder(config, {t: s.shape[1] for t, s in sigs.items()})
+        _check_signature_dims(sigs, models, "signatures")
+        codes = _check_words(words, config.types, models, "words", (2,), "(N, P)")
+        n = next(iter(codes.values())).shape[0]
+        if next(iter(sigs.values())).shape[0] != n:
+            raise DataError(
+                f"words are given for {n} images but signatures for {next(iter(sigs.values())).shape[0]}: "
+                "give one signature per image"
+            )
+        names = _image_names(images, n, first_id=0)
+        data = _collection_data(codes, sigs, names, models, config)
         return cls(config, models, data, time.perf_counter() - start)
 
     def add(self, features: Mapping[str, np.ndarray], images: Sequence | None = None) -> None:
@@ -519,107 +872,14 @@ class InvertedIndex:
         }
 
     # ------------------------------------------------------------------------------------------------- search
-    def search(self, query: Mapping[str, np.ndarray], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` image positions (int64) and scores (float64) for one query (type -> (P, D)), best first.
+    def _scorer(self):
+        data = self._data  # one snapshot for a whole batch, whatever `add` does meanwhile
 
-        Fewer than ``k`` come back when fewer images share a word with the query (not with ``"signature"``).
-        """
-        k = _check_k(k)
-        feats = _check_features(query, self.config.types, "query", ndim=2)
-        encoded = self._encode_queries({t: q[None] for t, q in feats.items()})
-        data = self._data
-        return self._score(data, data.idf, data.doc_norms, encoded, 0, self._query_norm(data, encoded, 0), k)
+        def score(encoded: _Query, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+            qnorm = _query_norm(data.postings.keys, data.idf, encoded, i)
+            return self._score(data, data.idf, data.doc_norms, encoded, i, qnorm, k)
 
-    def search_batch(self, queries: Mapping[str, np.ndarray], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """`search` for ``Q`` queries (type -> (Q, P, D)): (Q, k) positions padded with -1, scores with -inf."""
-        k = _check_k(k)
-        encoded = self._encode_queries(_check_features(queries, self.config.types, "queries"))
-        data = self._data
-        n_queries = len(encoded.keys)
-        ids = np.full((n_queries, k), -1, dtype=np.int64)
-        scores = np.full((n_queries, k), -np.inf)
-        for i in range(n_queries):
-            got_ids, got_scores = self._score(
-                data, data.idf, data.doc_norms, encoded, i, self._query_norm(data, encoded, i), k
-            )
-            ids[i, : got_ids.size], scores[i, : got_ids.size] = got_ids, got_scores
-        return ids, scores
-
-    def _encode_queries(self, feats: dict[str, np.ndarray]) -> _Query:
-        """Multiple assignment of every query patch and the query signatures, batched through FAISS."""
-        models, config = self._models, self.config
-        _check_dims(feats, models, "queries")
-        n_queries, n_patches = next(iter(feats.values())).shape[:2]
-        flat = {t: x.reshape(-1, x.shape[2]) for t, x in feats.items()}
-        if config.mode == "1d":
-            keys = models.nearest(config.types[0], flat[config.types[0]], config.ma)[1]
-        else:
-            (name_a, name_b), rows = config.types, np.arange(n_queries * n_patches)[:, None]
-            dist_a, word_a = models.nearest(name_a, flat[name_a], config.ma)
-            dist_b, word_b = models.nearest(name_b, flat[name_b], config.ma)
-            cost = (dist_a[:, :, None] + dist_b[:, None, :]).reshape(rows.size, -1)
-            best = np.argsort(cost, axis=1, kind="stable")[:, : config.ma]
-            pick_a, pick_b = np.divmod(best, word_b.shape[1])
-            keys = word_a[rows, pick_a] * models.k(name_b) + word_b[rows, pick_b]
-        keys = keys.reshape(n_queries, -1)
-        uniques = [np.unique(row, return_counts=True) for row in keys]
-        # rounded like stored signatures, so a query scores the same alone or in any batch
-        signatures = {t: models.signature(t, x[:, 0]).astype(np.float32) for t, x in feats.items()}
-        return _Query([u[0] for u in uniques], [u[1] for u in uniques], signatures)
-
-    def _query_norm(self, data: _Data, encoded: _Query, i: int) -> float:
-        pos, found = _lookup(data.postings.keys, encoded.keys[i])
-        return float(np.sqrt(np.sum((encoded.counts[i][found] * data.idf[pos[found]]) ** 2)))
-
-    def _score(
-        self,
-        data: _Data,
-        idf: np.ndarray,
-        doc_norms: np.ndarray,
-        encoded: _Query,
-        i: int,
-        qnorm: float,
-        k: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Score query ``i`` against ``data`` with the given idf / document norms (global ones for shards)."""
-        config = self.config
-        if config.scoring == "signature":
-            cands = np.arange(len(data.images), dtype=np.int64)
-            return _top_k(cands, self._cosines(data, cands, encoded, i), k)
-        postings = data.postings
-        pos, found = _lookup(postings.keys, encoded.keys[i])
-        pos, qcounts = pos[found], encoded.counts[i][found]
-        starts = postings.offsets[pos]
-        lengths = postings.offsets[pos + 1] - starts
-        # gather the matched posting lists in one go: start of each list repeated, plus a running offset
-        gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        hit_ids = postings.ids[gather]
-        n = len(data.images)
-        votes = np.bincount(hit_ids, weights=np.repeat(qcounts * idf[pos] ** 2, lengths), minlength=n)
-        cands = np.flatnonzero(np.bincount(hit_ids, minlength=n))
-        denom = qnorm * doc_norms[cands]
-        scores = np.divide(votes[cands], denom, out=np.zeros(cands.size), where=denom > 0)
-        if config.scoring == "votes_signature":
-            cos = self._cosines(data, cands, encoded, i)
-            if config.kernel == "exp":
-                scores = scores * np.exp(-2.0 * (1.0 - cos) / config.sigma**2)
-            else:
-                scores = scores * (cos >= config.threshold)
-        return _top_k(cands, scores, k)
-
-    def _cosines(self, data: _Data, cands: np.ndarray, encoded: _Query, i: int) -> np.ndarray:
-        """Mean over types of the signature cosine.
-
-        float32 dot products by ``np.einsum`` (no BLAS, no casting buffers): each row is summed the same way
-        however many rows are asked, which keeps shards, merges and batches bit-identical.
-        """
-        out = np.zeros(cands.size)
-        for name, sigs in data.signatures.items():
-            q = encoded.signatures[name][i]
-            for lo in range(0, cands.size, _COSINE_CHUNK):
-                rows = sigs[cands[lo : lo + _COSINE_CHUNK]].astype(np.float32, copy=False)
-                out[lo : lo + _COSINE_CHUNK] += np.einsum("ij,j->i", rows, q)
-        return out / len(data.signatures)
+        return score
 
     # --------------------------------------------------------------------------------------------------- disk
     def save(
@@ -696,29 +956,44 @@ class InvertedIndex:
 def _encode_collection(
     feats: dict[str, np.ndarray], models: _Models, config: IndexConfig, images: Sequence | None, first_id: int
 ) -> _Data:
-    """Postings (each patch once, image-ordered) and signatures of a batch of images numbered from ``first_id``."""
+    """Nearest words and PCA signatures of a batch of images numbered from ``first_id``, indexed."""
     n, p = next(iter(feats.values())).shape[:2]
-    if images is None:
-        images = range(first_id, first_id + n)
-    images = [_image_name(x) for x in images]
-    if len(images) != n:
-        raise DataError(f"images lists {len(images)} ids/paths for {n} feature rows: give one per image")
-    flat = {t: x.reshape(-1, x.shape[2]) for t, x in feats.items()}
-    words = {t: models.nearest(t, flat[t], 1)[1][:, 0] for t in config.types}
-    if config.mode == "1d":
-        keys = words[config.types[0]]
-    else:
-        name_a, name_b = config.types
-        keys = words[name_a] * models.k(name_b) + words[name_b]
+    names = _image_names(images, n, first_id)
+    words = {
+        t: models.nearest(t, x.reshape(-1, x.shape[2]), 1)[1][:, 0].reshape(n, p) for t, x in feats.items()
+    }
+    signatures = {t: models.signature(t, x[:, 0]) for t, x in feats.items()}
+    return _collection_data(words, signatures, names, models, config)
+
+
+def _collection_data(
+    words: dict[str, np.ndarray],
+    signatures: dict[str, np.ndarray],
+    names: list,
+    models: _Models,
+    config: IndexConfig,
+) -> _Data:
+    """Postings (each patch once, image-ordered) of (N, P) words and the signatures in their storage dtype:
+    the one path for features and codes, so that the same assignments give the same index."""
+    n, p = words[config.types[0]].shape
     dtype = np.float16 if config.float16_signatures else np.float32
     postings = Postings.from_entries(
-        keys,
+        _keys(words, models, config).reshape(-1),
         np.repeat(np.arange(n, dtype=np.uint32), p),
         n,
         models.k(config.types[0]) if config.mode == "1d" else None,
     )
-    signatures = {t: models.signature(t, x[:, 0]).astype(dtype) for t, x in feats.items()}
-    return _Data.create(postings, signatures, images)
+    return _Data.create(postings, {t: s.astype(dtype) for t, s in signatures.items()}, names)
+
+
+def _image_names(images: Sequence | None, n: int, first_id: int) -> list:
+    """The caller's ids/paths of ``n`` images, by default their positions counted from ``first_id``."""
+    if images is None:
+        images = range(first_id, first_id + n)
+    names = [_image_name(x) for x in images]
+    if len(names) != n:
+        raise DataError(f"images lists {len(names)} ids/paths for {n} images: give one per image")
+    return names
 
 
 def _image_name(x) -> str | int:
@@ -765,35 +1040,62 @@ def _check_shards(shards: Sequence[InvertedIndex]) -> InvertedIndex:
     return first
 
 
+class ShardedIndex(_Searcher):
+    """Several `InvertedIndex` shards searched as one merged index (positions concatenated in shard order).
+
+    Global df/idf (df adds up across shards) and every shard's document norms under it are computed once here;
+    a query is then scored shard by shard and the top-k lists merged, with results bit-identical to
+    `InvertedIndex.merge(shards)` without copying the shards. It holds the shards' data as it is now (images
+    `add`-ed to a shard later do not show) and scores queries with the first shard's options (`config`).
+    """
+
+    def __init__(self, shards: Sequence[InvertedIndex]):
+        first = _check_shards(shards)
+        self.config = first.config
+        self._models = first._models
+        parts = [s._data for s in shards]
+        all_keys, inverse = np.unique(np.concatenate([d.postings.keys for d in parts]), return_inverse=True)
+        # float sums of integer counts are exact far beyond any index size, and bincount is one pass
+        df = np.bincount(
+            inverse, weights=np.concatenate([d.postings._df for d in parts]), minlength=all_keys.size
+        )
+        self._keys = all_keys
+        self._idf = _idf(df.astype(np.int64), sum(len(d.images) for d in parts))
+        self._shards = []
+        start, first_id = 0, 0
+        for data in parts:
+            idf = self._idf[inverse[start : start + data.postings.keys.size]]
+            start += data.postings.keys.size
+            self._shards.append((data, idf, data.postings.doc_norms(idf), first_id))
+            first_id += len(data.images)
+        self._images = tuple(x for d in parts for x in d.images)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def images(self) -> tuple:
+        return self._images
+
+    def _scorer(self):
+        return self._score_merged
+
+    def _score_merged(self, encoded: _Query, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        qnorm = _query_norm(self._keys, self._idf, encoded, i)
+        found_ids, found_scores = [], []
+        for data, idf, doc_norms, first_id in self._shards:
+            ids, scores = self._score(data, idf, doc_norms, encoded, i, qnorm, k)
+            found_ids.append(ids + first_id)
+            found_scores.append(scores)
+        return _top_k(np.concatenate(found_ids), np.concatenate(found_scores), k)
+
+
 def search_shards(
     shards: Sequence[InvertedIndex], query: Mapping[str, np.ndarray], k: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Search shards as if they were one merged index (positions concatenated in shard order), merging top-k.
-
-    idf and document norms are made global first (df adds up across shards), so the results are bit-identical
-    to `InvertedIndex.merge(shards).search`; the cost is one pass over every shard's postings per call.
-    """
-    first = _check_shards(shards)
-    k = _check_k(k)
-    feats = _check_features(query, first.config.types, "query", ndim=2)
-    encoded = first._encode_queries({t: q[None] for t, q in feats.items()})
-    parts = [s._data for s in shards]
-    total = sum(len(d.images) for d in parts)
-    all_keys, inverse = np.unique(np.concatenate([d.postings.keys for d in parts]), return_inverse=True)
-    df = np.zeros(all_keys.size, dtype=np.int64)
-    np.add.at(df, inverse, np.concatenate([d.postings._df for d in parts]))
-    idf = _idf(df, total)
-    pos, found = _lookup(all_keys, encoded.keys[0])
-    qnorm = float(np.sqrt(np.sum((encoded.counts[0][found] * idf[pos[found]]) ** 2)))
-    found_ids, found_scores, first_id, start = [], [], 0, 0
-    for data in parts:
-        shard_idf = idf[inverse[start : start + data.postings.keys.size]]
-        start += data.postings.keys.size
-        ids, scores = first._score(data, shard_idf, data.postings.doc_norms(shard_idf), encoded, 0, qnorm, k)
-        found_ids.append(ids + first_id)
-        found_scores.append(scores)
-        first_id += len(data.images)
-    return _top_k(np.concatenate(found_ids), np.concatenate(found_scores), k)
+    """`ShardedIndex(shards).search(query, k)`, kept for existing callers: it pays the global idf on every call,
+    so build a `ShardedIndex` once to search more than one query."""
+    return ShardedIndex(shards).search(query, k)
 
 
 def _json_bytes(obj) -> bytes:
