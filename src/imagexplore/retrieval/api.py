@@ -146,7 +146,7 @@ class Index:
             train, _ = index._features(_as_files(train_paths, "training images"), progress, batch_size)
         bad = {p for p, _ in skipped}
         kept = [str(p) for p in files if p not in bad]
-        index.inverted = _build_inverted(feats, kept, cfg, source, train)
+        index.inverted = _build_inverted(feats, kept, cfg, source, train, progress)
         index.skipped = [str(p) for p, _ in skipped]
         return index
 
@@ -157,6 +157,7 @@ class Index:
         config: ConfigSource = None,
         *,
         vocab_from: Index | str | os.PathLike | None = None,
+        progress: bool = True,
     ) -> Index:
         """Index the features that `imagexplore retrieve extract` wrote into ``directory`` (one file per rank).
 
@@ -167,7 +168,7 @@ class Index:
         cfg = _config_for(config, source)
         got = read_features(directory)
         backbone, weights = _backbone_for(got.backbone, got.weights, source)
-        inverted = _build_inverted(got.features, got.images, cfg, source, None)
+        inverted = _build_inverted(got.features, got.images, cfg, source, None, progress)
         return cls(inverted, backbone, [p for p, _ in got.skipped], weights)
 
     @classmethod
@@ -344,10 +345,16 @@ def _build_inverted(
     cfg: IndexConfig,
     source: Index | None,
     train: Mapping[str, np.ndarray] | None,
+    progress: bool = False,
 ) -> InvertedIndex:
     models_from = None if source is None else source.inverted
     return InvertedIndex.build(
-        _select(feats, cfg), cfg, images=images, train=_select(train, cfg), models_from=models_from
+        _select(feats, cfg),
+        cfg,
+        images=images,
+        train=_select(train, cfg),
+        models_from=models_from,
+        progress=progress,
     )
 
 

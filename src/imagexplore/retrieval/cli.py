@@ -129,7 +129,9 @@ def _build(args) -> int:
     else:
         config = args.config  # laid over the --vocab-from index's config; only query options may change
     if args.features is not None:
-        index = Index.build_from_features(args.features, config, vocab_from=args.vocab_from)
+        index = Index.build_from_features(
+            args.features, config, vocab_from=args.vocab_from, progress=not args.json
+        )
     else:
         index = Index.build(args.images, config, progress=not args.json, vocab_from=args.vocab_from)
     index.save(args.out)

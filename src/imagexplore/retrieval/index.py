@@ -64,6 +64,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from tqdm.auto import tqdm
 
 from imagexplore.errors import ConfigError, DataError, UserError
 
@@ -257,18 +258,28 @@ class _Models:
         return cls(vocab, quantizers, pca_mean, pca_components, dict(k_requested), source)
 
     @classmethod
-    def learn(cls, train: dict[str, np.ndarray], config: IndexConfig, source: str) -> _Models:
+    def learn(cls, train: dict[str, np.ndarray], config: IndexConfig, source: str, bar=None) -> _Models:
         vocab, means, comps = {}, {}, {}
         for name in config.types:
+            if bar is not None:
+                bar.set_postfix_str(f"k-means + PCA of {name!r}")
             x = train[name]
             patches = x.reshape(-1, x.shape[2])
             k = min(config.k_for(name), max(1, patches.shape[0] // config.points_per_word))
+            # FAISS warns below 39 points a centroid; our small-collection rule already decided how few is enough
             km = faiss.Kmeans(
-                x.shape[2], k, niter=config.kmeans_niter, seed=config.kmeans_seed, verbose=False
+                x.shape[2],
+                k,
+                niter=config.kmeans_niter,
+                seed=config.kmeans_seed,
+                verbose=False,
+                min_points_per_centroid=min(39, config.points_per_word),
             )
             km.train(patches)
             vocab[name] = np.ascontiguousarray(km.centroids, dtype=np.float32)
             means[name], comps[name] = _fit_pca(x[:, 0], min(config.signature_dim, x.shape[2]))
+            if bar is not None:
+                bar.update()
         return cls.from_arrays(vocab, means, comps, {t: config.k_for(t) for t in config.types}, source)
 
     @classmethod
@@ -717,30 +728,38 @@ class InvertedIndex(_Searcher):
         images: Sequence | None = None,
         train: Mapping[str, np.ndarray] | None = None,
         models_from: InvertedIndex | None = None,
+        progress: bool = False,
     ) -> InvertedIndex:
         """Index ``features`` (type -> (N, P, D)); ``images`` are the caller's ids/paths (default 0..N-1).
 
         Vocabularies and PCA are learned on ``train`` (an independent set) when given, else on ``features``;
         ``models_from`` reuses another index's, which is how shards that can be merged are built.
+        ``progress`` shows a bar over the steps (one k-means + PCA per feature type, then the postings).
         """
         config = config or IndexConfig()
         start = time.perf_counter()
         feats = _check_features(features, config.types, "features")
-        if models_from is not None:
-            if train is not None:
-                raise ConfigError(
-                    "give either train= (learn new vocabularies) or models_from= (reuse), not both"
+        learn = models_from is None
+        with tqdm(
+            total=len(config.types) * learn + 1, desc="index", unit="step", disable=not progress
+        ) as bar:
+            if models_from is not None:
+                if train is not None:
+                    raise ConfigError(
+                        "give either train= (learn new vocabularies) or models_from= (reuse), not both"
+                    )
+                _check_same_layout(config, models_from.config)
+                models = models_from._models
+            elif train is not None:
+                models = _Models.learn(
+                    _check_features(train, config.types, "train features"), config, "independent", bar
                 )
-            _check_same_layout(config, models_from.config)
-            models = models_from._models
-        elif train is not None:
-            models = _Models.learn(
-                _check_features(train, config.types, "train features"), config, "independent"
-            )
-        else:
-            models = _Models.learn(feats, config, "collection")
-        _check_dims(feats, models, "features")
-        data = _encode_collection(feats, models, config, images, first_id=0)
+            else:
+                models = _Models.learn(feats, config, "collection", bar)
+            _check_dims(feats, models, "features")
+            bar.set_postfix_str("postings + signatures")
+            data = _encode_collection(feats, models, config, images, first_id=0)
+            bar.update()
         return cls(config, models, data, time.perf_counter() - start)
 
     @classmethod
