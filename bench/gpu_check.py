@@ -8,6 +8,8 @@
    128-px shapes-world edges with bf16 for a few steps through the engine, checks the loss falls and the BSDS
    evaluator runs, and times HED inference at BSDS size (321×481). Skipped, not failed, when a module the edge
    code needs (scikit-image, scipy) is missing on the device.
+4. Chapter 4: DeepIndex patch features on CUDA agree with the CPU's (same network), the patch rate, and a 2-D
+   index over them finds each query view first (skipped when FAISS is missing on the device).
 Exits 0 when everything passed, 1 when a check failed; prints "SKIPPED" without a CUDA device.
 Runs with the machine's own Python and torch: `PYTHONPATH=src python3 bench/gpu_check.py`.
 """
@@ -174,6 +176,42 @@ def edges_check(iterations: int = 100, device: str = "cuda", size: int = 128) ->
     }
 
 
+def retrieval_check(images: int = 64) -> dict:
+    """DeepIndex features on CUDA: the same network (Lite0 architecture, seeded random weights: the device has
+    no bundled weights) must describe shapes-world views as on the CPU (cosine > 0.999), and its patch rate."""
+    import numpy as np
+
+    from imagexplore.data.shapes import ShapesWorld
+    from imagexplore.retrieval.features import extract, load_backbone
+
+    world = ShapesWorld(seed=0, size=160)
+    views = [torch.from_numpy(world.view(i // 4, i % 4)["image"]).permute(2, 0, 1) for i in range(images)]
+    torch.manual_seed(0)
+    cpu = load_backbone("timm:tf_efficientnet_lite0", weights="random")
+    gpu = load_backbone("timm:tf_efficientnet_lite0", weights="random")
+    gpu.load_state_dict(cpu.state_dict())
+    gpu = gpu.to("cuda")
+    ref = extract(cpu, views[:8], batch_size=112, progress=False)
+    got = extract(gpu, views[:8], batch_size=112, progress=False)
+    agree = min(float(np.min(np.sum(ref[t] * got[t], axis=-1))) for t in ref)
+    extract(gpu, views[:8], batch_size=448, progress=False)  # warm-up
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    feats = extract(gpu, views, batch_size=448, progress=False)
+    torch.cuda.synchronize()
+    rate = images * 14 / (time.perf_counter() - t)
+    out = {"min_cosine_cpu_gpu": agree, "patches_per_s": rate, "shape_high": list(feats["high"].shape)}
+    try:  # the index itself needs FAISS, which the device's Python may lack
+        from imagexplore.retrieval.index import IndexConfig, InvertedIndex
+
+        index = InvertedIndex.build(feats, IndexConfig(types=("mid", "high"), mode="2d", k=16))
+        ids, _ = index.search_batch({t: f[::4] for t, f in feats.items()}, k=4)
+        out["top1_is_query"] = float(np.mean(ids[:, 0] == np.arange(0, images, 4)))
+    except ImportError as e:
+        out["index"] = f"skipped: {e}"
+    return out
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu-check: SKIPPED (no CUDA device)")
@@ -230,15 +268,29 @@ def main() -> int:
     except ImportError as e:  # the device's own Python may lack scikit-image/scipy: report, don't fail
         print(f"  edges check SKIPPED: {e}", flush=True)
         e_ok = True
+    try:
+        retrieval = retrieval_check()
+        r_ok = retrieval["min_cosine_cpu_gpu"] > 0.999 and retrieval.get("top1_is_query", 1.0) == 1.0
+        print(
+            f"  DeepIndex features (Lite0 architecture) CUDA vs CPU: min cosine "
+            f"{retrieval['min_cosine_cpu_gpu']:.5f} [{'ok' if r_ok else 'FAIL'}], "
+            f"{retrieval['patches_per_s']:.0f} patches/s; index: "
+            f"{retrieval.get('top1_is_query', retrieval.get('index'))}",
+            flush=True,
+        )
+    except ImportError as e:
+        print(f"  retrieval check SKIPPED: {e}", flush=True)
+        retrieval, r_ok = None, True
     out = {
         "device": torch.cuda.get_device_name(),
         "edges": edges,
+        "retrieval": retrieval,
         "train": res,
         "step_images_per_s": {"cfn": cfn, "plain": plain},
         "step_time_ratio": ratio,
         "compiled_step": compiled,
         "inference_images_per_s": {"cfn": icfn, "plain": iplain},
-        "passed": bool(falls and counted and e_ok),
+        "passed": bool(falls and counted and e_ok and r_ok),
         "seconds": round(time.time() - t0, 1),
     }
     print("gpu-check JSON: " + json.dumps(out))
