@@ -204,6 +204,16 @@ def test_experiment_config_and_bad_input(tmp_path):
     (tmp_path / "typo.yaml").write_text("dataset: shapes\nindx: {}\nindex: {}\n")
     with pytest.raises(ConfigError, match="indx"):
         evaluate.read_experiment(tmp_path / "typo.yaml")
+    (tmp_path / "noindex.yaml").write_text("dataset: shapes\nindex:\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        evaluate.read_experiment(tmp_path / "noindex.yaml")
+    with pytest.raises(ConfigError, match="bundled configs: .*holidays_multi_deepindex"):
+        evaluate.read_experiment("no_such_config")
+    # `retrieve build --config` takes the index section of an experiment config, by path or bundled name
+    from imagexplore.retrieval.api import resolve_config
+
+    assert resolve_config(tmp_path / "exp.yaml").k == 64
+    assert resolve_config("ukbench_multi_deepindex").types == ("mid", "high")
     with pytest.raises(DataError, match="not a folder"):
         evaluate.load_benchmark("holidays", tmp_path / "missing")
     (tmp_path / "empty").mkdir()

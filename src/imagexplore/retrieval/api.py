@@ -71,19 +71,11 @@ def resolve_config(
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
+    """IndexConfig fields from a YAML file: a plain one, or the ``index`` section of an experiment config
+    (``configs/retrieval/*.yaml``, also found by bundled name, e.g. ``holidays_multi_deepindex``)."""
+    from imagexplore.retrieval.evaluate import read_experiment
 
-    if not path.is_file():
-        raise ConfigError(f"index config {path} not found: give a YAML file of IndexConfig fields")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"index config {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"index config {path} must be a mapping of IndexConfig fields, e.g. 'k: 1024'")
-    return data
+    return dict(read_experiment(path)["index"])
 
 
 def _query_input(item):

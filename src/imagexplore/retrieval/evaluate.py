@@ -221,6 +221,10 @@ def read_experiment(path: str | Path | None) -> dict:
         raise ConfigError(f"{path} must be a mapping (experiment keys or IndexConfig fields)")
     if "index" not in data:  # a plain IndexConfig file, as `retrieve build --config` takes
         return {"index": data}
+    if not isinstance(data["index"], dict):
+        raise ConfigError(
+            f"'index' in {path} must be a mapping of IndexConfig fields, e.g. 'index: {{k: 1024}}'"
+        )
     unknown = sorted(set(data) - _EXPERIMENT_KEYS)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in {path}: allowed are {sorted(_EXPERIMENT_KEYS)}")
