@@ -159,3 +159,72 @@ def test_pca_whitening_and_state_round_trip(tmp_path):
         PCA(dim=30).fit(X)
     with pytest.raises(UserError, match="not fitted"):
         PCA().transform(X)
+
+
+def test_two_backbones_describe_the_same_patches(tmp_path):
+    """Multiple DeepIndex' pair of architectures: Lite0 + a second timm network (weights inline)."""
+    from imagexplore.data.shapes import ShapesWorld
+    from imagexplore.retrieval.features import CombinedExtractor
+    from imagexplore.retrieval.index import IndexConfig, InvertedIndex
+
+    torch.manual_seed(0)
+    second = load_backbone("timm:resnet18", weights="random", input_size=64)
+    path = tmp_path / "r18.pt"
+    torch.save(second.model.state_dict(), path)
+    both = load_backbone(f"efficientnet-lite0+timm:resnet18={path}", input_size=64)
+    assert isinstance(both, CombinedExtractor) and both.name == f"efficientnet-lite0+timm:resnet18={path}"
+    assert both.dims == {"mid": 112, "high": 1280, "b.mid": 256, "b.high": 512}
+    world = ShapesWorld(seed=0, size=80)
+    views = [torch.from_numpy(world.view(i // 2, i % 2)["image"]).permute(2, 0, 1) for i in range(8)]
+    got = extract(both, views, progress=False)
+    alone = extract(load_backbone(input_size=64), views, progress=False)
+    other = extract(second, views, progress=False)
+    for t in ("mid", "high"):  # each part sees exactly the patches it would alone
+        np.testing.assert_allclose(got[t], alone[t], atol=1e-5)
+        np.testing.assert_allclose(got["b." + t], other[t], atol=1e-5)
+    # a 2-D index pairing the second network's mid feature with Lite0's head
+    cfg = IndexConfig(types=("b.mid", "high"), mode="2d", k=4, points_per_word=1)
+    index = InvertedIndex.build({t: got[t] for t in cfg.types}, cfg)
+    ids, _ = index.search_batch({t: got[t] for t in cfg.types}, k=1)
+    assert ids[:, 0].tolist() == list(range(8))
+    index.save(tmp_path / "idx")  # "b.mid" names files of the index directory too
+    assert (tmp_path / "idx" / "vocab_b.mid.npy").is_file()
+    assert InvertedIndex.load(tmp_path / "idx").search_batch({t: got[t] for t in cfg.types}, k=1)[
+        0
+    ].tolist() == (ids.tolist())
+    with pytest.raises(ConfigError, match="exactly two"):
+        load_backbone("efficientnet-lite0+efficientnet-lite0+efficientnet-lite0")
+    with pytest.raises(ConfigError, match="inline"):
+        load_backbone(f"efficientnet-lite0+timm:resnet18={path}", weights=path)
+
+
+def test_cli_build_with_two_backbones(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from imagexplore import cli
+    from imagexplore.data.shapes import ShapesWorld
+
+    torch.manual_seed(0)
+    path = tmp_path / "r18.pt"
+    torch.save(load_backbone("timm:resnet18", weights="random").model.state_dict(), path)
+    (tmp_path / "img").mkdir()
+    world = ShapesWorld(seed=1, size=48)
+    for i in range(4):
+        Image.fromarray(world.view(i, 0)["image"]).save(tmp_path / "img" / f"{i}.png")
+    (tmp_path / "pair.yaml").write_text("mode: 2d\ntypes: [b.mid, high]\nk: 2\npoints_per_word: 1\n")
+    backbone = f"efficientnet-lite0+timm:resnet18={path}"
+    argv = ["retrieve", "build", "--images", str(tmp_path / "img"), "--out", str(tmp_path / "idx")]
+    argv += ["--backbone", backbone, "--config", str(tmp_path / "pair.yaml"), "--json"]
+    assert cli.main(argv) == 0
+    stats = json.loads(capsys.readouterr().out)["stats"]
+    assert stats["backbone"] == backbone and stats["k"] == {"b.mid": 2, "high": 2}
+    assert (
+        stats["bytes_per_image"] == 14 * 4 + 256 * 4 + 512 * 4
+    )  # resnet18 mid is 256-d, Lite0 head PCA'd to 512
+    query = str(tmp_path / "img" / "2.png")
+    assert (
+        cli.main(["retrieve", "search", "--index", str(tmp_path / "idx"), query, "--top", "1", "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)[0]["results"][0]["path"] == query

@@ -28,7 +28,9 @@ def add_commands(sub) -> None:
     p.add_argument("--images", required=True, help="folder of images (listed recursively, sorted)")
     p.add_argument("--out", required=True, help="folder for the feature files and manifest.json")
     p.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, help=f"default {DEFAULT_BACKBONE}; or timm:<model>"
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        help=f"default {DEFAULT_BACKBONE}; or timm:<model>[=<weights>], or two joined by '+'",
     )
     p.add_argument("--weights", default=None, help="local state_dict of the backbone (default: bundled)")
     p.add_argument(
@@ -52,6 +54,12 @@ def add_commands(sub) -> None:
     p.add_argument("--config", default=None, help="YAML of IndexConfig fields (k, ma, scoring, ...)")
     p.add_argument("--mode", choices=["1d", "2d"], default=None, help="1d: high features; 2d: mid × high")
     p.add_argument("--k", type=int, default=None, help="vocabulary size per feature type (default 1024)")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help=f"with --images: {DEFAULT_BACKBONE} (default), timm:<model>[=<weights>], or two joined by '+'",
+    )
+    p.add_argument("--weights", default=None, help="with --images: local state_dict of a timm backbone")
     p.add_argument(
         "--vocab-from",
         default=None,
@@ -129,11 +137,22 @@ def _build(args) -> int:
     else:
         config = args.config  # laid over the --vocab-from index's config; only query options may change
     if args.features is not None:
+        if args.backbone is not None or args.weights is not None:
+            raise ConfigError(
+                "--backbone/--weights are those `retrieve extract` used: leave them out with --features"
+            )
         index = Index.build_from_features(
             args.features, config, vocab_from=args.vocab_from, progress=not args.json
         )
     else:
-        index = Index.build(args.images, config, progress=not args.json, vocab_from=args.vocab_from)
+        index = Index.build(
+            args.images,
+            config,
+            backbone=args.backbone,
+            weights=args.weights,
+            progress=not args.json,
+            vocab_from=args.vocab_from,
+        )
     index.save(args.out)
     return _report(index, args.out, start, args.json)
 

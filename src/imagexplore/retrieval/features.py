@@ -37,6 +37,8 @@ _LITE0_ARCH = "tf_efficientnet_lite0"
 # The Lite0 release normalises 0..255 RGB as (x - 127) / 128; on the 0..1 scale that is mean 127/255, std 128/255.
 _LITE0_MEAN, _LITE0_STD = (127 / 255,) * 3, (128 / 255,) * 3
 HIGH = "high"  # the pooled head feature (pre-logits), present for every backbone
+COMBINE = "+"  # "efficientnet-lite0+timm:resnet50=/path/weights.pth": two backbones, one pass each
+SECOND_PREFIX = "b."  # feature types of the second backbone of a combination
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
 Box = tuple[float, float, float, float]
@@ -154,6 +156,40 @@ class FeatureExtractor(nn.Module):
         return {ftype: F.normalize(v.float(), dim=1) for ftype, v in out.items()}
 
 
+class CombinedExtractor(nn.Module):
+    """Two backbones describing the same patches (Multiple DeepIndex' best pair: two CNN architectures).
+
+    The first backbone's types keep their names (``mid``, ``high``), the second's get the prefix ``b.``
+    (``b.mid``, ``b.high``), so a 2-D index can pair e.g. ``types: [b.mid, high]``. Patches are cut once at the
+    larger input size and resized (antialiased) for the other network.
+    """
+
+    def __init__(self, first: FeatureExtractor, second: FeatureExtractor):
+        super().__init__()
+        self.parts = nn.ModuleList([first, second])
+        self.prefixes = ("", SECOND_PREFIX)
+        self.name = f"{first.name}{COMBINE}{second.name}"
+        self.input_size = max(first.input_size, second.input_size)
+        self.dims = {pre + t: d for part, pre in zip(self.parts, self.prefixes) for t, d in part.dims.items()}
+
+    @property
+    def device(self) -> torch.device:
+        return self.parts[0].device
+
+    crop_resize = FeatureExtractor.crop_resize  # cuts at ``self.input_size``, the larger of the two
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for part, prefix in zip(self.parts, self.prefixes):
+            if part.input_size != x.shape[-1]:
+                size = (part.input_size, part.input_size)
+                x_part = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            else:
+                x_part = x
+            out.update({prefix + t: v for t, v in part(x_part).items()})
+        return out
+
+
 def _pool(t: torch.Tensor) -> torch.Tensor:
     """ReLU, then average over positions: NCHW maps over H, W; token sequences (B, N, C) over N."""
     t = F.relu(t)
@@ -206,11 +242,36 @@ def load_backbone(
       otherwise download, ``weights="random"`` keeps the untrained network on purpose; normalisation and input
       size come from the model's pretrained config.
 
+    - ``"timm:<model>=<file>"``: the same with the weights file given inline (needed inside a combination).
+    - ``"<backbone>+<backbone>"``: two of the above describing the same patches (`CombinedExtractor`); the
+      second's feature types are prefixed ``b.``; give weights inline, not as ``weights``.
+
     ``taps`` (default ``{"mid": -2}``, the second-to-last stage) maps feature types to ``feature_info`` stages;
     ``high`` is always added. ``input_size`` overrides the square patch size (224 for Lite0).
     """
     import timm
 
+    if COMBINE in name:
+        parts = name.split(COMBINE)
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(
+                f"backbone '{name}': combine exactly two, e.g. 'efficientnet-lite0+timm:resnet50=W.pth'"
+            )
+        if weights is not None:
+            raise ConfigError(
+                f"backbone '{name}' combines two networks: give each its weights inline ('timm:<model>=<file>')"
+            )
+        first, second = (load_backbone(p, taps=taps, input_size=input_size) for p in parts)
+        return CombinedExtractor(first, second).to(device).eval()
+    if name.startswith("timm:") and "=" in name:
+        arch_part, inline = name.split("=", 1)
+        if weights is not None and str(weights) != inline:
+            raise ConfigError(
+                f"backbone '{name}' names its weights inline; do not also pass weights={weights!r}"
+            )
+        extractor = load_backbone(arch_part, inline, device, taps, input_size)
+        extractor.name = name
+        return extractor
     if name == DEFAULT_BACKBONE:
         arch, mean, std, size = _LITE0_ARCH, _LITE0_MEAN, _LITE0_STD, 224
         weights = _bundled_lite0_path() if weights is None else weights
