@@ -47,6 +47,10 @@ def test_holidays_layout_and_perfect_duplicates(tmp_path, extractor):
     assert bench.query_ids.tolist() == [0, 3, 6, 9]
     assert [p.tolist() for p in bench.positives] == [[1, 2], [4, 5], [7, 8], [10, 11]]
     assert [j.tolist() for j in bench.junk] == [[0], [3], [6], [9]]
+    assert bench.notes["rotate_upright"] is False
+    assert evaluate.load_benchmark("holidays", root, upright=True).notes["rotate_upright"] is True
+    with pytest.raises(DataError, match="Holidays"):
+        evaluate.load_benchmark("ukbench", root, upright=True)
     # the positives of each query are byte copies of it: every method must find them first
     for q, pos in zip(bench.query_ids, bench.positives):
         for p in pos:

@@ -3,8 +3,8 @@
 Official layouts (read, never downloaded; `imagexplore data list` says where each is looked for):
 
 - ``holidays``: a folder of ``NNNNMM.jpg`` (``holidays/jpg``); query = ``NNNN00`` of each group, scored against
-  the whole collection with the query itself ignored. Images are used as stored, EXIF orientation applied: this
-  is the original Holidays, not the hand-rotated "upright" copy (give that copy's folder to evaluate it).
+  the whole collection with the query itself ignored. Images are used as stored, EXIF orientation applied; the
+  result records ``rotate_upright`` (false unless ``--upright`` says the folder is the hand-rotated copy).
 - ``ukbench``: ``ukbench/full/ukbench00000.jpg`` …; every image is a query, N-S score out of 4.
 - ``oxford5k`` / ``paris6k``: images under ``jpg/`` (Paris' ``paris/<landmark>/`` nesting is fine) and the
   ``gt_files`` folder (``gt/``, ``gt_files/``, ``gt_files_170407/`` or the root itself); queries are cropped to
@@ -89,7 +89,9 @@ def _listed(folder: Path, name: str) -> list[Path]:
     return files
 
 
-def load_holidays(root: str | Path) -> RetrievalBenchmark:
+def load_holidays(root: str | Path, upright: bool = False) -> RetrievalBenchmark:
+    """Holidays from its folder; ``upright`` records that the folder is the hand-rotated copy (names and ground
+    truth are the same, so only the caller can tell)."""
     files = _listed(_images_dir(Path(root), "holidays"), "holidays")
     names = [str(p) for p in files]
     queries, positives = holidays_groups(names)
@@ -102,7 +104,10 @@ def load_holidays(root: str | Path) -> RetrievalBenchmark:
         query_ids=qids,
         positives=[index_of(p, names) for p in positives],
         junk=[np.array([q]) for q in qids],
-        notes={"rotate_upright": False, "query_in_database": "ignored in its own ranking (eval_holidays.py)"},
+        notes={
+            "rotate_upright": upright,
+            "query_in_database": "ignored in its own ranking (eval_holidays.py)",
+        },
     )
 
 
@@ -171,10 +176,12 @@ def load_revisited(root: str | Path, name: str) -> RetrievalBenchmark:
     )
 
 
-def load_official(name: str, root: str | Path) -> RetrievalBenchmark:
-    """One of `OFFICIAL` from its folder."""
+def load_official(name: str, root: str | Path, *, upright: bool = False) -> RetrievalBenchmark:
+    """One of `OFFICIAL` from its folder (``upright``: Holidays' rotated copy, recorded in the notes)."""
+    if upright and name != "holidays":
+        raise DataError(f"upright applies to Holidays' rotated copy only, not to {name}")
     if name == "holidays":
-        return load_holidays(root)
+        return load_holidays(root, upright)
     if name == "ukbench":
         return load_ukbench(root)
     if name in ("oxford5k", "paris6k"):

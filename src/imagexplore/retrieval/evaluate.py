@@ -61,14 +61,16 @@ def default_root(name: str) -> Path:
 
 
 def load_benchmark(name: str, root: str | Path | None = None, **options) -> RetrievalBenchmark:
-    """An official benchmark read from ``root``, or a generated one written there (``options`` go to it)."""
+    """An official benchmark read from ``root``, or a generated one written there (``options`` go to it;
+    Holidays takes ``upright``)."""
     from imagexplore.retrieval import querysets
 
     root = Path(root) if root is not None else default_root(name)
     if name in OFFICIAL:
-        if options:
-            raise ConfigError(f"{name} takes no generation options, got {sorted(options)}")
-        return load_official(name, root)
+        unknown = sorted(set(options) - {"upright"})
+        if unknown:
+            raise ConfigError(f"{name} takes no generation options, got {unknown}")
+        return load_official(name, root, **options)
     if name == "shapes":
         return querysets.make_shapes(root, **options)
     if name == "photo-copies":
@@ -242,6 +244,7 @@ def run_eval(
     patches: int = 14,
     train: str | Path | None = None,
     baseline: bool = False,
+    upright: bool = False,
     batch_size: int = 32,
     device: str = "cpu",
     progress: bool = True,
@@ -251,7 +254,7 @@ def run_eval(
     from imagexplore.retrieval.features import DEFAULT_BACKBONE, extract, load_backbone
 
     cfg = resolve_config(config)
-    bench = load_benchmark(dataset, root)
+    bench = load_benchmark(dataset, root, **({"upright": True} if upright else {}))
     name = backbone or DEFAULT_BACKBONE
     extractor = load_backbone(name, weights=weights, device=device, input_size=patch_size)
     feats = extract_benchmark(bench, extractor, batch_size=batch_size, progress=progress)
@@ -306,6 +309,11 @@ def add_parser(rsub) -> None:
     p.add_argument("--patch-size", type=int, default=None, help="CNN input size per patch (Lite0: 224)")
     p.add_argument("--train", default=None, help="independent image folder for vocabularies and PCA")
     p.add_argument("--baseline", action="store_true", help="also score the raw-pixel baseline")
+    p.add_argument(
+        "--upright",
+        action="store_true",
+        help="Holidays: --root is the hand-rotated copy (recorded in the result)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="patches per CNN forward")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
@@ -332,6 +340,7 @@ def run(args) -> int:
         patches=args.patches or exp.get("patches", 14),
         train=args.train,
         baseline=args.baseline,
+        upright=args.upright,
         batch_size=args.batch_size,
         device=eval_device(args),
         progress=not args.json,
