@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 from imagexplore import cli
@@ -168,3 +169,9 @@ def test_cli_build_2d_and_search_json(collection, tmp_path, monkeypatch, capsys)
 
     assert cli.main(["retrieve", "search", "--index", str(tmp_path / "nope"), queries[0]]) == 2
     assert "not found" in capsys.readouterr().err
+    argv = ["retrieve", "search", "--index", str(out), queries[0], "--device", "cpu", "--json"]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)[0]["results"][0]["path"] == truth[queries[0]]
+    if not torch.cuda.is_available():  # asking for a GPU that is not there is one clear line
+        assert cli.main([*argv[:-3], "--device", "cuda"]) == 2
+        assert "no CUDA GPU is visible" in capsys.readouterr().err

@@ -96,13 +96,23 @@ class Index:
         backbone: str = DEFAULT_BACKBONE,
         skipped: Sequence = (),
         weights: str | None = None,
+        device: str = "cpu",
     ):
         self.inverted = inverted
         self.backbone = backbone
         self.weights = weights
         self.skipped = [str(p) for p in skipped]
+        self.device = device
         self._extractor = None
         self._lock = threading.Lock()
+
+    def to(self, device: str) -> Index:
+        """Describe images (build, add, search) on ``device`` ("cpu", "cuda", "cuda:1"); returns the index."""
+        with self._lock:
+            self.device = device
+            if self._extractor is not None:
+                self._extractor.to(device)
+        return self
 
     # ----------------------------------------------------------------------------------------------- building
     @classmethod
@@ -117,6 +127,7 @@ class Index:
         batch_size: int = DEFAULT_BATCH_IMAGES,
         train_paths: PathOrPaths | None = None,
         vocab_from: Index | str | os.PathLike | None = None,
+        device: str = "cpu",
     ) -> Index:
         """Index image files (a list, or a folder listed recursively); unreadable ones go to ``skipped``.
 
@@ -124,12 +135,13 @@ class Index:
         ``vocab_from`` (an `Index` or its directory) reuses another index's instead, with its backbone, weights
         and config (``config`` may then change only query options), so that the two can be merged or searched
         together (shards of one collection).
-        ``batch_size`` images go through the CNN per forward pass, grouped as `retrieve extract` groups them.
+        ``batch_size`` images go through the CNN per forward pass, grouped as `retrieve extract` groups them,
+        on ``device`` (kept for later searches; `to` changes it).
         """
         source = _as_index(vocab_from)
         cfg = _config_for(config, source)
         backbone, weights = _backbone_for(backbone, _weights_path(weights), source)
-        index = cls(None, backbone, weights=weights)  # type: ignore[arg-type]  # filled in below, once features exist
+        index = cls(None, backbone, weights=weights, device=device)  # type: ignore[arg-type]  # filled in below
         files = _as_files(paths, "images to index")
         feats, skipped = index._features(files, progress, batch_size)
         _check_some_read(files, skipped)
@@ -184,7 +196,7 @@ class Index:
     def _load_extractor(self):
         """The CNN, loaded at first use; the caller holds the lock."""
         if self._extractor is None:
-            self._extractor = load_backbone(self.backbone, self.weights)
+            self._extractor = load_backbone(self.backbone, self.weights, device=self.device)
         return self._extractor
 
     def add(self, paths: PathOrPaths, progress: bool = False) -> None:
@@ -292,6 +304,11 @@ class ShardedSearch:
         feats, _ = self.indexes[0]._describe(images)
         ids, scores = self._sharded.search_batch(_select(feats, self._sharded.config), k)
         return _named(self._sharded.images, ids, scores)
+
+    def to(self, device: str) -> ShardedSearch:
+        """Describe queries on ``device`` (the first shard's CNN does it)."""
+        self.indexes[0].to(device)
+        return self
 
     def __len__(self) -> int:
         return len(self._sharded)

@@ -12,7 +12,7 @@ import time
 
 from imagexplore.errors import ConfigError
 from imagexplore.retrieval import evaluate
-from imagexplore.retrieval.distributed import DEFAULT_BATCH_IMAGES, DEVICES
+from imagexplore.retrieval.distributed import DEFAULT_BATCH_IMAGES, DEVICES, resolve_device
 from imagexplore.retrieval.features import DEFAULT_BACKBONE
 
 
@@ -61,6 +61,15 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--weights", default=None, help="with --images: local state_dict of a timm backbone")
     p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_IMAGES,
+        help=f"with --images: images per forward pass (default {DEFAULT_BATCH_IMAGES}; larger on a GPU)",
+    )
+    p.add_argument(
+        "--device", choices=DEVICES, default=None, help="with --images: default auto (CUDA if present)"
+    )
+    p.add_argument(
         "--vocab-from",
         default=None,
         metavar="INDEX_DIR",
@@ -82,6 +91,9 @@ def add_commands(sub) -> None:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=int, default=10, help="results per query (default 10)")
+    p.add_argument(
+        "--device", choices=DEVICES, default=None, help="where queries are described (default auto)"
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     evaluate.add_parser(rsub)
@@ -137,9 +149,9 @@ def _build(args) -> int:
     else:
         config = args.config  # laid over the --vocab-from index's config; only query options may change
     if args.features is not None:
-        if args.backbone is not None or args.weights is not None:
+        if args.backbone is not None or args.weights is not None or args.device is not None:
             raise ConfigError(
-                "--backbone/--weights are those `retrieve extract` used: leave them out with --features"
+                "--backbone/--weights/--device belong to `retrieve extract`: leave them out with --features"
             )
         index = Index.build_from_features(
             args.features, config, vocab_from=args.vocab_from, progress=not args.json
@@ -152,6 +164,8 @@ def _build(args) -> int:
             weights=args.weights,
             progress=not args.json,
             vocab_from=args.vocab_from,
+            batch_size=args.batch_size,
+            device=str(resolve_device(args.device or "auto")),
         )
     index.save(args.out)
     return _report(index, args.out, start, args.json)
@@ -193,6 +207,7 @@ def _search(args) -> int:
     from imagexplore.retrieval.api import Index, ShardedSearch
 
     index = Index.load(args.index[0]) if len(args.index) == 1 else ShardedSearch.load(args.index)
+    index.to(str(resolve_device(args.device or "auto")))
     found = index.search_many(args.images, k=args.top)
     out = [
         {"query": q, "results": [{"path": p, "score": s} for p, s in hits]}
