@@ -5,7 +5,7 @@ Features are extracted once per set; every row then builds its own index from th
 signature only, votes only and votes × signature in 1-D (high, and mid for the layer ablation) and 2-D (mid ×
 high); then the codebook-size, patch-set and multiple-assignment ablations, and per-edit mAP on photo-copies.
 
-Run: python experiments/chapter4.py [--patch-size 224] [--groups 40] [--out runs/chapter4]
+Run: python experiments/chapter4.py [--patch-size 224] [--groups 40] [--distractors 0] [--out runs/chapter4]
 Prints markdown tables and writes <out>/results.json.
 """
 
@@ -24,7 +24,7 @@ from imagexplore.retrieval.evaluate import evaluate_index, evaluate_pixels, extr
 from imagexplore.retrieval.features import load_backbone
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
 from imagexplore.retrieval.metrics import average_precision
-from imagexplore.retrieval.querysets import EDITS
+from imagexplore.retrieval.querysets import EDITS, tuxpaint_stamps
 
 ONE_D = IndexConfig(types=("high",), mode="1d")
 TWO_D = IndexConfig(types=("mid", "high"), mode="2d")
@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--patch-size", type=int, default=224, help="CNN input per patch (Lite0: 224)")
     ap.add_argument("--groups", type=int, default=40, help="shapes scenes (4 views each)")
     ap.add_argument("--originals", type=int, default=24, help="photos queried by edited copies")
+    ap.add_argument("--distractors", type=int, default=0, help="tuxpaint stamps added to photo-copies")
     ap.add_argument("--ks", type=int, nargs="+", default=[8, 32, 128, 512])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
@@ -119,7 +120,10 @@ def main() -> None:
     extractor = load_backbone(input_size=args.patch_size)
     results = {"patch_size": args.patch_size, "backbone": "efficientnet-lite0"}
     for name in args.sets:
-        options = {"groups": args.groups} if name == "shapes" else {"originals": args.originals}
+        if name == "shapes":
+            options = {"groups": args.groups}
+        else:
+            options = {"originals": args.originals, "distractors": tuxpaint_stamps(args.distractors)}
         bench = load_benchmark(name, out / "data" / name, **options)
         results[name] = run_set(name, bench, extractor, args)
     out.mkdir(parents=True, exist_ok=True)

@@ -172,6 +172,13 @@ def test_photo_copies_set_is_written_once_and_scored(tmp_path):
     # every copy's original is the one positive: pixels find at least the gentle edits
     res = evaluate.evaluate_pixels(bench)["metrics"]["map"]
     assert 0.3 < res <= 1.0
+    # distractors join the database only, never as originals or positives
+    more = querysets.make_photo_copies(
+        tmp_path / "set2", originals=2, sources=sources[:3], max_side=160, distractors=sources[3:]
+    )
+    assert len(more.images) == 6 and sum("distractor_" in p.name for p in more.images) == 3
+    assert all("distractor_" not in more.images[int(p[0])].name for p in more.positives)
+    assert all("distractor_" not in q.name for q in more.queries)
     with pytest.raises(ConfigError, match="unknown edit"):
         querysets.make_photo_copies(tmp_path / "x", edits=("blur",), sources=sources)
 

@@ -245,6 +245,7 @@ def run_eval(
     train: str | Path | None = None,
     baseline: bool = False,
     upright: bool = False,
+    distractors: int = 0,
     batch_size: int = 32,
     device: str = "cpu",
     progress: bool = True,
@@ -254,7 +255,14 @@ def run_eval(
     from imagexplore.retrieval.features import DEFAULT_BACKBONE, extract, load_backbone
 
     cfg = resolve_config(config)
-    bench = load_benchmark(dataset, root, **({"upright": True} if upright else {}))
+    options: dict = {"upright": True} if upright else {}
+    if distractors:
+        if dataset != "photo-copies":
+            raise ConfigError(f"--distractors adds tuxpaint stamps to photo-copies only, not to {dataset}")
+        from imagexplore.retrieval.querysets import tuxpaint_stamps
+
+        options["distractors"] = tuxpaint_stamps(distractors)
+    bench = load_benchmark(dataset, root, **options)
     name = backbone or DEFAULT_BACKBONE
     extractor = load_backbone(name, weights=weights, device=device, input_size=patch_size)
     feats = extract_benchmark(bench, extractor, batch_size=batch_size, progress=progress)
@@ -310,6 +318,12 @@ def add_parser(rsub) -> None:
     p.add_argument("--train", default=None, help="independent image folder for vocabularies and PCA")
     p.add_argument("--baseline", action="store_true", help="also score the raw-pixel baseline")
     p.add_argument(
+        "--distractors",
+        type=int,
+        default=0,
+        help="photo-copies: add N Debian tuxpaint stamps to the database (default 0)",
+    )
+    p.add_argument(
         "--upright",
         action="store_true",
         help="Holidays: --root is the hand-rotated copy (recorded in the result)",
@@ -341,6 +355,7 @@ def run(args) -> int:
         train=args.train,
         baseline=args.baseline,
         upright=args.upright,
+        distractors=args.distractors,
         batch_size=args.batch_size,
         device=eval_device(args),
         progress=not args.json,

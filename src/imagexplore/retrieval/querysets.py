@@ -5,7 +5,9 @@ photos, plus the Debian ``opencv-doc`` example images when installed — shrunk 
 Some originals are queried by edited copies, one per edit in `EDITS` (crop, rotation, scale, JPEG, colour,
 occlusion; strengths as in INRIA Copydays' "strong" cases where it has one); the other photos are distractors.
 ``opencv-doc``'s same-scene pairs add harder queries: the first image queries the database that holds the
-second (another viewpoint, not an edited copy). Each query has exactly one positive, so mAP is the mean of 1/rank
+second (another viewpoint, not an edited copy). Optional distractors join the database only, e.g. stamps of
+the installed Debian ``tuxpaint-stamps-default`` (`tuxpaint_stamps`, mostly photo cut-outs). Each query has
+exactly one positive, so mAP is the mean of 1/rank
 (trapezoid: ½(j/p + (j+1)/(p+1)) with j = 0).
 
 ``shapes``: ``views`` renderings of each of ``groups`` shapes-world scenes (`ShapesWorld.view`: rotation, scale,
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ from imagexplore.errors import ConfigError, DataError
 from imagexplore.retrieval.benchmarks import RetrievalBenchmark
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 # opencv-doc's same-scene pairs (first queries, second is in the database); stereo chessboards are left out as
 # queries (13 near-identical boards) but stay in the database as distractors.
 OPENCV_PAIRS = (
@@ -86,6 +90,20 @@ def photo_sources() -> list[Path]:
     return found
 
 
+def tuxpaint_stamps(limit: int, seed: int = 0) -> list[Path]:
+    """``limit`` stamps of the installed Debian ``tuxpaint-stamps-default`` (GPL: used in place, never copied
+    into the repository), drawn at random with ``seed``; letters and digits (``symbols``) left out."""
+    if not TUXPAINT_STAMPS.is_dir():
+        raise DataError(
+            f"{TUXPAINT_STAMPS} not found: install Debian tuxpaint-stamps-default (`make data`) for distractors"
+        )
+    stamps = sorted(
+        p for p in TUXPAINT_STAMPS.rglob("*.png") if "symbols" not in p.relative_to(TUXPAINT_STAMPS).parts
+    )
+    pick = np.random.default_rng(seed).choice(len(stamps), size=min(limit, len(stamps)), replace=False)
+    return [stamps[i] for i in sorted(pick)]
+
+
 def _manifest_ok(folder: Path, spec: dict) -> bool:
     path = folder / "manifest.json"
     try:
@@ -103,8 +121,12 @@ def make_photo_copies(
     max_side: int = 512,
     seed: int = 0,
     sources: list[Path] | None = None,
+    distractors: Sequence[str | Path] = (),
 ) -> RetrievalBenchmark:
-    """Write (or reuse) the ``photo-copies`` set under ``folder``; ``originals`` photos get edited queries."""
+    """Write (or reuse) the ``photo-copies`` set under ``folder``; ``originals`` photos get edited queries.
+
+    ``distractors`` (e.g. `tuxpaint_stamps`) only join the database: more images to be confused with.
+    """
     folder = Path(folder)
     sources = photo_sources() if sources is None else [Path(p) for p in sources]
     bad = [e for e in edits if e not in EDITS]
@@ -122,12 +144,24 @@ def make_photo_copies(
         raise DataError(
             "photo-copies needs real photos: install scikit-image (bundled photos) or Debian opencv-doc"
         )
+    extra = set()
+    for i, src in enumerate(Path(p) for p in distractors):
+        try:
+            img = load_image(src, "RGB")  # cut-outs are composited on white
+        except DataError:
+            continue
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        key = f"distractor_{i:04d}_{src.stem}.png"  # unique even when two folders hold the same name
+        photos[key] = img
+        extra.add(key)
     pair_list = [(a, b) for a, b in OPENCV_PAIRS if pairs and a in photos and b in photos]
     query_only = {a for a, _ in pair_list}
     db_names = [n for n in photos if n not in query_only]
     rng = np.random.default_rng(seed)
     eligible = [
-        n for n in db_names if min(photos[n].size) >= _MIN_SIDE and n not in {b for _, b in pair_list}
+        n
+        for n in db_names
+        if min(photos[n].size) >= _MIN_SIDE and n not in {b for _, b in pair_list} and n not in extra
     ]
     if not eligible and not pair_list:
         raise DataError(f"photo-copies needs photos with a shorter side of at least {_MIN_SIDE} px to edit")
@@ -167,6 +201,7 @@ def make_photo_copies(
         notes={
             "database": f"{len(db_names)} photos (scikit-image + opencv-doc), longest side <= {max_side}",
             "queries": f"{len(chosen)} originals x {len(edits)} edits {list(edits)} + {len(pair_list)} pairs",
+            "distractors": len(extra),
             "seed": seed,
         },
     )
