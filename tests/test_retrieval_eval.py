@@ -179,6 +179,10 @@ def test_photo_copies_set_is_written_once_and_scored(tmp_path):
     assert len(more.images) == 6 and sum("distractor_" in p.name for p in more.images) == 3
     assert all("distractor_" not in more.images[int(p[0])].name for p in more.positives)
     assert all("distractor_" not in q.name for q in more.queries)
+    # distractors leave the queries as they were: the same originals, byte-identical edits
+    plain = querysets.make_photo_copies(tmp_path / "set3", originals=2, sources=sources[:3], max_side=160)
+    assert [q.name for q in plain.queries] == [q.name for q in more.queries]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(plain.queries, more.queries))
     with pytest.raises(ConfigError, match="unknown edit"):
         querysets.make_photo_copies(tmp_path / "x", edits=("blur",), sources=sources)
 

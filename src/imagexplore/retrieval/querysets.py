@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,11 +106,28 @@ def tuxpaint_stamps(limit: int, seed: int = 0) -> list[Path]:
 
 
 def _manifest_ok(folder: Path, spec: dict) -> bool:
-    path = folder / "manifest.json"
+    return _manifest(folder).get("spec") == spec
+
+
+def _manifest(folder: Path) -> dict:
     try:
-        return json.loads(path.read_text()).get("spec") == spec
+        data = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
-        return False
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _load_thumbnails(paths: Sequence[Path], keys: Sequence[str], max_side: int) -> dict[str, Image.Image]:
+    """The readable images among ``paths`` (unreadable ones left out), shrunk to ``max_side``, by key."""
+    out = {}
+    for key, src in zip(keys, paths):
+        try:
+            img = load_image(src, "RGB")  # cut-outs are composited on white
+        except DataError:
+            continue
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        out[key] = img
+    return out
 
 
 def make_photo_copies(
@@ -125,51 +143,23 @@ def make_photo_copies(
 ) -> RetrievalBenchmark:
     """Write (or reuse) the ``photo-copies`` set under ``folder``; ``originals`` photos get edited queries.
 
-    ``distractors`` (e.g. `tuxpaint_stamps`) only join the database: more images to be confused with.
+    ``distractors`` (e.g. `tuxpaint_stamps`) only join the database: more images to be confused with; the
+    originals and their edits do not depend on them, so runs with and without distractors share their queries.
+    A folder written with the same arguments is reused without decoding anything.
     """
     folder = Path(folder)
     sources = photo_sources() if sources is None else [Path(p) for p in sources]
+    distractors = [Path(p) for p in distractors]
     bad = [e for e in edits if e not in EDITS]
     if bad:
         raise ConfigError(f"unknown edit(s) {bad}: choose from {EDITS}")
-    photos = {}
-    for src in sources:
-        try:
-            img = load_image(src, "RGB")
-        except DataError:
-            continue
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        photos[src.name] = img
-    if len(photos) < 2:
-        raise DataError(
-            "photo-copies needs real photos: install scikit-image (bundled photos) or Debian opencv-doc"
-        )
-    extra = set()
-    for i, src in enumerate(Path(p) for p in distractors):
-        try:
-            img = load_image(src, "RGB")  # cut-outs are composited on white
-        except DataError:
-            continue
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        key = f"distractor_{i:04d}_{src.stem}.png"  # unique even when two folders hold the same name
-        photos[key] = img
-        extra.add(key)
-    pair_list = [(a, b) for a, b in OPENCV_PAIRS if pairs and a in photos and b in photos]
-    query_only = {a for a, _ in pair_list}
-    db_names = [n for n in photos if n not in query_only]
-    rng = np.random.default_rng(seed)
-    eligible = [
-        n
-        for n in db_names
-        if min(photos[n].size) >= _MIN_SIDE and n not in {b for _, b in pair_list} and n not in extra
-    ]
-    if not eligible and not pair_list:
-        raise DataError(f"photo-copies needs photos with a shorter side of at least {_MIN_SIDE} px to edit")
-    chosen = sorted(rng.choice(eligible, size=min(originals, len(eligible)), replace=False).tolist())
-    spec = {"db": db_names, "chosen": chosen, "edits": list(edits), "pairs": pair_list, "max_side": max_side,
-            "seed": seed}  # fmt: skip
+    params = {"sources": [str(p) for p in sources], "distractors": [str(p) for p in distractors],
+              "originals": originals, "edits": list(edits), "pairs": pairs, "max_side": max_side, "seed": seed}  # fmt: skip
     db_dir, q_dir = folder / "database", folder / "queries"
-    db_paths = {n: db_dir / f"{Path(n).stem}.png" for n in db_names}
+    layout = _manifest(folder).get("layout") if _manifest(folder).get("params") == params else None
+    if layout is None:
+        layout = _write_photo_copies(folder, params, sources, distractors)
+    db_names, chosen, pair_list = layout["db"], layout["chosen"], layout["pairs"]
     queries, positives = [], []
     for name in chosen:
         for kind in edits:
@@ -178,33 +168,61 @@ def make_photo_copies(
     for a, b in pair_list:
         queries.append(q_dir / f"{Path(a).stem}__pair.png")
         positives.append(b)
-    if not _manifest_ok(folder, spec):
-        db_dir.mkdir(parents=True, exist_ok=True)
-        q_dir.mkdir(parents=True, exist_ok=True)
-        for n, path in db_paths.items():
-            photos[n].save(path)
-        for name in chosen:
-            for kind in edits:
-                edit_rng = np.random.default_rng([seed, EDITS.index(kind), sorted(photos).index(name)])
-                _edit(photos[name], kind, edit_rng).save(q_dir / f"{Path(name).stem}__{kind}.jpg", quality=90)
-        for a, _ in pair_list:
-            photos[a].save(q_dir / f"{Path(a).stem}__pair.png")
-        (folder / "manifest.json").write_text(json.dumps({"spec": spec}, indent=1) + "\n")
     order = {n: i for i, n in enumerate(db_names)}
     return RetrievalBenchmark(
         "photo-copies",
-        [db_paths[n] for n in db_names],
+        [db_dir / f"{Path(n).stem}.png" for n in db_names],
         queries,
         "map",
         positives=[np.array([order[p]]) for p in positives],
         junk=[np.zeros(0, np.int64) for _ in positives],
         notes={
-            "database": f"{len(db_names)} photos (scikit-image + opencv-doc), longest side <= {max_side}",
+            "database": f"{len(db_names)} images (scikit-image, opencv-doc, distractors), longest side <= {max_side}",
             "queries": f"{len(chosen)} originals x {len(edits)} edits {list(edits)} + {len(pair_list)} pairs",
-            "distractors": len(extra),
+            "distractors": layout["distractors"],
             "seed": seed,
         },
     )
+
+
+def _write_photo_copies(folder: Path, params: dict, sources: list[Path], distractors: list[Path]) -> dict:
+    """Decode, choose, edit and write the set; returns the layout that the manifest keeps."""
+    max_side, seed, edits = params["max_side"], params["seed"], params["edits"]
+    photos = _load_thumbnails(sources, [p.name for p in sources], max_side)
+    if len(photos) < 2:
+        raise DataError(
+            "photo-copies needs real photos: install scikit-image (bundled photos) or Debian opencv-doc"
+        )
+    # keys unique even when two stamp folders hold the same file name
+    extra = _load_thumbnails(
+        distractors, [f"distractor_{i:04d}_{p.stem}.png" for i, p in enumerate(distractors)], max_side
+    )
+    pair_list = [[a, b] for a, b in OPENCV_PAIRS if params["pairs"] and a in photos and b in photos]
+    query_only = {a for a, _ in pair_list}
+    answers = {b for _, b in pair_list}
+    eligible = [n for n in photos if n not in query_only | answers and min(photos[n].size) >= _MIN_SIDE]
+    if not eligible and not pair_list:
+        raise DataError(f"photo-copies needs photos with a shorter side of at least {_MIN_SIDE} px to edit")
+    rng = np.random.default_rng(seed)
+    chosen = sorted(
+        rng.choice(eligible, size=min(params["originals"], len(eligible)), replace=False).tolist()
+    )
+    db_names = [n for n in photos if n not in query_only] + list(extra)
+    db_dir, q_dir = folder / "database", folder / "queries"
+    db_dir.mkdir(parents=True, exist_ok=True)
+    q_dir.mkdir(parents=True, exist_ok=True)
+    images = {**photos, **extra}
+    for n in db_names:
+        images[n].save(db_dir / f"{Path(n).stem}.png")
+    for name in chosen:
+        for kind in edits:  # each edit's randomness depends on the photo's name only
+            edit_rng = np.random.default_rng([seed, EDITS.index(kind), zlib.crc32(name.encode())])
+            _edit(photos[name], kind, edit_rng).save(q_dir / f"{Path(name).stem}__{kind}.jpg", quality=90)
+    for a, _ in pair_list:
+        photos[a].save(q_dir / f"{Path(a).stem}__pair.png")
+    layout = {"db": db_names, "chosen": chosen, "pairs": pair_list, "distractors": len(extra)}
+    (folder / "manifest.json").write_text(json.dumps({"params": params, "layout": layout}, indent=1) + "\n")
+    return layout
 
 
 def make_shapes(
