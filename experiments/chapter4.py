@@ -22,7 +22,7 @@ import torch
 
 from imagexplore.retrieval.evaluate import evaluate_index, evaluate_pixels, extract_benchmark, load_benchmark
 from imagexplore.retrieval.features import load_backbone
-from imagexplore.retrieval.index import IndexConfig, InvertedIndex
+from imagexplore.retrieval.index import IndexConfig
 from imagexplore.retrieval.metrics import average_precision
 from imagexplore.retrieval.querysets import EDITS, tuxpaint_stamps
 
@@ -38,17 +38,9 @@ MAIN_ROWS = {
 }
 
 
-def per_query_ap(bench, feats, config: IndexConfig) -> np.ndarray:
+def per_query_ap(bench, rankings) -> np.ndarray:
     """AP of every query (photo-copies: to split mAP by edit)."""
-    db = {t: feats.db[t] for t in config.types}
-    index = InvertedIndex.build(db, config, images=feats.kept.tolist())
-    ids, _ = index.search_batch({t: feats.queries[t] for t in config.types}, k=len(index))
-    return np.array(
-        [
-            average_precision(feats.kept[row[row >= 0]], pos, junk)
-            for row, pos, junk in zip(ids, bench.positives, bench.junk)
-        ]
-    )
+    return np.array([average_precision(r, p, j) for r, p, j in zip(rankings, bench.positives, bench.junk)])
 
 
 def run_set(name: str, bench, extractor, args) -> dict:
@@ -77,15 +69,10 @@ def run_set(name: str, bench, extractor, args) -> dict:
     }
     if name == "photo-copies":
         kinds = [Path(q).stem.rsplit("__", 1)[1] for q in bench.queries]
-        from imagexplore.retrieval.evaluate import pixel_descriptors
-
-        pix_db = pixel_descriptors(bench.images)
-        pix_q = pixel_descriptors(bench.queries)
-        pix_rank = np.argsort(-(pix_q @ pix_db.T), axis=1, kind="stable")
         aps = {
-            "raw pixels": np.array([average_precision(r, p) for r, p in zip(pix_rank, bench.positives)]),
-            "1-D": per_query_ap(bench, feats, ONE_D),
-            "2-D": per_query_ap(bench, feats, TWO_D),
+            "raw pixels": per_query_ap(bench, evaluate_pixels(bench, keep_rankings=True)["rankings"]),
+            "1-D": per_query_ap(bench, evaluate_index(bench, feats, ONE_D, keep_rankings=True)["rankings"]),
+            "2-D": per_query_ap(bench, evaluate_index(bench, feats, TWO_D, keep_rankings=True)["rankings"]),
         }
         out["per_edit"] = {
             kind: {m: float(a[[k == kind for k in kinds]].mean()) for m, a in aps.items()}

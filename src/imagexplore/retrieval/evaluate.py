@@ -133,8 +133,10 @@ def evaluate_index(
     *,
     patches: int = 14,
     train: dict[str, np.ndarray] | None = None,
+    keep_rankings: bool = False,
 ) -> dict:
-    """Build the index on the database features, search with every query, score: metrics and costs."""
+    """Build the index on the database features, search with every query, score: metrics and costs
+    (and, with ``keep_rankings``, each query's ranking of database positions)."""
     missing = [t for t in config.types if t not in feats.db]
     if missing:
         raise ConfigError(
@@ -151,7 +153,7 @@ def evaluate_index(
     seconds = time.perf_counter() - start
     rankings = [feats.kept[row[row >= 0]] for row in ids]
     stats = index.stats
-    return {
+    out = {
         "metrics": score_rankings(bench, rankings),
         "query_ms": 1000 * seconds / len(rankings),
         "build_seconds": stats["build_seconds"],
@@ -161,6 +163,7 @@ def evaluate_index(
         "patches": patches,
         "config": config.to_json(),
     }
+    return {**out, "rankings": rankings} if keep_rankings else out
 
 
 def pixel_descriptors(paths, boxes=None, size: int = 16) -> np.ndarray:
@@ -183,7 +186,7 @@ def pixel_descriptors(paths, boxes=None, size: int = 16) -> np.ndarray:
     return out
 
 
-def evaluate_pixels(bench: RetrievalBenchmark, size: int = 16) -> dict:
+def evaluate_pixels(bench: RetrievalBenchmark, size: int = 16, keep_rankings: bool = False) -> dict:
     """The raw-pixel baseline scored like the index: cosine ranking of every database image."""
     start = time.perf_counter()
     db = pixel_descriptors(bench.images, size=size)
@@ -194,11 +197,12 @@ def evaluate_pixels(bench: RetrievalBenchmark, size: int = 16) -> dict:
     depth = NS_TOP if bench.protocol == "ns" else len(bench.images)
     sims = queries @ db.T
     rankings = list(np.argsort(-sims, axis=1, kind="stable")[:, :depth])
-    return {
+    out = {
         "metrics": score_rankings(bench, rankings),
         "seconds": time.perf_counter() - start,
         "descriptor": f"{size}x{size} RGB pixels, mean-removed, L2",
     }
+    return {**out, "rankings": rankings} if keep_rankings else out
 
 
 # --------------------------------------------------------------------------------------------------- configs
