@@ -218,12 +218,7 @@ class Index:
 
     def search_many(self, images: Sequence, k: int = 10) -> list[list[tuple[str, float]]]:
         """`search` for several images at once (one batched pass through the CNN); unreadable → `DataError`."""
-        images = list(images)
-        if not images:
-            return []
-        feats, inverted = self._describe(images)
-        ids, scores = inverted.search_batch(_select(feats, inverted.config), k)
-        return _named(inverted.images, ids, scores)
+        return _search_images(self, None, images, k)
 
     def _describe(self, images: Sequence) -> tuple[dict, InvertedIndex]:
         """Query features of every type, and the index as it is now (read under the same lock)."""
@@ -298,12 +293,7 @@ class ShardedSearch:
 
     def search_many(self, images: Sequence, k: int = 10) -> list[list[tuple[str, float]]]:
         """`Index.search_many` over all shards: one CNN pass, then the shards' top-k lists merged."""
-        images = list(images)
-        if not images:
-            return []
-        feats, _ = self.indexes[0]._describe(images)
-        ids, scores = self._sharded.search_batch(_select(feats, self._sharded.config), k)
-        return _named(self._sharded.images, ids, scores)
+        return _search_images(self.indexes[0], self._sharded, images, k)
 
     def to(self, device: str) -> ShardedSearch:
         """Describe queries on ``device`` (the first shard's CNN does it)."""
@@ -316,6 +306,18 @@ class ShardedSearch:
     @property
     def paths(self) -> tuple:
         return self._sharded.images
+
+
+def _search_images(describer: Index, searcher, images: Sequence, k: int) -> list[list[tuple[str, float]]]:
+    """Describe ``images`` with ``describer``'s CNN, search ``searcher`` (default: the describer's index as it
+    is at that moment) and name the results."""
+    images = list(images)
+    if not images:
+        return []
+    feats, current = describer._describe(images)
+    searcher = current if searcher is None else searcher
+    ids, scores = searcher.search_batch(_select(feats, searcher.config), k)
+    return _named(searcher.images, ids, scores)
 
 
 def _named(names: Sequence, ids: np.ndarray, scores: np.ndarray) -> list[list[tuple[str, float]]]:
