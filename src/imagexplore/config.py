@@ -286,6 +286,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], cls=None) -> dic
     return data
 
 
+def read_yaml_mapping(path: Path, what: str, expected: str) -> dict:
+    """A YAML file that must hold a mapping (empty file → {}); errors name the file and what was expected."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold {expected}")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, cls=ExperimentConfig):
     """Load a YAML config (or the defaults when path is None), apply overrides, and validate it."""
     data: dict[str, Any] = {}
@@ -293,12 +304,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = resolve_config_path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping of sections (data, model, optim, ...)")
+        data = read_yaml_mapping(p, "config file", "a mapping of sections (data, model, optim, ...)")
     data = apply_overrides(data, overrides or [], cls)
     return from_dict(cls, data)
 

@@ -210,7 +210,7 @@ def read_experiment(path: str | Path | None) -> dict:
     """An experiment config: ``index`` (IndexConfig fields) plus dataset/backbone/patch_size/patches/target."""
     if path is None:
         return {"index": {}}
-    import yaml
+    from imagexplore.config import read_yaml_mapping
 
     path = Path(path)
     if not path.is_file():  # a bundled config by name: holidays_multi_deepindex, shapes_quick, ...
@@ -219,12 +219,7 @@ def read_experiment(path: str | Path | None) -> dict:
             known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
             raise ConfigError(f"retrieval config {path} not found (bundled configs: {', '.join(known)})")
         path = bundled
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must be a mapping (experiment keys or IndexConfig fields)")
+    data = read_yaml_mapping(path, "retrieval config", "a mapping (experiment keys or IndexConfig fields)")
     if "index" not in data:  # a plain IndexConfig file, as `retrieve build --config` takes
         return {"index": data}
     if not isinstance(data["index"], dict):
