@@ -11,6 +11,7 @@ import json
 import sys
 
 from imagexplore import __version__
+from imagexplore.clitools import Parser
 from imagexplore.errors import UserError
 
 # Task command groups: each module has add_commands(subparsers) and run(args). Later chapters append theirs.
@@ -23,7 +24,7 @@ TASK_CLIS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="imagexplore",
         description="Deep learning for image classification, retrieval and synthesis (CFN, RDS, DeepIndex, "
         "RRF-Net, CycleMatch, image translation).",
@@ -123,9 +124,30 @@ def _missing(args) -> int:
     return 2
 
 
+def _subparser(parser: argparse.ArgumentParser, names: list[str | None]) -> argparse.ArgumentParser:
+    """The parser of `imagexplore GROUP CMD` (as deep as `names` go), to word errors as that command's."""
+    for name in names:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not name or not subs or name not in subs[0].choices:
+            break
+        parser = subs[0].choices[name]
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while the parser and its imports are still loading
+        print("imagexplore: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # an unknown option belongs to the sub-command that was given: word the error as its own
+        names = [getattr(args, "group", None), getattr(args, "cmd", None)]
+        _subparser(parser, names).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.group is None:
         parser.print_help()
         return 0
@@ -139,9 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"imagexplore: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("imagexplore: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -3,9 +3,78 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from imagexplore.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that name the (sub)command and point at its --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Flag types with ranges: declared once on the flag, checked by argparse before any work (one-line error).
+
+
+def _number(kind, lo=None, hi=None, *, lo_open=False, name=None):
+    """An argparse `type=` that parses `kind` and checks lo ≤ x ≤ hi (lo < x with lo_open); NaN/inf refused."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expects {kind.__name__ if name is None else name}, got {text!r}"
+            ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '≥'} {lo}, got {text}")
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"must be ≤ {hi}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def int_range(lo: int | None = None, hi: int | None = None):
+    """`type=int_range(1)`: an integer flag of at least `lo` (and at most `hi`)."""
+    return _number(int, lo, hi)
+
+
+def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False):
+    """`type=float_range(0, lo_open=True)`: a finite float flag in the range (lo, hi] or [lo, hi]."""
+    return _number(float, lo, hi, lo_open=lo_open)
+
+
+POSITIVE_INT = int_range(1)
+NON_NEGATIVE_INT = int_range(0)
+
+
+def add_on_bad_file(p: argparse.ArgumentParser) -> None:
+    """`--on-bad-file fail|skip`, the one spelling wherever a command reads the user's images."""
+    p.add_argument(
+        "--on-bad-file",
+        choices=["fail", "skip"],
+        default="fail",
+        help="unreadable files: stop with an error (default) or skip them and report them",
+    )
+
+
+def check_out_dir(path, flag: str = "--out") -> Path:
+    """An output folder, checked before any work: it may exist (as a folder) or not yet; a file is refused."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{flag} {p} is a file, not a folder; give a folder (it is created if missing)")
+    parent = next((q for q in [p, *p.parents] if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"{flag} {p}: {parent} is a file, not a folder")
+    return p
 
 
 def shared_flags(p: argparse.ArgumentParser, *, training: bool = False) -> None:
@@ -64,7 +133,7 @@ def flag_overrides(args) -> list[str]:
 
 
 def run_dir_for(cfg, args) -> Path:
-    run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
+    run_dir = check_out_dir(Path(args.out) if args.out else Path("runs") / cfg.name)
     last = run_dir / "checkpoints" / "last.pt"
     if last.exists() and not args.resume:
         raise UserError(

@@ -1,0 +1,97 @@
+"""Every command with bad input: exit status 2 and one line on stderr, never a traceback (DESIGN.md, issue 10).
+
+The commands run in-process through `main()` (no subprocess per case). Each row is
+(command line, text the one line must contain); `{ckpt}`, `{run}`, `{file}`, `{dir}`, `{img}`, `{tmp}` are filled
+from fixtures: a tiny classification checkpoint and its run folder, an ordinary file, an empty folder, an image.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import tiny_classifier_cfg
+from imagexplore.cli import main
+
+
+def run_main(argv, capsys):
+    """(exit status, stdout, stderr) of `imagexplore ARGV`, argparse's SystemExit included."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc, err, expected):
+    lines = err.strip().splitlines()
+    assert rc == 2, (rc, err)
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    assert expected in lines[0], (expected, lines[0])
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    from imagexplore.classification.train import train
+
+    tmp = tmp_path_factory.mktemp("bad")
+    run = tmp / "run"
+    train(tiny_classifier_cfg("model.kwargs={width: 8}"), run, show_progress=False)
+    (tmp / "file.txt").write_text("not a folder, not a checkpoint, not an image")
+    (tmp / "empty").mkdir()
+    img = tmp / "img.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(img)
+    return {
+        "ckpt": str(run / "checkpoints" / "best.pt"),
+        "run": str(run),
+        "file": str(tmp / "file.txt"),
+        "dir": str(tmp / "empty"),
+        "img": str(img),
+        "tmp": str(tmp),
+    }
+
+
+def fill(cmd: str, places) -> list[str]:
+    return [part.format(**places) for part in shlex.split(cmd)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The command line itself and configs
+
+GENERAL = [
+    (
+        "classify predict --checkpoint {ckpt} {img} --bogus",
+        "imagexplore classify predict: error: unrecognized",
+    ),
+    ("classify train --set optim.lrr=1 --out {tmp}/r1", "unknown config key 'optim.lrr'"),
+    ("classify train --set train.epochs=abc --out {tmp}/r2", "'train.epochs' expects"),
+    ("classify train --config nope.yaml --out {tmp}/r3", "config file not found: nope.yaml"),
+    ("classify train --set model.name=resnet9000 --out {tmp}/r4", "unknown model 'resnet9000'"),
+    ("classify eval --checkpoint /nonexistent/x.pt", "checkpoint not found: /nonexistent/x.pt"),
+]
+
+# --------------------------------------------------------------------------------------------------------------
+# classify / segment / data (wrong results, ranges, outputs, checkpoints)
+
+CLASSIFY = []
+
+# --------------------------------------------------------------------------------------------------------------
+# edges
+
+EDGES = []
+
+# --------------------------------------------------------------------------------------------------------------
+# retrieve
+
+RETRIEVE = []
+
+
+@pytest.mark.parametrize("cmd, expected", GENERAL + CLASSIFY + EDGES + RETRIEVE)
+def test_bad_input_is_one_line(cmd, expected, places, capsys):
+    rc, _, err = run_main(fill(cmd, places), capsys)
+    assert_one_line_error(rc, err, expected.format(**places))
