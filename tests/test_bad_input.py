@@ -11,6 +11,7 @@ import shlex
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from helpers import tiny_classifier_cfg
@@ -46,6 +47,11 @@ def places(tmp_path_factory):
     (tmp / "empty").mkdir()
     img = tmp / "img.png"
     Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(img)
+    for cls in ("animals", "food"):  # an image folder whose classes are not the checkpoint's shapes
+        (tmp / "other" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.open(img).save(tmp / "other" / cls / f"{i}.png")
+    torch.save({"model": _RunsCode()}, tmp / "evil.pt")  # a pickle that would run code if unpickled
     return {
         "ckpt": str(run / "checkpoints" / "best.pt"),
         "run": str(run),
@@ -53,7 +59,13 @@ def places(tmp_path_factory):
         "dir": str(tmp / "empty"),
         "img": str(img),
         "tmp": str(tmp),
+        "evil": str(tmp / "evil.pt"),
     }
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this file ran code",))
 
 
 def fill(cmd: str, places) -> list[str]:
@@ -78,7 +90,51 @@ GENERAL = [
 # --------------------------------------------------------------------------------------------------------------
 # classify / segment / data (wrong results, ranges, outputs, checkpoints)
 
-CLASSIFY = []
+CLASSIFY = [
+    # silently wrong results
+    (
+        "classify eval --checkpoint {ckpt} --data imagefolder --root {tmp}/other",
+        "the dataset's 2 classes are not the checkpoint",
+    ),
+    (
+        "classify eval --checkpoint {ckpt} --data imagefolder --root {tmp}/other --class-subset",
+        "2 of the dataset's classes are not among the checkpoint",
+    ),
+    ("classify train --set train.epochs=-1 --out {tmp}/r5", "'train.epochs' must be ≥ 1; got -1"),
+    ("classify train --set train.iterations=0 --out {tmp}/r5", "'train.iterations' must be ≥ 1"),
+    ("classify predict --checkpoint {ckpt} {img} --topk 0", "argument --topk/--top: must be ≥ 1, got 0"),
+    ("classify predict --checkpoint {ckpt} {img} --top -1", "argument --topk/--top: must be ≥ 1, got -1"),
+    # numeric ranges, checked when the config is read
+    ("classify train --set optim.lr=-0.003 --out {tmp}/r6", "'optim.lr' must be > 0; got -0.003"),
+    ("classify train --set optim.lr=nan --out {tmp}/r6", "'optim.lr' must be a finite number"),
+    ("classify train --set data.batch_size=0 --out {tmp}/r6", "'data.batch_size' must be ≥ 1; got 0"),
+    ("classify train --set optim.momentum=1.5 --out {tmp}/r6", "'optim.momentum' must be ≥ 0 and < 1"),
+    (
+        "classify train --set schedule.milestones=[10,-5] --out {tmp}/r6",
+        "'schedule.milestones[1]' must be ≥ 0",
+    ),
+    ("classify train --set data.std=[0.2,0,0.2] --out {tmp}/r6", "'data.std[1]' must be > 0"),
+    ("classify train --batch-size 0 --out {tmp}/r6", "'data.batch_size' must be ≥ 1; got 0"),
+    ("classify predict --checkpoint {ckpt} {img} --batch-size 0", "argument --batch-size: must be ≥ 1"),
+    ("classify eval --checkpoint {ckpt} --batch-size -1", "argument --batch-size: must be ≥ 1, got -1"),
+    ("classify transfer --checkpoint {ckpt} --num-samples 0", "argument --num-samples: must be ≥ 1"),
+    ("data preview shapes --out {tmp}/p --size 8", "argument --size: must be ≥ 32, got 8"),
+    ("data preview shapes --out {tmp}/p -n 0", "argument -n/--num: must be ≥ 1, got 0"),
+    # --out naming a file
+    ("classify eval --checkpoint {ckpt} --out {file}", "--out {file} is a file, not a folder"),
+    ("classify train --out {file}", "--out {file} is a file, not a folder"),
+    ("data preview shapes --out {file}", "--out {file} is a file, not a folder"),
+    ("data preview shapes --out {file}/sub", "{file} is a file, not a folder"),
+    # files that are no checkpoints
+    ("classify eval --checkpoint {file}", "{file} is not a checkpoint"),
+    ("classify predict --checkpoint {evil} {img}", "{evil} is not a checkpoint (or not a safe one)"),
+    ("classify eval --checkpoint {dir}", "{dir} is a folder without checkpoints/best.pt or last.pt"),
+    # resuming nothing
+    ("classify train --resume --out {tmp}/never", "nothing to resume: {tmp}/never/checkpoints/last.pt"),
+    ("classify train --resume {tmp}/nope.pt --out {tmp}/r7", "checkpoint not found: {tmp}/nope.pt"),
+    # inputs checked before the model is loaded
+    ("classify predict --checkpoint {ckpt} {tmp}/missing.png", "no such file or folder: {tmp}/missing.png"),
+]
 
 # --------------------------------------------------------------------------------------------------------------
 # edges
@@ -95,3 +151,104 @@ RETRIEVE = []
 def test_bad_input_is_one_line(cmd, expected, places, capsys):
     rc, _, err = run_main(fill(cmd, places), capsys)
     assert_one_line_error(rc, err, expected.format(**places))
+
+
+def test_safe_load_never_advises_disabling_weights_only(places, capsys):
+    rc, _, err = run_main(["classify", "eval", "--checkpoint", places["evil"]], capsys)
+    assert rc == 2 and "weights_only" not in err and "this file ran code" not in err
+
+
+def test_run_folder_is_its_best_checkpoint(places, capsys):
+    rc, out, err = run_main(
+        ["classify", "predict", "--checkpoint", places["run"], places["img"], "--json"], capsys
+    )
+    assert rc == 0, err
+    assert f"using {places['run']}/checkpoints/best.pt" in err
+
+
+def test_unverified_checkpoint_gets_a_notice(places, tmp_path, capsys):
+    import shutil
+
+    lone = tmp_path / "lone.pt"
+    shutil.copy(places["ckpt"], lone)  # without its .sha256
+    rc, _, err = run_main(["classify", "predict", "--checkpoint", str(lone), places["img"]], capsys)
+    assert rc == 0 and f"{lone} has no lone.pt.sha256 beside it" in err
+    rc, _, err = run_main(["classify", "predict", "--checkpoint", places["ckpt"], places["img"]], capsys)
+    assert rc == 0 and "could not be verified" not in err
+
+
+def test_class_subset_matches_by_name(places, tmp_path, capsys):
+    """Two of the shapes' classes, in the other order: refused as is, scored by name with --class-subset."""
+    from imagexplore.engine.checkpoint import load_checkpoint
+
+    classes = load_checkpoint(places["ckpt"])["meta"]["classes"]
+    for cls in (classes[2], classes[0]):
+        (tmp_path / "sub" / cls).mkdir(parents=True)
+        Image.open(places["img"]).save(tmp_path / "sub" / cls / "a.png")
+    cmd = ["classify", "eval", "--checkpoint", places["ckpt"], "--data", "imagefolder", "--root"]
+    rc, _, err = run_main([*cmd, str(tmp_path / "sub")], capsys)
+    assert_one_line_error(rc, err, "pass --class-subset to match them by name")
+    rc, out, err = run_main([*cmd, str(tmp_path / "sub"), "--class-subset", "--json"], capsys)
+    assert rc == 0, err
+    import json
+
+    assert json.loads(out)["count"] == 2
+
+
+def test_auto_resume_starts_fresh_and_says_so(tmp_path, capsys):
+    from imagexplore.clitools import add_train_arguments, run_dir_for
+    from imagexplore.engine.trainer import resume_path
+
+    assert resume_path(tmp_path, "auto") is None
+    assert "starting a new run" in capsys.readouterr().err
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    assert resume_path(tmp_path, "auto") == tmp_path / "checkpoints" / "last.pt"
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    args = p.parse_args(["--auto-resume", "--out", str(tmp_path)])
+    assert args.resume == "auto" and run_dir_for(None, args) == tmp_path
+
+
+def test_interrupt_while_loading_is_one_line(monkeypatch, capsys):
+    import imagexplore.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["--help"]) == 130
+    assert capsys.readouterr().err.strip() == "imagexplore: interrupted"
+
+
+def test_every_option_has_help():
+    import argparse
+
+    from imagexplore.cli import build_parser
+
+    missing = []
+
+    def walk(parser, prog):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, f"{prog} {name}")
+            elif not isinstance(a, argparse._HelpAction | argparse._VersionAction) and not a.help:
+                missing.append(f"{prog} {'/'.join(a.option_strings) or a.dest}")
+
+    walk(build_parser(), "imagexplore")
+    assert not missing, missing
+
+
+def test_help_imports_no_torch():
+    """`imagexplore --help` must be quick: building the parser imports no torch (the task CLIs import lazily)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from imagexplore.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -11,7 +11,7 @@ import json
 import sys
 
 from imagexplore import __version__
-from imagexplore.clitools import Parser
+from imagexplore.clitools import POSITIVE_INT, Parser, check_out_dir, int_range
 from imagexplore.errors import UserError
 
 # Task command groups: each module has add_commands(subparsers) and run(args). Later chapters append theirs.
@@ -26,8 +26,9 @@ TASK_CLIS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="imagexplore",
-        description="Deep learning for image classification, retrieval and synthesis (CFN, RDS, DeepIndex, "
-        "RRF-Net, CycleMatch, image translation).",
+        description="Deep learning for image classification, retrieval and synthesis. Built: CFN classification "
+        "and FCFN segmentation (ch. 2), HED/RDS edges with a BSDS benchmark (ch. 3), DeepIndex retrieval (ch. 4). "
+        "Planned, not yet built: image-text matching (RRF-Net, CycleMatch; ch. 5-7) and synthesis (ch. 8).",
     )
     parser.add_argument("--version", action="version", version=f"imagexplore {__version__}")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
@@ -35,26 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="every capability on built-in data → DIR/report.html")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--quick", action="store_true", help="smallest budget (about a minute)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="device (default: CUDA if present)"
+    )
 
     data = sub.add_parser("data", help="datasets: list what is known and found, preview the shapes world")
     dsub = data.add_subparsers(dest="cmd", metavar="SUBCOMMAND")
     p = dsub.add_parser("list", help="datasets and weights known, where found, how to get the rest")
     p.add_argument("--root", default=None, help="an extra folder to search for datasets")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p = dsub.add_parser("preview", help="contact sheets (PNG) of a dataset")
-    p.add_argument("dataset", choices=["shapes"])
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=96)
-    p.add_argument("-n", "--num", type=int, default=16, help="scenes per sheet")
+    p.add_argument("dataset", choices=["shapes"], help="the dataset to preview")
+    p.add_argument("--out", required=True, help="folder for the PNG sheets (created if missing)")
+    p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    p.add_argument(
+        "--size", type=int_range(32, 256), default=96, help="canvas size in pixels, 32–256 (default 96)"
+    )
+    p.add_argument("-n", "--num", type=POSITIVE_INT, default=16, help="scenes per sheet (default 16)")
 
     mdl = sub.add_parser("models", help="the model registry")
     msub = mdl.add_subparsers(dest="cmd", metavar="SUBCOMMAND")
     p = msub.add_parser("list", help="registered models and pretrained tags")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--task", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default: all)")
+    p.add_argument("--task", default=None, help="only this task's models (classify, segment, edges)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     for mod in TASK_CLIS:
         importlib.import_module(mod).add_commands(sub)
@@ -76,7 +81,7 @@ def cmd_data(args) -> int:
     if args.cmd == "preview":
         from imagexplore.data.preview import preview_shapes
 
-        paths = preview_shapes(args.out, seed=args.seed, size=args.size, n=args.num)
+        paths = preview_shapes(check_out_dir(args.out), seed=args.seed, size=args.size, n=args.num)
         for p in paths:
             print(p)
         return 0

@@ -108,7 +108,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const=True,
         default=False,
-        help="resume from RUN_DIR/checkpoints/last.pt (or from the checkpoint given)",
+        metavar="CHECKPOINT",
+        help="resume from RUN_DIR/checkpoints/last.pt, which must exist (or from the checkpoint given)",
+    )
+    p.add_argument(
+        "--auto-resume",
+        dest="resume",
+        action="store_const",
+        const="auto",
+        help="resume if RUN_DIR has checkpoints/last.pt, else start a new run (for requeued jobs)",
     )
     p.add_argument(
         "--progress", dest="progress", action="store_true", default=None, help="force progress bars"
@@ -139,6 +147,10 @@ def run_dir_for(cfg, args) -> Path:
         raise UserError(
             f"{run_dir} already holds a run ({last}); pass --resume to continue it or --out NEW_DIR"
         )
+    from imagexplore.engine.trainer import resume_path
+
+    if args.resume != "auto":
+        resume_path(run_dir, args.resume)  # nothing to resume is refused before any data is read
     return run_dir
 
 

@@ -8,15 +8,47 @@ with one line that lists what is valid, so a typo never silently trains the wron
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 from imagexplore.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed range of a numeric config field, declared once on its annotation and checked at load time:
+    `batch_size: Annotated[int, Range(1)]`; `lo_open`/`hi_open` make a bound exclusive. Applies to each element
+    of a list field. Every float field must also be finite (no NaN/inf), ranged or not."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def check(self, value, key: str) -> None:
+        too_low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        too_high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+        if too_low or too_high:
+            raise ConfigError(f"config key '{key}' must be {self.describe()}; got {value!r}")
+
+    def describe(self) -> str:
+        lo = None if self.lo is None else f"{'>' if self.lo_open else '≥'} {self.lo:g}"
+        hi = None if self.hi is None else f"{'<' if self.hi_open else '≤'} {self.hi:g}"
+        return " and ".join(b for b in (lo, hi) if b)
+
+
+# The ranges used most, by name.
+Positive = Range(0, lo_open=True)  # > 0
+NonNegative = Range(0)  # ≥ 0
+AtLeastOne = Range(1)  # ≥ 1 (counts, sizes, steps)
+Fraction = Range(0, 1)  # [0, 1]
+OpenFraction = Range(0, 1, hi_open=True)  # [0, 1): momentum, Adam's betas
 
 
 @dataclass
@@ -25,31 +57,41 @@ class DataConfig:
         "shapes"  # a name of imagexplore.data.classification.CLASSIFICATION_DATASETS (or a task's own)
     )
     root: str | None = None  # local dataset path; None = search the default places
-    image_size: int | None = 32  # canvas size for shapes, resize for image folders; None = native size
-    train_samples: int | None = 2000  # truncate/generate this many training samples (None = all)
-    val_samples: int | None = 500
+    image_size: Annotated[int | None, AtLeastOne] = (
+        32  # canvas size for shapes, resize for image folders; None = native size
+    )
+    train_samples: Annotated[int | None, AtLeastOne] = (
+        2000  # truncate/generate this many training samples (None = all)
+    )
+    val_samples: Annotated[int | None, AtLeastOne] = 500
     val_split: str = "val"
-    batch_size: int = 64
-    eval_batch_size: int | None = None  # None = 2 × batch_size
-    workers: int = 0
+    batch_size: Annotated[int, AtLeastOne] = 64
+    eval_batch_size: Annotated[int | None, AtLeastOne] = None  # None = 2 × batch_size
+    workers: Annotated[int, NonNegative] = 0
     seed: int = 0
     on_bad_file: Literal["fail", "skip"] = "fail"
     options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the dataset class
     mean: list[float] | None = None  # per-channel normalisation; None = leave images in [0, 1]
-    std: list[float] | None = None
+    std: Annotated[list[float] | None, Positive] = None
     preprocess: Literal["none", "gcn_zca"] = "none"  # gcn_zca: CIFAR's GCN + ZCA whitening, fit on train
-    gcn_scale: float = 55.0
-    zca_bias: float = 0.1  # added to the covariance eigenvalues (pylearn2's filter_bias)
-    zca_max_samples: int | None = None  # fit the whitening on at most this many training images
+    gcn_scale: Annotated[float, Positive] = 55.0
+    zca_bias: Annotated[float, NonNegative] = (
+        0.1  # added to the covariance eigenvalues (pylearn2's filter_bias)
+    )
+    zca_max_samples: Annotated[int | None, AtLeastOne] = (
+        None  # fit the whitening on at most this many training images
+    )
     augment: bool = False  # standard CIFAR augmentation: pad-4 random crop + horizontal flip
-    crop_size: int | None = None  # random crop + mirror of this size in training, centre crop in evaluation
+    crop_size: Annotated[int | None, AtLeastOne] = (
+        None  # random crop + mirror of this size in training, centre crop in evaluation
+    )
 
 
 @dataclass
 class ModelConfig:
     name: str = "simple_cnn"
-    num_classes: int | None = None  # None = the dataset's
-    in_chans: int | None = None  # None = the dataset's
+    num_classes: Annotated[int | None, AtLeastOne] = None  # None = the dataset's
+    in_chans: Annotated[int | None, AtLeastOne] = None  # None = the dataset's
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
 
 
@@ -62,18 +104,18 @@ class ParamGroupConfig:
     """
 
     pattern: str = ".*"
-    lr_mult: float = 1.0
-    wd_mult: float = 1.0
+    lr_mult: Annotated[float, NonNegative] = 1.0
+    wd_mult: Annotated[float, NonNegative] = 1.0
 
 
 @dataclass
 class OptimConfig:
     name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
+    lr: Annotated[float, Positive] = 0.05
+    momentum: Annotated[float, OpenFraction] = 0.9
     nesterov: bool = False
-    weight_decay: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: Annotated[float, NonNegative] = 1e-4
+    betas: Annotated[list[float], OpenFraction] = field(default_factory=lambda: [0.9, 0.999])
     no_decay_norm_bias: bool = False  # exclude norm layers and biases from weight decay
     param_groups: list[ParamGroupConfig] = field(default_factory=list)
 
@@ -83,30 +125,38 @@ class ScheduleConfig:
     """Learning-rate schedule, evaluated per optimizer step (iteration) so epoch and iteration budgets agree."""
 
     name: Literal["constant", "step", "multistep", "cosine"] = "cosine"
-    step_size: int = 0  # 'step': decay every step_size iterations (0 = a third of training)
-    milestones: list[int] = field(default_factory=list)  # 'multistep': iterations at which lr *= gamma
-    gamma: float = 0.1
-    min_lr_ratio: float = 0.0  # 'cosine': final lr = lr × min_lr_ratio
-    warmup_iters: int = 0
-    warmup_factor: float = 0.1  # lr starts at lr × warmup_factor and rises linearly
+    step_size: Annotated[int, NonNegative] = (
+        0  # 'step': decay every step_size iterations (0 = a third of training)
+    )
+    milestones: Annotated[list[int], NonNegative] = field(
+        default_factory=list
+    )  # 'multistep': iterations at which lr *= gamma
+    gamma: Annotated[float, Positive] = 0.1
+    min_lr_ratio: Annotated[float, Fraction] = 0.0  # 'cosine': final lr = lr × min_lr_ratio
+    warmup_iters: Annotated[int, NonNegative] = 0
+    warmup_factor: Annotated[float, Range(0, 1, lo_open=True)] = (
+        0.1  # lr starts at lr × warmup_factor and rises linearly
+    )
     unit: Literal["iterations", "epochs"] = "iterations"  # unit of step_size / milestones / warmup_iters
 
 
 @dataclass
 class TrainConfig:
-    epochs: int | None = 5  # training length in epochs, or …
-    iterations: int | None = None  # … in optimizer steps (the thesis counts iterations); this wins if set
-    accumulate: int = 1  # gradient accumulation: micro-batches per optimizer step
-    grad_clip: float | None = None  # max global gradient norm
+    epochs: Annotated[int | None, AtLeastOne] = 5  # training length in epochs, or …
+    iterations: Annotated[int | None, AtLeastOne] = (
+        None  # … in optimizer steps (the thesis counts iterations); this wins if set
+    )
+    accumulate: Annotated[int, AtLeastOne] = 1  # gradient accumulation: micro-batches per optimizer step
+    grad_clip: Annotated[float | None, Positive] = None  # max global gradient norm
     amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
-    eval_every: int = 1  # evaluate every N epochs (0 = only at the end) …
-    eval_every_iters: int | None = None  # … or every N iterations
-    checkpoint_every_iters: int | None = None  # extra mid-epoch checkpoints (last.pt)
+    eval_every: Annotated[int, NonNegative] = 1  # evaluate every N epochs (0 = only at the end) …
+    eval_every_iters: Annotated[int | None, AtLeastOne] = None  # … or every N iterations
+    checkpoint_every_iters: Annotated[int | None, AtLeastOne] = None  # extra mid-epoch checkpoints (last.pt)
     best_metric: str = "val/acc1"
     best_mode: Literal["max", "min"] = "max"
-    log_every: int = 20  # iterations between training-metric log lines
+    log_every: Annotated[int, AtLeastOne] = 20  # iterations between training-metric log lines
     tensorboard: bool = True
     channels_last: bool = False
     compile: bool = False  # torch.compile the training forward/backward (CUDA; checkpoints stay plain)
@@ -137,6 +187,8 @@ class ExperimentConfig:
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
@@ -150,6 +202,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert a YAML-parsed value to the annotated type, or raise ConfigError naming the key."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:  # a ranged field: coerce to the inner type, then check the range (None passes)
+        inner, *extras = args
+        value = _coerce(value, inner, key)
+        for rng in (e for e in extras if isinstance(e, Range)):
+            for i, v in enumerate(value if isinstance(value, list) else [value]):
+                if v is not None:
+                    rng.check(v, f"{key}[{i}]" if isinstance(value, list) else key)
+        return value
     bad = ConfigError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
     if tp is Any:
         return value
@@ -198,13 +258,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            out = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
-                return float(value)
+                out = float(value)
             except ValueError:
                 raise bad from None
-        raise bad
+        else:
+            raise bad
+        if not math.isfinite(out):
+            raise ConfigError(f"config key '{key}' must be a finite number; got {value!r}")
+        return out
     if tp is str:
         if isinstance(value, str):
             return value
@@ -215,7 +279,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _fields(cls) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
@@ -276,6 +340,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], cls=None) -> dic
                         f"{', '.join(types_)}"
                     )
                 tp = types_[part]
+                if typing.get_origin(tp) is Annotated:
+                    tp = typing.get_args(tp)[0]
                 node_cls = tp if dataclasses.is_dataclass(tp) else None
             if i == len(path) - 1:
                 node[part] = value

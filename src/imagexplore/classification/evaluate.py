@@ -15,7 +15,7 @@ from imagexplore.data.classification import build_classification_dataset
 from imagexplore.data.images import list_images, load_image, pil_to_tensor, resize_center_crop
 from imagexplore.engine import ClassificationEvaluator
 from imagexplore.engine.checkpoint import restore_model
-from imagexplore.errors import DataError
+from imagexplore.errors import ConfigError, DataError
 
 
 class Preprocessed(torch.nn.Module):
@@ -64,7 +64,20 @@ def evaluate(
     device: str = "cpu",
     batch_size: int = 256,
     out_dir: str | Path | None = None,
+    class_subset: bool = False,
+    on_bad_file: str | None = None,
 ) -> dict[str, Any]:
+    """Top-1/top-5 error of a checkpoint on a dataset split.
+
+    The dataset's class names must be the checkpoint's, in the same order (labels are indices): otherwise the
+    error would be silently wrong, so it is refused. With ``class_subset`` the dataset's classes may be any
+    subset of the checkpoint's, matched by name (e.g. a folder holding 3 of the 8 shapes)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be ≥ 1; got {batch_size}")
+    if out_dir is not None:
+        from imagexplore.clitools import check_out_dir
+
+        check_out_dir(out_dir)
     model, cfg, meta = load_classifier(checkpoint, device)
     d = cfg.data
     ds = build_classification_dataset(
@@ -74,13 +87,15 @@ def evaluate(
         image_size=d.image_size,
         num_samples=d.val_samples if data is None else None,
         seed=d.seed,
-        on_bad_file=d.on_bad_file,
+        on_bad_file=on_bad_file or d.on_bad_file,
         options=d.options if data is None else None,
     )
     if meta.get("crop_size"):
         ds.transform = CenterCrop(meta["crop_size"])
+    label_map = match_classes(list(meta["classes"]), getattr(ds, "classes", None), checkpoint, class_subset)
     ev = ClassificationEvaluator(len(meta["classes"]))
     for x, y in DataLoader(ds, batch_size=batch_size, num_workers=d.workers):
+        y = y if label_map is None else label_map[y]
         ev.update(model(x.to(device)).float(), y.to(device))
     metrics = ev.compute()
     result = {
@@ -96,6 +111,35 @@ def evaluate(
         result["confusion_png"] = str(path)
     result["confusion"] = ev.last_confusion.tolist()
     return result
+
+
+def match_classes(
+    trained: list[str], data: list[str] | None, checkpoint, subset: bool = False
+) -> torch.Tensor | None:
+    """None when the dataset's labels are the checkpoint's; with ``subset``, the dataset-label → checkpoint-label
+    map by name. Anything else is refused in one line naming the first differences."""
+    if data is None or list(data) == trained:
+        return None
+    where = f"the checkpoint {checkpoint}"
+    unknown = [c for c in data if c not in trained]
+    if subset and not unknown:
+        return torch.tensor([trained.index(c) for c in data])
+    if subset:
+        raise DataError(
+            f"{len(unknown)} of the dataset's classes are not among {where}'s {len(trained)}: "
+            f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}"
+        )
+    if sorted(data) == sorted(trained):
+        raise DataError(
+            f"the dataset has {where}'s classes in another order ({', '.join(data[:4])} … vs "
+            f"{', '.join(trained[:4])} …); pass --class-subset to match them by name"
+        )
+    hint = "; pass --class-subset to match them by name" if not unknown else ""
+    first = f"first unknown: {', '.join(unknown[:3])}" if unknown else f"dataset: {', '.join(data[:6])}"
+    raise DataError(
+        f"the dataset's {len(data)} classes are not {where}'s {len(trained)} "
+        f"({', '.join(trained[:6])}{' …' if len(trained) > 6 else ''}); {first}{hint}"
+    )
 
 
 def plot_confusion(
@@ -167,14 +211,16 @@ def predict(
     files raise one-line errors, or are skipped with on_bad_file='skip'), is resized so its shorter side is the
     training size and centre-cropped, then the checkpoint's own preprocessing applies.
     """
+    if topk < 1 or batch_size < 1:
+        raise ConfigError(f"top-k and batch size must be ≥ 1; got {topk} and {batch_size}")
+    paths = _expand_inputs(inputs)  # before loading the model: a wrong path fails at once
     model, cfg, meta = load_classifier(checkpoint, device)
     classes = meta["classes"]
     size = meta.get("image_size") or cfg.data.image_size
     crop = meta.get("crop_size")
     mode = "L" if meta.get("in_chans", 3) == 1 else "RGB"
-    k = max(1, min(topk, len(classes)))
+    k = min(topk, len(classes))  # a checkpoint of 8 classes has no 9th guess
     results, skipped = [], []
-    paths = _expand_inputs(inputs)
     for start in range(0, len(paths), batch_size):
         batch, kept = [], []
         for p in paths[start : start + batch_size]:

@@ -18,6 +18,7 @@ from imagexplore.classification.task import ClassificationTask
 from imagexplore.config import ExperimentConfig
 from imagexplore.data.classification import build_classification_dataset
 from imagexplore.engine import Trainer, load_checkpoint, seed_everything
+from imagexplore.engine.trainer import resume_path
 from imagexplore.errors import ConfigError
 
 
@@ -75,12 +76,10 @@ def build_model(cfg: ExperimentConfig, num_classes: int, in_chans: int):
 def train(
     cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None
 ) -> dict[str, Any]:
+    resume_from = resume_path(run_dir, resume)  # checked before the data is built
     train_set, val_set = build_datasets(cfg)
     seed_everything(cfg.train.seed)  # before the model exists: its initial weights depend on the seed alone
     model = build_model(cfg, train_set.num_classes, train_set.in_chans)
-    resume_from = None
-    if resume:
-        resume_from = Path(run_dir) / "checkpoints" / "last.pt" if resume is True else Path(resume)
     transform = build_input_transform(cfg, train_set, resume_from)
     meta = {
         "dataset": cfg.data.name,
@@ -90,4 +89,4 @@ def train(
     }
     task = ClassificationTask(train_set.classes, meta, input_transform=transform)
     trainer = Trainer(cfg, model, task, train_set, val_set, run_dir, show_progress=show_progress)
-    return trainer.fit(resume=resume)
+    return trainer.fit(resume=resume_from or False)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,23 +62,55 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (weights only); verify checksum and format version."""
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run directory's checkpoint: RUN_DIR/checkpoints/best.pt (else last.pt),
+    said on stderr so the choice is never silent."""
     path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("checkpoints/best.pt", "checkpoints/last.pt", "best.pt", "last.pt"):
+        if (path / name).is_file():
+            print(f"using {path / name}", file=sys.stderr)
+            return path / name
+    raise CheckpointError(
+        f"{path} is a folder without checkpoints/best.pt or last.pt; give a checkpoint file"
+    )
+
+
+def _safe_load(path: Path, map_location, what: str):
+    """torch.load(weights_only=True) with a one-line error. PyTorch's own message for a file that needs code to
+    load advises disabling weights_only, which would let a malicious file run code: it is never passed on."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a text file, a truncated zip, a pickle of objects: many error types
+        text = str(e)
+        match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if match:
+            reason = f"loading it would run code ({match.group(1)}), which imagexplore refuses"
+        elif "weights_only" in text or "WeightsUnpickler" in text:
+            reason = "it holds objects that only a code-running unpickler could load"
+        else:
+            line = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+            reason = f"unreadable ({line.split('. ')[0][:120].rstrip('.')})"
+        raise CheckpointError(f"{path} is not a {what} (or not a safe one): {reason}") from None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (weights only); verify checksum and format version.
+
+    A run directory is accepted for its best checkpoint. A checkpoint without its `.sha256` beside it (copied
+    alone, say) still loads, with a one-line notice that it could not be verified."""
+    path = resolve_checkpoint_path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     sidecar = path.with_name(path.name + ".sha256")
     if sidecar.is_file():
-        expected = sidecar.read_text().split()[0]
+        expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
         if _sha256(path) != expected:
             raise CheckpointError(
                 f"checkpoint {path} is corrupted: its SHA-256 does not match {sidecar.name}"
             )
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is the user's file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from None
+    state = _safe_load(path, map_location, "checkpoint")
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(
             f"{path} is not an imagexplore checkpoint (expected a dict with a 'model' entry)"
@@ -86,6 +120,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"checkpoint {path} has format version {version}; this imagexplore reads up to {FORMAT_VERSION}"
         )
+    if not sidecar.is_file():  # said once it is known to be a checkpoint at all
+        print(f"notice: {path} has no {sidecar.name} beside it, so it could not be verified", file=sys.stderr)
     return state
 
 
@@ -154,10 +190,7 @@ def read_state_dict(path: str | Path, what: str = "pretrained_path") -> dict[str
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} '{path}' does not exist")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-        raise CheckpointError(f"{what} '{path}' is not a readable state_dict: {e}") from None
+    sd = _safe_load(path, "cpu", f"state_dict ({what})")
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -182,6 +215,7 @@ def restore_model(
     belongs to `task` (one-line CheckpointError otherwise). Returns (model on the CPU, cfg, meta)."""
     from imagexplore.config import ExperimentConfig, apply_overrides, from_dict
 
+    checkpoint = resolve_checkpoint_path(checkpoint)
     ck = load_checkpoint(checkpoint, map_location="cpu")
     if "config" not in ck:
         raise CheckpointError(f"checkpoint {checkpoint} holds no config; cannot rebuild its model")

@@ -103,6 +103,30 @@ class TrainState:
     last_eval: dict[str, float] = field(default_factory=dict)
 
 
+def resume_path(run_dir: str | Path, resume: bool | str | Path) -> Path | None:
+    """The checkpoint a `resume` request means, or None for a new run. True: RUN_DIR/checkpoints/last.pt, which
+    must exist (resuming nothing would silently start over); "auto": that file if it exists (a requeued job), else
+    None with a notice; a path: that checkpoint, which must exist."""
+    if not resume:
+        return None
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if resume == "auto":
+        if last.is_file():
+            return last
+        if dist.is_main():
+            print(f"no checkpoint at {last}: starting a new run", file=sys.stderr)
+        return None
+    path = last if resume is True else Path(resume)
+    if not path.is_file():
+        if resume is True:
+            raise CheckpointError(
+                f"nothing to resume: {last} does not exist; drop --resume to start a new run there "
+                "(or use --auto-resume)"
+            )
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
 class Trainer:
     def __init__(
         self,
@@ -339,13 +363,16 @@ class Trainer:
 
     def fit(self, resume: bool | str | Path = False, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the configured length. `stop_at` ends early after that many iterations (last.pt is saved),
-        as an interrupted run would; a later `fit(resume=True)` continues exactly where it stopped."""
+        as an interrupted run would; a later `fit(resume=True)` continues exactly where it stopped.
+
+        `resume`: True = the run's last.pt (refused if there is none), a path = that checkpoint, "auto" = last.pt
+        if there is one, else a new run (said on stderr); see `resume_path`."""
         tc = self.cfg.train
         end = self.total_iters if stop_at is None else min(stop_at, self.total_iters)
         if resume:
-            found = self.resume(None if resume is True else resume)
-            if not found and resume is not True:
-                raise CheckpointError(f"checkpoint not found: {resume}")
+            path = resume_path(self.run_dir, resume)
+            if path is not None:
+                self.resume(path)
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
