@@ -56,9 +56,7 @@ def test_arbitrary_pickles_are_refused(tmp_path):
     p = tmp_path / "evil.pt"
     with open(p, "wb") as f:
         pickle.dump({"model": Evil()}, f)
-    with pytest.raises(
-        CheckpointError, match=r"not a checkpoint \(or not a safe one\): loading it would run code"
-    ) as e:
+    with pytest.raises(CheckpointError, match=r"evil.pt is not a checkpoint \(or not a safe one\)") as e:
         load_checkpoint(p)
     assert "weights_only" not in str(e.value)
     (tmp_path / "junk.pt").write_text("not a checkpoint")
