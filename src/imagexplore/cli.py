@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_data(args) -> int:
     if args.cmd == "list":
         import dataclasses
+        from pathlib import Path
+
+        if args.root is not None and not Path(args.root).is_dir():
+            raise UserError(f"--root {args.root} is not a folder")
 
         from imagexplore.data.assets import format_table, list_datasets
 
@@ -92,6 +96,11 @@ def cmd_models(args) -> int:
     from imagexplore.models import list_models, model_entry
 
     names = list_models(args.pattern, args.task)
+    tasks = sorted({model_entry(n).task for n in list_models()})
+    if args.task is not None and args.task not in tasks:
+        raise UserError(f"--task {args.task!r} is no task of the registry; tasks: {', '.join(tasks)}")
+    if not names:
+        print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
     rows = [model_entry(n) for n in names]
     if args.json:
         print(
@@ -119,7 +128,7 @@ def cmd_models(args) -> int:
 def cmd_demo(args) -> int:
     from imagexplore.demo import run_demo
 
-    report = run_demo(args.out, quick=args.quick, device=args.device)
+    report = run_demo(check_out_dir(args.out), quick=args.quick, device=args.device)
     print(f"report: {report}")
     return 0
 
@@ -145,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # also while the parser and its imports are still loading
         print("imagexplore: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `imagexplore ... | head`: the reader left; stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _main(argv: list[str] | None) -> int:

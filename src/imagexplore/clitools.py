@@ -83,6 +83,14 @@ def shared_flags(p: argparse.ArgumentParser, *, training: bool = False) -> None:
         "--device", choices=["auto", "cpu", "cuda"], default=None, help="device (default: config/auto)"
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    if not training:  # training commands get --progress/--no-progress from add_train_arguments
+        p.add_argument(
+            "--no-progress",
+            dest="progress",
+            action="store_false",
+            default=None,
+            help="no progress bars (default: shown unless --json)",
+        )
     if training:
         p.add_argument("--seed", type=int, default=None, help="random seed (train.seed)")
         p.add_argument("--workers", type=int, default=None, help="data-loading processes (data.workers)")
@@ -152,6 +160,12 @@ def run_dir_for(cfg, args) -> Path:
     if args.resume != "auto":
         resume_path(run_dir, args.resume)  # nothing to resume is refused before any data is read
     return run_dir
+
+
+def show_progress(args) -> bool:
+    """Progress bars: --no-progress turns them off; by default shown unless --json asks for clean output."""
+    progress = getattr(args, "progress", None)
+    return (not getattr(args, "json", False)) if progress is None else bool(progress)
 
 
 def eval_device(args) -> str:
