@@ -102,6 +102,7 @@ CLASSIFY = [
     ),
     ("classify train --set train.epochs=-1 --out {tmp}/r5", "'train.epochs' must be ≥ 1; got -1"),
     ("classify train --set train.iterations=0 --out {tmp}/r5", "'train.iterations' must be ≥ 1"),
+    ("classify train --set train.seed=-1 --out {tmp}/r5", "'train.seed' must be ≥ 0 and ≤ 4294967295"),
     ("classify predict --checkpoint {ckpt} {img} --topk 0", "argument --topk/--top: must be ≥ 1, got 0"),
     ("classify predict --checkpoint {ckpt} {img} --top -1", "argument --topk/--top: must be ≥ 1, got -1"),
     # numeric ranges, checked when the config is read

@@ -70,3 +70,32 @@ def test_yaml_file_roundtrip_and_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_ranges_are_declared_once_and_checked_on_load():
+    """Range on a field's annotation: checked for scalars, list elements and overrides; None passes; NaN never."""
+    from dataclasses import dataclass, field
+    from typing import Annotated
+
+    from imagexplore.config import AtLeastOne, Positive, Range, from_dict
+
+    @dataclass
+    class Section:
+        size: Annotated[int | None, AtLeastOne] = None
+        rate: Annotated[float, Positive] = 1.0
+        steps: Annotated[list[int], Range(0, 10)] = field(default_factory=list)
+        free: float = 0.0
+
+    assert from_dict(Section, {"size": None, "rate": 0.5, "steps": [0, 10]}).steps == [0, 10]
+    for data, message in [
+        ({"size": 0}, "'size' must be ≥ 1; got 0"),
+        ({"rate": 0}, "'rate' must be > 0; got 0.0"),
+        ({"steps": [3, 11]}, "'steps[1]' must be ≥ 0 and ≤ 10; got 11"),
+        ({"free": "nan"}, "'free' must be a finite number"),
+        ({"rate": "-inf"}, "'rate' must be a finite number"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            from_dict(Section, data)
+        assert message in str(e.value)
+    with pytest.raises(ConfigError, match="'train.accumulate' must be ≥ 1; got 0"):
+        load_config(None, ["train.accumulate=0"])

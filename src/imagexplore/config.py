@@ -38,8 +38,11 @@ class Range:
             raise ConfigError(f"config key '{key}' must be {self.describe()}; got {value!r}")
 
     def describe(self) -> str:
-        lo = None if self.lo is None else f"{'>' if self.lo_open else '≥'} {self.lo:g}"
-        hi = None if self.hi is None else f"{'<' if self.hi_open else '≤'} {self.hi:g}"
+        def num(x) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        lo = None if self.lo is None else f"{'>' if self.lo_open else '≥'} {num(self.lo)}"
+        hi = None if self.hi is None else f"{'<' if self.hi_open else '≤'} {num(self.hi)}"
         return " and ".join(b for b in (lo, hi) if b)
 
 
@@ -68,7 +71,7 @@ class DataConfig:
     batch_size: Annotated[int, AtLeastOne] = 64
     eval_batch_size: Annotated[int | None, AtLeastOne] = None  # None = 2 × batch_size
     workers: Annotated[int, NonNegative] = 0
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**32 - 1)] = 0
     on_bad_file: Literal["fail", "skip"] = "fail"
     options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the dataset class
     mean: list[float] | None = None  # per-channel normalisation; None = leave images in [0, 1]
@@ -150,7 +153,7 @@ class TrainConfig:
     grad_clip: Annotated[float | None, Positive] = None  # max global gradient norm
     amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**32 - 1)] = 0
     eval_every: Annotated[int, NonNegative] = 1  # evaluate every N epochs (0 = only at the end) …
     eval_every_iters: Annotated[int | None, AtLeastOne] = None  # … or every N iterations
     checkpoint_every_iters: Annotated[int | None, AtLeastOne] = None  # extra mid-epoch checkpoints (last.pt)
