@@ -144,6 +144,39 @@ class ScheduleConfig:
 
 
 @dataclass
+class NamedOptimizerConfig:
+    """One of several optimizers (`optimizers: {D: {...}, G: {...}}`), stepped in the order they are listed."""
+
+    module: str = ""  # the model's child it trains (its attribute name, e.g. 'G'); '' = the whole model
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig | None = None  # None = the top-level `schedule`
+    steps: Annotated[int, AtLeastOne] = (
+        1  # optimizer steps per iteration, each on the current batch (critic: 5)
+    )
+
+
+@dataclass
+class EMAConfig:
+    """An exponential moving average of one network's weights (e.g. a GAN's generator)."""
+
+    module: str = ""  # the model's child averaged ('' = the whole model)
+    decay: Annotated[float, Fraction] = 0.999
+    evaluate: bool = True  # evaluate and export with the averaged weights
+
+
+@dataclass
+class StageConfig:
+    """A training stage (JMC: matching, then the classifier, then everything): from `start` until the next stage,
+    parameters matching `freeze` are not trained and only `optimizers` step."""
+
+    name: str = ""
+    start: Annotated[int, NonNegative] = 0  # first iteration (or epoch, with unit) of the stage
+    unit: Literal["iterations", "epochs"] = "iterations"
+    freeze: list[str] = field(default_factory=list)  # regexes of parameter names
+    optimizers: list[str] | None = None  # None = all
+
+
+@dataclass
 class TrainConfig:
     epochs: Annotated[int | None, AtLeastOne] = 5  # training length in epochs, or …
     iterations: Annotated[int | None, AtLeastOne] = (
@@ -166,6 +199,9 @@ class TrainConfig:
     deterministic: bool = (
         True  # deterministic algorithms on CPU (exact resume); cudnn.benchmark on CUDA if False
     )
+    ema: EMAConfig | None = None  # an averaged copy of a network, checkpointed, used for evaluation
+    freeze: list[str] = field(default_factory=list)  # regexes of parameter names never trained
+    stages: list[StageConfig] = field(default_factory=list)  # staged training (freezing/optimizers by stage)
 
 
 @dataclass
@@ -178,6 +214,8 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # several networks: one section per named optimizer (replaces `optim`, which then stays unused)
+    optimizers: dict[str, NamedOptimizerConfig] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     # task-specific settings, validated by the task that reads them (edges: beta, reduction, side/fuse weights)
     loss: dict[str, Any] = field(default_factory=dict)
@@ -328,13 +366,34 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def _section_class(tp: Any):
+    """The dataclass a key's value is (Annotated, Optional and dict[str, Dataclass] see through), else None."""
+    if typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        tp = inner[0] if len(inner) == 1 else tp
+    if typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[1]):
+        return _AnyKeyOf(typing.get_args(tp)[1])
+    return tp if dataclasses.is_dataclass(tp) else None
+
+
+@dataclass(frozen=True)
+class _AnyKeyOf:
+    """A dict of sections (`optimizers: {G: ..., D: ...}`): any key, each value of `cls`."""
+
+    cls: Any
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str], cls=None) -> dict[str, Any]:
     """Apply `a.b=c` overrides to a raw config dict. With `cls`, keys are checked as they are set."""
     for text in overrides or []:
         path, value = parse_override(text)
         node, node_cls = data, cls
         for i, part in enumerate(path):
-            if node_cls is not None:
+            if isinstance(node_cls, _AnyKeyOf):  # a free key (an optimizer's name); its value is a section
+                node_cls = node_cls.cls
+            elif node_cls is not None:
                 types_ = _fields(node_cls)
                 if part not in types_:
                     where = ".".join(path[:i]) or "<root>"
@@ -342,10 +401,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], cls=None) -> dic
                         f"unknown config key '{'.'.join(path[: i + 1])}'; valid keys under '{where}': "
                         f"{', '.join(types_)}"
                     )
-                tp = types_[part]
-                if typing.get_origin(tp) is Annotated:
-                    tp = typing.get_args(tp)[0]
-                node_cls = tp if dataclasses.is_dataclass(tp) else None
+                node_cls = _section_class(types_[part])
             if i == len(path) - 1:
                 node[part] = value
             else:

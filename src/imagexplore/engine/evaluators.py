@@ -22,6 +22,10 @@ class Evaluator:
     def update(self, outputs, targets) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def set_batch_indices(self, indices: torch.Tensor) -> None:
+        """The dataset indices of the batch about to be given to `update` (the Trainer calls this); summing
+        evaluators do not need them, gathering ones keep them beside each sample's result."""
+
     def _add(self, key: str, value: torch.Tensor) -> None:
         value = value.detach().to("cpu", torch.float64)
         if key in self.state:

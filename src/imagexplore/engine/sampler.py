@@ -44,6 +44,10 @@ class EpochSampler(Sampler[int]):
             order += order[: total - self.n]
         return order[self.rank :: self.world_size]
 
+    def shard_indices(self) -> list[int]:
+        """The dataset indices this rank visits this epoch, in order (after `start`)."""
+        return self._indices()[self.start :]
+
     def shard_len(self) -> int:
         if self.pad and self.world_size > 1:
             return math.ceil(self.n / self.world_size)

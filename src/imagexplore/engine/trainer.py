@@ -1,12 +1,17 @@
 """The training engine shared by every task.
 
 One loop: optimizer steps counted as iterations (training length in epochs or iterations), gradient
-accumulation, clipping, bf16 autocast on CUDA, several optimizers in sequence (GANs), DDP under torchrun,
-evaluation every N epochs or iterations through `reset / update / compute` evaluators, best/last checkpoints and
-exact resume.
+accumulation, clipping, bf16 autocast on CUDA, DDP under torchrun, evaluation every N epochs or iterations through
+`reset / update / compute` evaluators, best/last checkpoints and exact resume.
+
+Several networks (GANs, CycleMatch, JMC): named optimizers (`optimizers: {D: ..., G: ...}`) stepped in order,
+each `steps` times per iteration; while one steps, only its own parameters require gradients, so no backward
+leaks into another network (also with accumulation), and under DDP each network is its own DDP module. Optional
+EMA of a network, freezing by name and by stage.
 
 A task plugs in through a small object (see `Task`): how to compute the loss of a batch, which evaluators to
-run and how to feed them, and optionally its own optimizers. Everything else lives here once.
+run and how to feed them, and optionally its own optimizers, sampler, artefacts and state. Everything else lives
+here once.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +42,7 @@ from imagexplore.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from imagexplore.engine.ema import EMA
 from imagexplore.engine.evaluators import Evaluator
 from imagexplore.engine.logging import RunLogger
 from imagexplore.engine.optim import build_optimizer, build_scheduler
@@ -52,8 +59,23 @@ class Task:
     def configure_optimizers(
         self, model: nn.Module, cfg: ExperimentConfig
     ) -> dict[str, torch.optim.Optimizer]:
-        """Optimizers by name, stepped in this order every iteration (e.g. {'D': ..., 'G': ...} for a GAN)."""
+        """Optimizers by name, stepped in this order every iteration (e.g. {'D': ..., 'G': ...} for a GAN).
+
+        Default: one per `optimizers:` section over its `module`, or a single 'main' one from `optim`."""
+        if cfg.optimizers:
+            return {
+                name: build_optimizer(submodule(model, o.module, f"optimizers.{name}.module"), o.optim)
+                for name, o in cfg.optimizers.items()
+            }
         return {"main": build_optimizer(model, cfg.optim)}
+
+    def build_train_sampler(self, dataset: Dataset, *, seed: int, rank: int, world_size: int):
+        """The training sampler, or None for the default `EpochSampler` (a seeded permutation per epoch).
+
+        A task's own must keep that interface — `set_epoch(epoch, start)` (start: samples of this rank's shard
+        already consumed) and `shard_len()` — and give every rank the same length (e.g. a `GroupedEpochSampler`,
+        which keeps two captions of one image out of a batch)."""
+        return None
 
     def training_step(
         self, model: nn.Module, batch: Any, optimizer: str
@@ -71,6 +93,47 @@ class Task:
     def checkpoint_meta(self) -> dict[str, Any]:
         """Extra data stored with every checkpoint (class names, normalisation, ...): plain types only."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The task's own training state (vocabularies, running statistics): tensors and plain types, saved in
+        every checkpoint as 'task_state' and given back to `load_state_dict` on resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def after_evaluation(
+        self, model: nn.Module, metrics: dict[str, float], run_dir: Path, iteration: int, tensorboard
+    ) -> None:
+        """Called on the main process after each evaluation, with the model as evaluated (EMA weights if so
+        configured): write artefacts (sample galleries as PNG + HTML under run_dir, `tensorboard.add_image` when
+        it is not None)."""
+
+
+def submodule(model: nn.Module, name: str, key: str = "module") -> nn.Module:
+    """`model` itself for '', else its child of that attribute name (one line naming the children otherwise)."""
+    if not name:
+        return model
+    children = dict(model.named_children())
+    if name not in children:
+        raise ConfigError(
+            f"{key}: the model has no child '{name}'; its children: {', '.join(children) or 'none'}"
+        )
+    return children[name]
+
+
+class ModelView:
+    """The model as one optimizer's step sees it under DDP: its network replaced by that network's DDP wrapper,
+    every other attribute the plain model's (other networks run without gradients and without DDP)."""
+
+    def __init__(self, model: nn.Module, name: str, wrapper: nn.Module):
+        self._model, self._name, self._wrapper = model, name, wrapper
+
+    def __getattr__(self, attr):
+        return self._wrapper if attr == self._name else getattr(self._model, attr)
+
+    def __call__(self, *args, **kwargs):
+        return self._model(*args, **kwargs)
 
 
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
@@ -164,26 +227,32 @@ class Trainer:
         self.model = model.to(self.device)
         if tc.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.ddp_model = self.model
-        if dist.is_initialized():
-            self.ddp_model = nn.parallel.DistributedDataParallel(
-                self.model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=task.find_unused_parameters,
-            )
-        if tc.compile:
-            # only the training path is compiled; state_dicts, evaluation and checkpoints use the plain module
-            self.ddp_model = torch.compile(self.ddp_model)
         self.optimizers = task.configure_optimizers(self.model, cfg)
+        self._setup_networks()
+        self.ddp_model = self.model  # the single-network training path (kept as a name for the tasks' tests)
+        if self.switching:  # DDP modules are built per stage, over the parameters trained in it
+            if tc.compile:
+                raise ConfigError(
+                    "train.compile is not supported with several optimizers or freezing yet; set it to false"
+                )
+        else:
+            if dist.is_initialized():
+                self.ddp_model = nn.parallel.DistributedDataParallel(
+                    self.model,
+                    device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    find_unused_parameters=task.find_unused_parameters,
+                )
+            if tc.compile:
+                # only the training path is compiled; state_dicts, evaluation and checkpoints use the plain module
+                self.ddp_model = torch.compile(self.ddp_model)
+        self.ema = None
+        if tc.ema is not None:
+            self.ema = EMA(submodule(self.model, tc.ema.module, "train.ema.module"), tc.ema.decay)
 
         bs = cfg.data.batch_size
-        self.train_sampler = EpochSampler(
-            len(train_set),
-            shuffle=True,
-            seed=tc.seed,
-            rank=dist.rank(),
-            world_size=dist.world_size(),
-            pad=True,
+        sampler_args = dict(seed=tc.seed, rank=dist.rank(), world_size=dist.world_size())
+        self.train_sampler = task.build_train_sampler(train_set, **sampler_args) or EpochSampler(
+            len(train_set), shuffle=True, pad=True, **sampler_args
         )
         batches = self.train_sampler.shard_len() // bs
         if batches < tc.accumulate:
@@ -201,12 +270,156 @@ class Trainer:
             self.total_epochs = tc.epochs
             self.total_iters = tc.epochs * self.iters_per_epoch
         self.schedulers = {
-            n: build_scheduler(o, cfg.schedule, self.total_iters, self.iters_per_epoch)
+            n: build_scheduler(o, self._schedule_cfg(n), self.total_iters, self.iters_per_epoch)
             for n, o in self.optimizers.items()
         }
+        self.steps = {n: cfg.optimizers[n].steps if n in cfg.optimizers else 1 for n in self.optimizers}
+        if max(self.steps.values()) > 1 and tc.accumulate > 1:
+            raise ConfigError(
+                "optimizers.<name>.steps > 1 needs train.accumulate = 1 (each step is a whole batch)"
+            )
+        self._stage_starts = [
+            st.start * (self.iters_per_epoch if st.unit == "epochs" else 1) for st in tc.stages
+        ]
+        if self._stage_starts != sorted(self._stage_starts):
+            raise ConfigError("train.stages must be listed in the order they start")
         self.amp = tc.amp and self.device.type == "cuda"
         self.state = TrainState()
         self.logger = RunLogger(self.run_dir, tensorboard=tc.tensorboard)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # networks, optimizers, freezing
+
+    def _schedule_cfg(self, name: str):
+        named = self.cfg.optimizers.get(name)
+        return named.schedule if named is not None and named.schedule is not None else self.cfg.schedule
+
+    def _setup_networks(self) -> None:
+        """Who owns each parameter, which network each optimizer trains, and what freezing applies."""
+        tc = self.cfg.train
+        self.params = dict(self.model.named_parameters())
+        self.initial_grad = {n: p.requires_grad for n, p in self.params.items()}
+        by_id = {id(p): n for n, p in self.params.items()}
+        self.owner: dict[str, str] = {}
+        for opt_name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    pname = by_id.get(id(p))
+                    if pname is None:
+                        raise ConfigError(f"optimizer '{opt_name}' holds a parameter that is not the model's")
+                    if self.owner.get(pname, opt_name) != opt_name:
+                        raise ConfigError(
+                            f"parameter '{pname}' is trained by two optimizers ('{self.owner[pname]}' and "
+                            f"'{opt_name}'); give each optimizer its own network (optimizers.<name>.module)"
+                        )
+                    self.owner[pname] = opt_name
+        self.units = {
+            n: (self.cfg.optimizers[n].module if n in self.cfg.optimizers else "") for n in self.optimizers
+        }
+        self.several = len(self.optimizers) > 1
+        # per-step gradient switching is only needed with several optimizers or freezing; a single plain optimizer
+        # keeps the exact single-network path (and its numbers) of before
+        self.switching = self.several or bool(tc.freeze) or bool(tc.stages)
+        known = set(self.optimizers)
+        for i, st in enumerate(tc.stages):
+            unknown = sorted(set(st.optimizers or []) - known)
+            if unknown:
+                raise ConfigError(
+                    f"train.stages[{i}].optimizers: unknown '{unknown[0]}'; optimizers: {', '.join(known)}"
+                )
+        for key, patterns in [("train.freeze", tc.freeze)] + [
+            (f"train.stages[{i}].freeze", st.freeze) for i, st in enumerate(tc.stages)
+        ]:
+            for pat in patterns:
+                try:
+                    rx = re.compile(pat)
+                except re.error as e:
+                    raise ConfigError(f"{key}: invalid regex {pat!r}: {e}") from None
+                if not any(rx.search(n) for n in self.params):
+                    raise ConfigError(
+                        f"{key}: {pat!r} matches no parameter name (e.g. {next(iter(self.params))})"
+                    )
+        self.stage = None  # index into train.stages (-1: none configured), set by _enter_stage
+        self.active = list(self.optimizers)
+        self.frozen: set[str] = set()
+        self.wrappers: dict[str, nn.Module] = {}
+
+    def _stage_index(self, iteration: int) -> int:
+        return max((i for i, s in enumerate(self._stage_starts) if s <= iteration), default=-1)
+
+    def _enter_stage(self) -> None:
+        """Apply the stage of the current iteration (freezing, active optimizers) if it changed; under DDP with
+        several networks, (re)build one DDP module per network over the parameters it trains in this stage."""
+        tc = self.cfg.train
+        index = self._stage_index(self.state.iteration)
+        if index == self.stage:
+            return
+        self.stage = index
+        stage = tc.stages[index] if index >= 0 else None
+        patterns = [re.compile(p) for p in [*tc.freeze, *(stage.freeze if stage else [])]]
+        self.frozen = {n for n in self.params if any(rx.search(n) for rx in patterns)}
+        self.active = [
+            n for n in self.optimizers if stage is None or stage.optimizers is None or n in stage.optimizers
+        ]
+        for name in self.active:
+            if not any(self.owner.get(p) == name and p not in self.frozen for p in self.params):
+                where = f"in stage '{stage.name or index}'" if stage else "with train.freeze"
+                raise ConfigError(
+                    f"optimizer '{name}' has nothing to train {where}; leave it out of the stage's optimizers"
+                )
+        if stage is not None and dist.is_main():
+            print(
+                f"stage '{stage.name or index}' from iteration {self.state.iteration}: optimizers "
+                f"{', '.join(self.active)}; {len(self.frozen)} parameter tensors frozen",
+                file=sys.stderr,
+            )
+        if dist.is_initialized():
+            self.wrappers = {}  # drop the old DDP modules (and their gradient hooks) first
+            for name in self.active:
+                self._grad_for(name)
+                self.wrappers[name] = nn.parallel.DistributedDataParallel(
+                    submodule(self.model, self.units[name]),
+                    device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    find_unused_parameters=self.task.find_unused_parameters,
+                )
+            if not self.several:
+                self.ddp_model = self.wrappers[self.active[0]]
+
+    def _grad_for(self, name: str) -> None:
+        """Only `name`'s unfrozen parameters require gradients while it steps: nothing leaks into the others."""
+        if self.switching:
+            for pname, p in self.params.items():
+                p.requires_grad_(self.owner.get(pname) == name and pname not in self.frozen)
+
+    def _view(self, name: str):
+        """What `training_step` gets for optimizer `name`: the model (or its DDP wrapper / a `ModelView`)."""
+        if not self.several:
+            return self.ddp_model
+        if not self.wrappers:
+            return self.model
+        unit = self.units[name]
+        return self.wrappers[name] if not unit else ModelView(self.model, unit, self.wrappers[name])
+
+    def _no_sync(self, name: str):
+        if not dist.is_initialized():
+            return contextlib.nullcontext()
+        return (self.wrappers[name] if self.wrappers else self.ddp_model).no_sync()
+
+    @contextlib.contextmanager
+    def _evaluation_weights(self):
+        """The model to evaluate: with `train.ema.evaluate`, the averaged network stands in for the trained one."""
+        ema = self.cfg.train.ema
+        if self.ema is None or not ema.evaluate:
+            yield self.model
+        elif not ema.module:
+            yield self.ema.module
+        else:
+            trained = getattr(self.model, ema.module)
+            setattr(self.model, ema.module, self.ema.module)
+            try:
+                yield self.model
+            finally:
+                setattr(self.model, ema.module, trained)
 
     # ----------------------------------------------------------------------------------------------------------
     # checkpoints
@@ -234,6 +447,12 @@ class Trainer:
             "rng": rng_state(),
             "world_size": dist.world_size(),
             "meta": self.task.checkpoint_meta(),
+            "task_state": self.task.state_dict(),
+            **(
+                {"ema": {"module": self.cfg.train.ema.module, "state": self.ema.state_dict()}}
+                if self.ema
+                else {}
+            ),
         }
 
     def save(self, name: str) -> Path | None:
@@ -259,6 +478,12 @@ class Trainer:
             o.load_state_dict(ck["optimizers"][n])
         for n, s in self.schedulers.items():
             s.load_state_dict(ck["schedulers"][n])
+        if self.ema is not None:
+            if "ema" not in ck:
+                raise CheckpointError(f"checkpoint {path} holds no EMA weights, but train.ema is set")
+            self.ema.load_state_dict(ck["ema"]["state"])
+        self.task.load_state_dict(ck.get("task_state", {}))
+        self.stage = None  # re-applied for the resumed iteration
         ts = ck["train_state"]
         self.state = TrainState(
             epoch=ts["epoch"],
@@ -323,18 +548,30 @@ class Trainer:
         )  # no padding: every sample is counted exactly once
         bs = self.cfg.data.eval_batch_size or 2 * self.cfg.data.batch_size
         loader = self._loader(self.val_set, sampler, bs, False, 0)
-        self.model.eval()
-        with torch.inference_mode(), self._progress(len(loader), "eval") as bar:
-            for batch in loader:
-                batch = to_device(batch, self.device, self.cfg.train.channels_last)
-                with self._autocast():
-                    self.task.evaluation_step(self.model, batch, evaluators)
-                bar.update()
+        indices = torch.tensor(
+            sampler.shard_indices(), dtype=torch.long
+        )  # dataset index of each sample, in order
+        seen = 0
+        with self._evaluation_weights() as model:
+            model.eval()
+            with torch.inference_mode(), self._progress(len(loader), "eval") as bar:
+                for batch in loader:
+                    n = _batch_len(batch)
+                    for ev in evaluators.values():  # gathering evaluators keep per-sample results by index
+                        ev.set_batch_indices(indices[seen : seen + n])
+                    seen += n
+                    batch = to_device(batch, self.device, self.cfg.train.channels_last)
+                    with self._autocast():
+                        self.task.evaluation_step(model, batch, evaluators)
+                    bar.update()
+            out = {}
+            for name, ev in evaluators.items():
+                for k, v in ev.compute().items():
+                    out[f"val/{name + '/' if name else ''}{k}"] = v
+            if dist.is_main():
+                self.task.after_evaluation(model, out, self.run_dir, self.state.iteration, self.logger.tb)
+            model.train()
         self.model.train()
-        out = {}
-        for name, ev in evaluators.items():
-            for k, v in ev.compute().items():
-                out[f"val/{name + '/' if name else ''}{k}"] = v
         return out
 
     @property
@@ -397,33 +634,38 @@ class Trainer:
                 batch = to_device(batch, self.device, tc.channels_last)
                 micro = self.state.batch_in_epoch % tc.accumulate
                 boundary = micro == tc.accumulate - 1
-                for n in names:
+                self._enter_stage()
+                for n in self.active:
                     opt = self.optimizers[n]
-                    if micro == 0:
-                        opt.zero_grad(set_to_none=True)
-                    sync = boundary or not dist.is_initialized()
-                    ctx = contextlib.nullcontext() if sync else self.ddp_model.no_sync()
-                    with ctx, self._autocast():
-                        loss, logs = self.task.training_step(self.ddp_model, batch, n)
-                    (loss / tc.accumulate).backward()
-                    value = loss.detach().float()
-                    if (
-                        dist.is_initialized()
-                    ):  # agree on the loss (logging, and all ranks stop together on NaN)
-                        value = dist.all_reduce_sum(value.clone().to(self.device)) / dist.world_size()
-                    value = value.item()
-                    if not math.isfinite(value):
-                        self._stop_non_finite(n, value)
-                    window_loss[n] += value
-                    for k, v in logs.items():
-                        window_logs[k] = window_logs.get(k, 0.0) + float(v)
+                    for _ in range(self.steps[n]):
+                        if micro == 0:
+                            opt.zero_grad(set_to_none=True)
+                        self._grad_for(n)
+                        sync = boundary or not dist.is_initialized()
+                        with contextlib.nullcontext() if sync else self._no_sync(n), self._autocast():
+                            loss, logs = self.task.training_step(self._view(n), batch, n)
+                        (loss / tc.accumulate).backward()
+                        value = loss.detach().float()
+                        if (
+                            dist.is_initialized()
+                        ):  # agree on the loss (logging, and all ranks stop together on NaN)
+                            value = dist.all_reduce_sum(value.clone().to(self.device)) / dist.world_size()
+                        value = value.item()
+                        if not math.isfinite(value):
+                            self._stop_non_finite(n, value)
+                        window_loss[n] += value / self.steps[n]
+                        for k, v in logs.items():
+                            window_logs[k] = window_logs.get(k, 0.0) + float(v) / self.steps[n]
+                        if boundary:
+                            if tc.grad_clip:
+                                torch.nn.utils.clip_grad_norm_(
+                                    [p for g in opt.param_groups for p in g["params"]], tc.grad_clip
+                                )
+                            opt.step()
                     if boundary:
-                        if tc.grad_clip:
-                            torch.nn.utils.clip_grad_norm_(
-                                [p for g in opt.param_groups for p in g["params"]], tc.grad_clip
-                            )
-                        opt.step()
                         self.schedulers[n].step()
+                if boundary and self.ema is not None:
+                    self.ema.update(submodule(self.model, self.cfg.train.ema.module))
                 window_count += 1
                 window_images += _batch_len(batch)
                 self.state.batch_in_epoch += 1
@@ -473,6 +715,9 @@ class Trainer:
                 self._after_eval(self.evaluate())
             self.save("last.pt")
 
+        for pname, p in self.params.items():  # hand the model back as it came
+            p.requires_grad_(self.initial_grad[pname])
+        self.wrappers = {}
         summary = {
             "best": {
                 "metric": tc.best_metric,
