@@ -257,9 +257,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        for a in args:
-            if a is type(None):
-                continue
+        arms = [a for a in args if a is not type(None)]
+        if len(arms) == 1:  # `X | None`: X's own message is the precise one (a key inside it, a range, ...)
+            return _coerce(value, arms[0], key)
+        for a in arms:
             try:
                 return _coerce(value, a, key)
             except ConfigError:

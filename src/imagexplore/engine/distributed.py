@@ -63,6 +63,31 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def collective_device() -> torch.device:
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
+
+
+def all_gather(t: torch.Tensor) -> torch.Tensor:
+    """The rows of `t` from every process, concatenated in rank order; shards may differ in length (they are
+    padded for the collective and trimmed after). Outside torchrun: `t` itself."""
+    if not is_initialized():
+        return t
+    dev = collective_device()
+    n = torch.tensor([t.shape[0]], device=dev)
+    sizes = [torch.zeros_like(n) for _ in range(world_size())]
+    dist.all_gather(sizes, n)
+    sizes = [int(x.item()) for x in sizes]
+    padded = torch.zeros((max(sizes), *t.shape[1:]), dtype=t.dtype, device=dev)
+    padded[: t.shape[0]] = t.to(dev)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)]).to(t.device)
+
+
 def broadcast_object(obj):
     if not is_initialized():
         return obj
