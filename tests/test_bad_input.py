@@ -140,7 +140,38 @@ CLASSIFY = [
 # --------------------------------------------------------------------------------------------------------------
 # edges
 
-EDGES = []
+EDGES = [
+    # ranges: refused by the flag, not silently replaced (0 thresholds used to become 99)
+    ("edges score --pred {dir} --gt {dir} --thresholds 0", "argument --thresholds: must be ≥ 1"),
+    ("edges score --pred {dir} --gt {dir} --max-dist 0", "argument --max-dist: must be > 0"),
+    ("edges score --pred {dir} --gt {dir} --workers 0", "argument --workers: must be ≥ 1"),
+    (
+        "edges eval --pretrained hed-bsds500 --data shapes --thresholds 0",
+        "argument --thresholds: must be ≥ 1",
+    ),
+    ("edges eval --pretrained hed-bsds500 --data shapes --limit 0", "argument --limit: must be ≥ 1"),
+    (
+        "edges eval --pretrained hed-bsds500 --data shapes --image-size 0",
+        "argument --image-size: must be ≥ 1",
+    ),
+    ("edges eval --pretrained hed-bsds500 --data shapes --max-dist -1", "argument --max-dist: must be > 0"),
+    ("edges predict --pretrained hed-bsds500 {img} --out {tmp}/e1 --tile 100", "argument --tile: must be 0"),
+    ("segment eval --checkpoint {ckpt} --batch-size 0", "argument --batch-size: must be ≥ 1"),
+    ("segment eval --checkpoint {ckpt} --limit 0", "argument --limit: must be ≥ 1"),
+    ("segment predict --checkpoint {ckpt} {img} --out {tmp}/s1 --size 0", "argument --size: must be ≥ 1"),
+    # outputs checked before any work (FileExistsError, or a plot written only after scoring)
+    ("edges predict --pretrained hed-bsds500 {img} --out {file}", "--out {file} is a file"),
+    ("edges eval --pretrained hed-bsds500 --data shapes --out {file}", "--out {file} is a file"),
+    ("segment predict --checkpoint {ckpt} {img} --out {file}", "--out {file} is a file"),
+    ("edges score --pred {dir} --gt {dir} --plot {dir}", "--plot {dir} is a folder"),
+    # bad inputs: found up front, one line (a file named as a folder, a folder without images, a non-image)
+    ("edges score --pred {file} --gt {dir}", "--pred {file}: not a folder"),
+    ("edges score --pred {tmp}/nope --gt {dir}", "--pred {tmp}/nope: folder not found"),
+    ("edges predict --pretrained hed-bsds500 {dir} --out {tmp}/e2", "no images found in {dir}"),
+    ("edges predict --checkpoint {ckpt} {img} {file} --out {tmp}/e3", "cannot read image {file}"),
+    ("segment predict --checkpoint {ckpt} {img} {file} --out {tmp}/s2", "cannot read image {file}"),
+    ("segment predict --checkpoint {ckpt} {tmp}/nope.png --out {tmp}/s3", "no such file or folder"),
+]
 
 # --------------------------------------------------------------------------------------------------------------
 # retrieve

@@ -189,3 +189,171 @@ def test_a_checkpoint_does_not_need_its_initial_weights_file(tmp_path, capsys):
     capsys.readouterr()
     assert main(["edges", "eval", "--checkpoint", str(second / "checkpoints" / "last.pt"), "--thresholds", "5", "--json"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["images"] == 3
+
+
+# ------------------------------------------------------------------------------------------------ issue 10
+
+
+def _random_hed(seed: int = 0):
+    """A narrow VGG-16 HED with random (non-zero) side and fusion weights: edges that depend on the context."""
+    import torch
+
+    from imagexplore.edges.models import HED
+
+    torch.manual_seed(seed)
+    model = HED(width_mult=0.125)
+    for m in [*model.sides, model.fusion]:
+        torch.nn.init.normal_(m.weight, std=0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("tile", [320, 416, 1024])
+def test_tile_windows_cover_each_pixel_once_with_context(tile):
+    from imagexplore.edges.tiling import TILE_ALIGN, TILE_MARGIN, largest_tile_pixels, tile_windows, tiles
+
+    for length in [*range(1, 40), *range(tile - 3, tile + 70), 1200, 1600, 4032]:
+        wins = tile_windows(length, tile)
+        keep = np.zeros(length, int)
+        for s, e, ks, ke in wins:
+            assert s % TILE_ALIGN == 0 and 0 <= s <= ks < ke <= e <= length
+            assert e - s <= max(tile + TILE_ALIGN - 1, length if len(wins) == 1 else 0)  # memory bound
+            assert ks == s or ks - s >= TILE_MARGIN  # real context on every inner side of a kept pixel
+            assert ke == e or e - ke >= TILE_MARGIN
+            keep[ks:ke] += 1
+        assert (keep == 1).all(), (length, wins)
+        assert (len(wins) == 1) == (length < tile + TILE_ALIGN)  # just above: one window of ≤ tile + 31
+    assert len(tiles(1200, 1600, 1024)) == 4  # the issue's photo: 2 × 2 tiles
+    assert largest_tile_pixels(1200, 1600, 1024) <= 1024 * 1055
+    assert tile_windows(5000, 0) == [(0, 5000, 0, 5000)]
+
+
+def test_tiled_prediction_matches_the_untiled_one():
+    """Just above the tile size: sides that are multiples of 16 (the deepest stride) give the same map; other
+    sizes differ by the untiled network's own resize-to-size stretch of its deep sides (measured, bounded)."""
+    import torch
+
+    from imagexplore.edges.evaluate import edge_probability
+    from imagexplore.edges.tiling import tiles
+
+    torch.set_num_threads(1)
+    model = _random_hed()
+    rng = np.random.default_rng(0)
+    # (size, bound on max |Δp|, bound on mean |Δp|): measured 1.8e-7 / 3.8e-10 aligned; 0.39 / 4e-3 not aligned
+    for (h, w), max_tol, mean_tol in (((352, 416), 1e-5, 1e-6), ((345, 410), 0.5, 0.01)):
+        x = torch.from_numpy(rng.random((3, h, w), dtype=np.float32))
+        x = torch.nn.functional.avg_pool2d(x[None], 5, 1, 2)[0]  # some smooth structure, not only noise
+        assert len(tiles(h, w, 320)) >= 2
+        full, tiled = edge_probability(model, x, tile=0), edge_probability(model, x, tile=320)
+        assert edge_probability(model, x, tile=1024).tobytes() == full.tobytes()  # under the tile: one pass
+        d = np.abs(full - tiled)
+        print(f"{h}×{w} tile 320: max |Δp| {d.max():.2e}, mean {d.mean():.2e}")
+        assert d.max() < max_tol and d.mean() < mean_tol
+
+
+def test_memory_estimate_refuses_what_would_not_fit(tmp_path, capsys, monkeypatch):
+    from imagexplore.edges import evaluate as ev
+    from imagexplore.edges.tiling import check_memory, estimate_bytes
+
+    per_px = ev._per_pixel_bytes(_random_hed())
+    # tiling bounds the network's part: a 4000×3000 image costs far less at tile 1024 than in one pass
+    assert estimate_bytes(3000, 4000, 1024, per_px) < 0.5 * estimate_bytes(3000, 4000, 0, per_px)
+    assert check_memory("x", 3000, 4000, 0, per_px, available=2**40) is None
+    assert "needs about" in check_memory("x", 3000, 4000, 0, per_px, available=2**20)
+    monkeypatch.setattr(ev, "load_edge_model", lambda *a, **k: (_random_hed(), None, {}))
+    monkeypatch.setattr(ev, "available_memory", lambda: 2**16)  # 64 KiB: not even a 70×50 image fits
+    a = _photo(tmp_path / "a.png")
+    rc = main(["edges", "predict", "--pretrained", "x", str(a), "--out", str(tmp_path / "o"), "--tile", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "image too large for memory" in err[0] and "a.png (70×50)" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_bad_files_folders_and_summary(tmp_path, capsys, monkeypatch):
+    from imagexplore.edges import evaluate as ev
+
+    monkeypatch.setattr(ev, "load_edge_model", lambda *a, **k: (_random_hed(), None, {}))
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    _photo(src / "a.png"), _photo(src / "sub" / "b.jpg", 41, 33)
+    full = (src / "a.png").read_bytes()
+    (src / "z_cut.png").write_bytes(full[: len(full) // 2])  # header fine, pixels truncated: found at decode
+    out = tmp_path / "o"
+    base = ["edges", "predict", "--pretrained", "x", "--out", str(out), "--json"]
+    assert main([*base, str(src)]) == 2  # default fail: says how many were written before it
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "z_cut.png" in err[0] and "wrote 2 edge maps" in err[0], err
+    assert main([*base, str(src), "--on-bad-file", "skip"]) == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    assert [Path(r["path"]).name for r in res] == ["a.png", "b.jpg"]  # recursive, sorted by path
+    assert (
+        "wrote 2 edge maps" in cap.err and "skipped 1 unreadable file" in cap.err and "z_cut.png" in cap.err
+    )
+    assert Image.open(out / "b.png").size == (41, 33)
+    (src / "other").mkdir()
+    _photo(src / "other" / "a.png")
+    assert main([*base, str(src)]) == 2  # two a.png in the tree: refused before any work
+    assert "share the name 'a'" in capsys.readouterr().err
+
+
+def test_score_reports_and_strict_refuses_unmatched(tmp_path, capsys):
+    import shutil
+
+    if not (GOLDEN / "png").is_dir():
+        pytest.skip("golden BSDS case missing")
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for stem in ("2018", "3063"):
+        shutil.copy(GOLDEN / "groundTruth" / f"{stem}.mat", gt)
+    args = ["edges", "score", "--pred", str(GOLDEN / "png"), "--gt", str(gt), "--thresholds", "5", "--workers", "1"]  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (
+        res["images"] == 2 and res["unmatched_pred"] == ["5096", "6046", "8068"] and res["unmatched_gt"] == []
+    )
+    assert res["unmatched_predictions"] == 3 and res["unmatched_ground_truth"] == 0  # the older count keys
+    assert main(args) == 0
+    assert "3 edge map(s) without ground truth: 5096, 6046, 8068" in capsys.readouterr().out
+    assert main([*args, "--strict"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--strict" in err[0] and "5096" in err[0]
+
+
+def test_library_refuses_out_of_range_values(tmp_path):
+    from imagexplore.edges.benchmark import score_arrays, score_folder
+    from imagexplore.edges.evaluate import evaluate, predict
+    from imagexplore.errors import ConfigError
+
+    for kw in ({"thresholds": 0}, {"max_dist": 0.0}, {"max_dist": float("nan")}, {"workers": 0}):
+        with pytest.raises(ConfigError):
+            score_folder(tmp_path, tmp_path, **kw)
+        with pytest.raises(ConfigError):
+            score_arrays([], [], **kw)
+    for kw in ({"thresholds": 0}, {"limit": 0}, {"image_size": 0}, {"max_dist": -1.0}, {"tile": 5}):
+        with pytest.raises(ConfigError):
+            evaluate(pretrained="hed-bsds500", data="shapes", **kw)
+    with pytest.raises(ConfigError):
+        predict([str(_photo(tmp_path / "a.png"))], tmp_path / "o", pretrained="x", tile=100)
+
+
+def test_cli_modules_are_light_and_every_option_has_help():
+    import argparse
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, imagexplore.edges.cli, imagexplore.segmentation.cli; "
+        "print(sorted(m for m in ('torch', 'numpy', 'PIL', 'timm', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from imagexplore.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for group in ("edges", "segment"):
+        gsub = next(a for a in sub.choices[group]._actions if isinstance(a, argparse._SubParsersAction))
+        for name, p in gsub.choices.items():
+            for action in p._actions:
+                if not isinstance(action, argparse._HelpAction):
+                    assert action.help, (group, name, action.dest)

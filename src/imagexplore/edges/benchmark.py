@@ -22,7 +22,7 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_flow
 
 from imagexplore.edges.groundtruth import IMAGE_SUFFIXES, load_ground_truth, load_prediction
-from imagexplore.errors import DataError
+from imagexplore.errors import ConfigError, DataError
 
 # Neighbours x1..x8 of the thinning papers: E, NE, N, NW, W, SW, S, SE as (dy, dx).
 _NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
@@ -79,9 +79,9 @@ def thin_binary(bmap: np.ndarray) -> np.ndarray:
 def thresholds_of(thresholds: int | Sequence[float] | np.ndarray) -> np.ndarray:
     """n → Matlab's ``linspace(1/(n+1), 1-1/(n+1), n)`` (same rounding); an array is used as given."""
     if np.ndim(thresholds) == 0:
+        if isinstance(thresholds, bool) or int(thresholds) != thresholds or int(thresholds) < 1:
+            raise ConfigError(f"thresholds must be a positive count or a list of values, got {thresholds!r}")
         n = int(thresholds)
-        if n < 1:
-            raise DataError(f"thresholds must be a positive count or a list of values, got {thresholds!r}")
         d1, d2 = 1 / (n + 1), 1 - 1 / (n + 1)
         t = d1 + (np.arange(n) * (d2 - d1)) / max(n - 1, 1)
         t[-1] = d2
@@ -353,6 +353,7 @@ def score_arrays(
     progress: bool = False,
 ) -> dict:
     """`collect` over in-memory predictions (H×W in [0, 1]) and ground truths ((A, H, W) bool)."""
+    check_score_options(thresholds, max_dist, workers)
     if len(preds) != len(gts_list):
         raise DataError(f"{len(preds)} predictions but {len(gts_list)} ground truths; give one per image")
     jobs = [(p, g, thresholds, nms, max_dist) for p, g in zip(preds, gts_list)]
@@ -367,12 +368,21 @@ def score_folder(
     max_dist: float = 0.0075,
     workers: int | None = None,
     progress: bool = True,
+    strict: bool = False,
 ) -> dict:
-    """Benchmark a folder of edge maps (png/jpg/…) against a folder of ground truths (.mat or .png), by stem."""
+    """Benchmark a folder of edge maps (png/jpg/…) against a folder of ground truths (.mat or .png), by stem.
+
+    Only stems present on both sides are scored; the result says how many (``images``) and which were left out:
+    ``unmatched_pred`` / ``unmatched_gt`` (sorted stems; their counts also as ``unmatched_predictions`` /
+    ``unmatched_ground_truth``). ``strict=True`` refuses any unmatched file instead. Out-of-range ``thresholds``,
+    ``max_dist`` or ``workers`` are a `ConfigError`, checked before any file is read."""
+    check_score_options(thresholds, max_dist, workers)
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    for d in (pred_dir, gt_dir):
+    for d, flag in ((pred_dir, "--pred"), (gt_dir, "--gt")):
+        if not d.exists():
+            raise DataError(f"{flag} {d}: folder not found")
         if not d.is_dir():
-            raise DataError(f"{d}: not a directory")
+            raise DataError(f"{flag} {d}: not a folder")
     preds = {p.stem: p for p in sorted(pred_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     gts: dict[str, Path] = {}
     for p in sorted(gt_dir.iterdir()):
@@ -384,11 +394,46 @@ def score_folder(
             f"no prediction in {pred_dir} ({len(preds)} images) has a ground truth with the same file stem "
             f"in {gt_dir} ({len(gts)} .mat/.png files); name them alike, e.g. 2018.png ↔ 2018.mat"
         )
+    only_pred, only_gt = sorted(preds.keys() - gts.keys()), sorted(gts.keys() - preds.keys())
+    if strict and (only_pred or only_gt):
+        raise DataError(
+            f"--strict: {unmatched_text(len(names), only_pred, only_gt, 'matched')} "
+            f"(every edge map in {pred_dir} needs a ground truth in {gt_dir} with the same stem, and back)"
+        )
     jobs = [(preds[n], gts[n], thresholds, nms, max_dist) for n in names]
     res = collect(thresholds, _run(jobs, workers, progress), names=names)
-    res["unmatched_predictions"] = len(preds) - len(names)
-    res["unmatched_ground_truth"] = len(gts) - len(names)
+    res["unmatched_predictions"] = len(only_pred)
+    res["unmatched_ground_truth"] = len(only_gt)
+    res["unmatched_pred"] = only_pred
+    res["unmatched_gt"] = only_gt
     return res
+
+
+def _first(names: Sequence[str], k: int = 3) -> str:
+    return ", ".join(names[:k]) + (f", … (+{len(names) - k})" if len(names) > k else "")
+
+
+def unmatched_text(
+    scored: int, only_pred: Sequence[str], only_gt: Sequence[str], verb: str = "scored"
+) -> str:
+    """``scored 2 images; 3 edge maps without ground truth: a, b, c; ...`` (one line, the first few stems)."""
+    parts = [f"{verb} {scored} image{'' if scored == 1 else 's'}"]
+    if only_pred:
+        parts.append(f"{len(only_pred)} edge map(s) without ground truth: {_first(only_pred)}")
+    if only_gt:
+        parts.append(f"{len(only_gt)} ground truth(s) without an edge map: {_first(only_gt)}")
+    return "; ".join(parts)
+
+
+def check_score_options(thresholds, max_dist, workers) -> None:
+    """`ConfigError` for thresholds < 1, max_dist not a finite number > 0, or workers < 1 (None = all cores)."""
+    thresholds_of(thresholds)
+    if isinstance(max_dist, bool) or not isinstance(max_dist, int | float) or not 0 < max_dist < float("inf"):
+        raise ConfigError(
+            f"max_dist must be a finite number > 0 (a fraction of the diagonal), got {max_dist!r}"
+        )
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a positive integer (or None: all cores), got {workers!r}")
 
 
 def plot_pr(result: dict, path: str | Path, label: str | None = None) -> Path:

@@ -16,10 +16,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imagexplore.data.images import load_image, pil_to_tensor
+from imagexplore.data.images import check_on_bad_file, load_image, pil_to_tensor
+from imagexplore.data.inputs import expand_inputs, probe_image, unique_stems
 from imagexplore.edges.task import EVAL_DEFAULTS
+from imagexplore.edges.tiling import (
+    DEFAULT_TILE,
+    available_memory,
+    check_memory,
+    check_tile,
+    model_bytes_per_pixel,
+    tiles,
+)
 from imagexplore.engine.checkpoint import restore_model
-from imagexplore.errors import UserError
+from imagexplore.errors import ConfigError, DataError, UserError
 
 
 def load_edge_model(checkpoint: str | Path | None = None, pretrained: str | None = None, device: str = "cpu"):
@@ -42,11 +51,32 @@ def load_edge_model(checkpoint: str | Path | None = None, pretrained: str | None
     return model.to(device).eval(), cfg, meta
 
 
+def _per_pixel_bytes(model) -> int:
+    """Estimated peak bytes per pixel of one forward pass of `model` (see `tiling.model_bytes_per_pixel`)."""
+    bb = getattr(model, "backbone", None)
+    chans, reds = getattr(bb, "channels", None), getattr(bb, "reductions", None)
+    if not chans or not reds:
+        return model_bytes_per_pixel(64)  # unknown: assume VGG-16's 64 full-resolution channels
+    return model_bytes_per_pixel(chans[0], reds[0], getattr(model, "num_sides", len(chans)))
+
+
 @torch.inference_mode()
-def edge_probability(model, image: torch.Tensor, device: str = "cpu") -> np.ndarray:
-    """Fused edge probability (float32 H×W) of one RGB [0, 1] 3×H×W image, at the image's own size."""
-    logits = model(image[None].to(device))
-    return torch.sigmoid(logits[0, -1].float()).cpu().numpy()
+def edge_probability(model, image: torch.Tensor, device: str = "cpu", tile: int = 0) -> np.ndarray:
+    """Fused edge probability (float32 H×W) of one RGB [0, 1] 3×H×W image, at the image's own size.
+
+    ``tile`` > 0: an image with a side longer than ``tile`` runs as overlapping tiles (`edges.tiling`), at the
+    same scale, so the network's memory is bounded by the tile size instead of the image's."""
+    h, w = image.shape[-2:]
+    parts = tiles(h, w, tile)
+    if len(parts) == 1:
+        logits = model(image[None].to(device))
+        return torch.sigmoid(logits[0, -1].float()).cpu().numpy()
+    out = np.empty((h, w), np.float32)
+    for (y0, y1, ky0, ky1), (x0, x1, kx0, kx1) in parts:
+        logits = model(image[None, :, y0:y1, x0:x1].to(device))
+        prob = torch.sigmoid(logits[0, -1, ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0].float())
+        out[ky0:ky1, kx0:kx1] = prob.cpu().numpy()
+    return out
 
 
 def to_png(prob: np.ndarray) -> Image.Image:
@@ -55,12 +85,91 @@ def to_png(prob: np.ndarray) -> Image.Image:
 
 
 def _unique_stems(images: list[str | Path]) -> None:
-    stems = [Path(p).stem for p in images]
-    if len(set(stems)) != len(stems):
-        dup = next(s for s in stems if stems.count(s) > 1)
-        raise UserError(
-            f"two inputs share the name '{dup}'; their outputs {dup}.png would overwrite each other"
+    unique_stems(images)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def predict_report(
+    images: list[str | Path],
+    out_dir: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    pretrained: str | None = None,
+    device: str = "cpu",
+    nms: bool = False,
+    progress: bool = False,
+    on_bad_file: str = "fail",
+    tile: int = DEFAULT_TILE,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`predict`, also returning the one-line messages of the files skipped (``on_bad_file="skip"``).
+
+    Before the model loads: inputs expanded (folders: their images, recursive, sorted), output stems checked
+    unique, ``out_dir`` checked (an existing file is refused), every header read (missing, non-image and
+    over-the-bomb-limit files found) and each image's memory estimated at the given ``tile``. With ``"fail"``
+    the first bad file stops the run (naming the file and how many edge maps were already written); with
+    ``"skip"`` bad files are left out and returned."""
+    from tqdm.auto import tqdm
+
+    from imagexplore.clitools import check_out_dir
+    from imagexplore.edges.nms import nms as edge_nms
+
+    on_bad_file = check_on_bad_file(on_bad_file)
+    check_tile(tile)
+    out_dir = check_out_dir(out_dir)
+    paths = expand_inputs(images)
+    unique_stems(paths)
+    skipped: list[str] = []
+
+    def bad(path, error: DataError, written: int) -> None:
+        if on_bad_file == "fail":
+            done = f"; wrote {_plural(written, 'edge map')} to {out_dir} before it" if written else ""
+            raise DataError(f"{error}{done} (--on-bad-file skip leaves unreadable files out)") from None
+        skipped.append(str(error))
+
+    sizes: dict[Path, tuple[int, int]] = {}
+    for p in paths:
+        try:
+            sizes[p] = probe_image(p)
+        except DataError as e:
+            bad(p, e, 0)
+    good = [p for p in paths if p in sizes]
+    if not good:
+        raise DataError(f"none of the {_plural(len(paths), 'input')} could be read (first: {skipped[0]})")
+    model, _, _ = load_edge_model(checkpoint, pretrained, device)
+    per_px = _per_pixel_bytes(model) if device == "cpu" else 0  # on a GPU only the host arrays count here
+    avail = available_memory()
+    kept = []
+    for p in good:
+        w, h = sizes[p]
+        reason = check_memory(p, h, w, tile, per_px, avail)
+        if reason is None:
+            kept.append(p)
+        elif on_bad_file == "fail":
+            raise UserError(f"image too large for memory: {reason}")
+        else:
+            skipped.append(f"image too large for memory: {reason}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in tqdm(kept, desc="edges", unit="img", disable=not progress):
+        try:
+            x = pil_to_tensor(load_image(path, "RGB"))
+        except DataError as e:
+            bad(path, e, len(results))
+            continue
+        t0 = time.perf_counter()
+        prob = edge_probability(model, x, device, tile=tile)
+        if nms:
+            prob = edge_nms(prob)
+        out = out_dir / f"{Path(path).stem}.png"
+        to_png(prob).save(out)
+        h, w = prob.shape
+        results.append(
+            {"path": str(path), "output": str(out), "size": [w, h], "seconds": time.perf_counter() - t0}
         )
+    return results, skipped
 
 
 def predict(
@@ -72,30 +181,22 @@ def predict(
     device: str = "cpu",
     nms: bool = False,
     progress: bool = False,
+    on_bad_file: str = "fail",
+    tile: int = DEFAULT_TILE,
 ) -> list[dict[str, Any]]:
-    """Write ``<stem>.png`` per image into out_dir; returns [{path, output, size, seconds}]."""
-    from tqdm.auto import tqdm
-
-    from imagexplore.edges.nms import nms as edge_nms
-
-    _unique_stems(images)
-    model, _, _ = load_edge_model(checkpoint, pretrained, device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for path in tqdm(images, desc="edges", unit="img", disable=not progress):
-        x = pil_to_tensor(load_image(path, "RGB"))
-        t0 = time.perf_counter()
-        prob = edge_probability(model, x, device)
-        if nms:
-            prob = edge_nms(prob)
-        out = out_dir / f"{Path(path).stem}.png"
-        to_png(prob).save(out)
-        h, w = prob.shape
-        results.append(
-            {"path": str(path), "output": str(out), "size": [w, h], "seconds": time.perf_counter() - t0}
-        )
-    return results
+    """Write ``<stem>.png`` per image (files, or folders of images) into out_dir; returns [{path, output, size,
+    seconds}]. See `predict_report` for the checks, ``on_bad_file`` and ``tile``."""
+    return predict_report(
+        images,
+        out_dir,
+        checkpoint=checkpoint,
+        pretrained=pretrained,
+        device=device,
+        nms=nms,
+        progress=progress,
+        on_bad_file=on_bad_file,
+        tile=tile,
+    )[0]
 
 
 def evaluate(
@@ -114,14 +215,24 @@ def evaluate(
     out_dir: str | Path | None = None,
     options: dict[str, Any] | None = None,
     progress: bool = False,
+    tile: int = DEFAULT_TILE,
 ) -> dict[str, Any]:
     """Run a model over a split and score it with the boundary benchmark (the `edges score` result shape).
 
     The dataset and split default to the checkpoint's config; the scoring to the benchmark's protocol (99
     thresholds, NMS on, maxDist 0.0075 or the dataset's own, e.g. 0.011 for NYUD), whatever cheaper settings
     validation used during training.
-    ``out_dir`` keeps the edge maps (``<stem>.png``), ``pr_curve.png`` and ``results.json``."""
+    ``out_dir`` keeps the edge maps (``<stem>.png``), ``pr_curve.png`` and ``results.json``; it is checked (an
+    existing file is refused) and the numeric options are range-checked (`ConfigError`) before the model loads.
+    ``tile``: images with a side longer than this run as overlapping tiles (`edges.tiling`; 0 = never)."""
     from tqdm.auto import tqdm
+
+    from imagexplore.clitools import check_out_dir
+
+    check_eval_options(image_size=image_size, limit=limit, thresholds=thresholds, max_dist=max_dist)
+    check_tile(tile)
+    if out_dir is not None:
+        out_dir = check_out_dir(out_dir)
 
     from imagexplore.edges.benchmark import collect, evaluate_image, plot_pr
     from imagexplore.edges.data import build_edge_dataset
@@ -144,14 +255,14 @@ def evaluate(
         split,
         train=False,
         root=root or (cfg.data.root if same else None),
-        image_size=image_size or (cfg.data.image_size if same else None),
-        num_samples=limit or (cfg.data.val_samples if same else None),
+        image_size=image_size if image_size is not None else (cfg.data.image_size if same else None),
+        num_samples=limit if limit is not None else (cfg.data.val_samples if same else None),
         seed=cfg.data.seed if same else 0,
         options=options if options is not None else (cfg.data.options if same else None),
     )
-    thresholds = int(thresholds or ev["thresholds"])
+    thresholds = int(ev["thresholds"] if thresholds is None else thresholds)
     nms = ev["nms"] if nms is None else nms
-    max_dist = float(max_dist or getattr(ds, "max_dist", None) or ev["max_dist"])
+    max_dist = float(max_dist if max_dist is not None else getattr(ds, "max_dist", None) or ev["max_dist"])
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +273,7 @@ def evaluate(
         image, annotators = item[0], item[1]
         name = str(item[2]) if len(item) > 2 else f"{i:05d}"
         t0 = time.perf_counter()
-        prob = edge_probability(model, image, device)
+        prob = edge_probability(model, image, device, tile=tile)
         if nms:
             prob = edge_nms(prob)
         t1 = time.perf_counter()
@@ -197,11 +308,34 @@ def evaluate(
     return res
 
 
+def check_eval_options(
+    *,
+    image_size: int | None = None,
+    limit: int | None = None,
+    thresholds: int | None = None,
+    max_dist: float | None = None,
+) -> None:
+    """`ConfigError` for an out-of-range option of `evaluate` (None = the default): never a silent substitute."""
+    for name, value in (("image_size", image_size), ("limit", limit), ("thresholds", thresholds)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if max_dist is not None and not (isinstance(max_dist, int | float) and 0 < max_dist < float("inf")):
+        raise ConfigError(
+            f"max_dist must be a finite number > 0 (a fraction of the diagonal), got {max_dist!r}"
+        )
+
+
 def format_result(res: dict[str, Any]) -> str:
     """The human summary of a benchmark result: ODS / OIS / AP / R50 and where the ODS lies."""
+    from imagexplore.edges.benchmark import unmatched_text
+
     head = f"{res.get('dataset', 'edges')}/{res.get('split', '')}: " if "dataset" in res else ""
-    return (
+    line = (
         f"{head}{res['images']} images  ODS F {res['ods']:.4f} (threshold {res['ods_threshold']:.3f}, "
         f"P {res['ods_precision']:.4f}, R {res['ods_recall']:.4f})  OIS F {res['ois']:.4f}  "
         f"AP (area under PR) {res['ap']:.4f}  R50 {res['r50']:.4f}"
     )
+    only_pred, only_gt = res.get("unmatched_pred") or [], res.get("unmatched_gt") or []
+    if only_pred or only_gt:
+        line += f"  [{unmatched_text(res['images'], only_pred, only_gt)}; left out]"
+    return line

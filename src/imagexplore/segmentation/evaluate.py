@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from imagexplore.data.images import load_image, pil_to_tensor
+from imagexplore.data.images import check_on_bad_file, load_image, pil_to_tensor
+from imagexplore.data.inputs import expand_inputs, probe_image, unique_stems
 from imagexplore.engine.checkpoint import restore_model
-from imagexplore.errors import UserError
+from imagexplore.errors import ConfigError, DataError
 from imagexplore.segmentation.metrics import SegmentationEvaluator
 from imagexplore.segmentation.task import Normalize
 from imagexplore.segmentation.train import build_model, build_segmentation_dataset
@@ -48,7 +49,12 @@ def evaluate(
     batch_size: int = 1,
     num_samples: int | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a checkpoint on a split (default: the config's val split of the dataset trained on)."""
+    """Metrics of a checkpoint on a split (default: the config's val split of the dataset trained on).
+
+    ``batch_size`` ≥ 1 and ``num_samples`` (None or ≥ 1) are checked before the model loads (`ConfigError`)."""
+    _positive("batch_size", batch_size)
+    if num_samples is not None:
+        _positive("limit", num_samples)
     model, cfg, meta = load_segmenter(checkpoint, device)
     d = cfg.data
     same = data is None or data == d.name
@@ -58,7 +64,7 @@ def evaluate(
         train=False,
         root=root or d.root,
         image_size=d.image_size,
-        num_samples=num_samples or (d.val_samples if same else None),
+        num_samples=num_samples if num_samples is not None else (d.val_samples if same else None),
         seed=d.seed,
         options=d.options if same else None,
         mean=meta.get("mean"),
@@ -87,34 +93,64 @@ def evaluate(
     }
 
 
+def _positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 @torch.inference_mode()
-def predict(
+def predict_report(
     checkpoint,
     images: list[str | Path],
     out_dir: str | Path,
     *,
     device: str = "cpu",
     size: int | None = None,
-) -> list[dict[str, Any]]:
-    """Write ``<stem>.png`` (VOC palette, the input's size) per image; returns [{path, output, classes}].
+    on_bad_file: str = "fail",
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`predict`, also returning the one-line messages of the files skipped (``on_bad_file="skip"``).
 
-    ``size``: run the model on the image resized to size×size and bring the logits back to the input size
-    (None = the image's own size). Images go through `load_image` (grey, RGBA, 16-bit, EXIF all handled).
-    """
+    Before the model loads: ``size`` checked, inputs expanded (folders: their images, recursive, sorted), output
+    stems checked unique, ``out_dir`` checked (an existing file is refused) and every header read. With
+    ``"fail"`` the first bad file stops the run, naming it and how many label maps were already written."""
+    from imagexplore.clitools import check_out_dir
+
+    if size is not None:
+        _positive("size", size)
+    on_bad_file = check_on_bad_file(on_bad_file)
+    out_dir = check_out_dir(out_dir)
+    paths = expand_inputs(images)
+    unique_stems(paths)
+    skipped: list[str] = []
+
+    def bad(error: DataError, written: int) -> None:
+        if on_bad_file == "fail":
+            n = f"{written} label map{'' if written == 1 else 's'}"
+            done = f"; wrote {n} to {out_dir} before it" if written else ""
+            raise DataError(f"{error}{done} (--on-bad-file skip leaves unreadable files out)") from None
+        skipped.append(str(error))
+
+    good = []
+    for p in paths:
+        try:
+            probe_image(p)
+            good.append(p)
+        except DataError as e:
+            bad(e, 0)
+    if not good:
+        raise DataError(f"none of the {len(paths)} inputs could be read (first: {skipped[0]})")
     model, _, meta = load_segmenter(checkpoint, device)
     names = meta["classes"]
     norm = Normalize(meta["mean"], meta["std"]) if meta.get("mean") is not None else None
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stems = [Path(p).stem for p in images]
-    if len(set(stems)) != len(stems):
-        dup = next(s for s in stems if stems.count(s) > 1)
-        raise UserError(
-            f"two inputs share the name '{dup}'; their outputs {dup}.png would overwrite each other"
-        )
     results = []
-    for path in images:
-        img = load_image(path, "RGB")
+    for path in good:
+        try:
+            img = load_image(path, "RGB")
+        except DataError as e:
+            bad(e, len(results))
+            continue
         x = pil_to_tensor(img)
         if norm is not None:
             x = norm(x)
@@ -131,7 +167,25 @@ def predict(
         counts = torch.bincount(torch.from_numpy(pred).long().flatten(), minlength=len(names))
         present = {names[i]: round(float(c) / pred.size, 4) for i, c in enumerate(counts.tolist()) if c}
         results.append({"path": str(path), "output": str(out), "size": [w, h], "classes": present})
-    return results
+    return results, skipped
+
+
+def predict(
+    checkpoint,
+    images: list[str | Path],
+    out_dir: str | Path,
+    *,
+    device: str = "cpu",
+    size: int | None = None,
+    on_bad_file: str = "fail",
+) -> list[dict[str, Any]]:
+    """Write ``<stem>.png`` (VOC palette, the input's size) per image; returns [{path, output, classes}].
+
+    ``images``: files, or folders of images (recursive, sorted). ``size``: run the model on the image resized to
+    size×size and bring the logits back to the input size (None = the image's own size). Images go through
+    `load_image` (grey, RGBA, 16-bit, EXIF all handled). Checks and ``on_bad_file``: see `predict_report`.
+    """
+    return predict_report(checkpoint, images, out_dir, device=device, size=size, on_bad_file=on_bad_file)[0]
 
 
 def format_eval(res: dict[str, Any]) -> str:
