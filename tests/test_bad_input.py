@@ -176,7 +176,55 @@ EDGES = [
 # --------------------------------------------------------------------------------------------------------------
 # retrieve
 
-RETRIEVE = []
+RETRIEVE = [
+    # outputs checked before any work (issue item 10): a file, a folder that is not an index
+    ("retrieve build --images {dir} --out {file}", "--out {file} is a file, not a folder"),
+    ("retrieve build --images {dir} --out {tmp}", "--out {tmp} exists and is not a DeepIndex directory"),
+    ("retrieve build --features {dir} --out {file}", "--out {file} is a file"),
+    ("retrieve merge --out {file} {dir}", "--out {file} is a file"),
+    ("retrieve extract --images {dir} --out {file}", "--out {file} is a file, not a folder"),
+    ("retrieve eval --dataset shapes --root {tmp}/shapes --out {dir}", "--out {dir} is a folder"),
+    (
+        "retrieve eval --dataset shapes --root {tmp}/shapes --out {file}/r.json",
+        "{file} is a file, not a folder",
+    ),
+    # inputs checked before any work
+    ("retrieve build --images {file} --out {tmp}/i1", "--images {file} is a file, not a folder"),
+    ("retrieve build --images {dir} --out {tmp}/i1", "--images {dir}: no image files in it"),
+    (
+        "retrieve build --images {tmp} --out {tmp}/i1 --vocab-from {dir}",
+        "--vocab-from {dir} is not a DeepIndex",
+    ),
+    ("retrieve build --images {tmp} --out {tmp}/i1 --vocab-from {file}", "--vocab-from {file} is a file"),
+    (
+        "retrieve build --images {tmp} --out {tmp}/i1 --weights {tmp}/no.pt",
+        "--weights {tmp}/no.pt: not found",
+    ),
+    ("retrieve build --features {file} --out {tmp}/i1", "--features {file} is a file"),
+    ("retrieve search --index {dir} {img}", "--index {dir} is not a DeepIndex directory"),
+    ("retrieve search --index {file} {img}", "--index {file} is a file, not an index directory"),
+    ("retrieve search --index {tmp}/none {img}", "--index {tmp}/none: index not found"),
+    ("retrieve merge --out {tmp}/m {dir}", "shard {dir} is not a DeepIndex directory"),
+    ("retrieve extract --images {dir} --out {tmp}/f", "--images {dir}: no image files in it"),
+    ("retrieve eval --dataset holidays --root {file}", "--root {file} is a file, not a folder"),
+    ("retrieve eval --dataset shapes --root {tmp}/shapes --train {dir}", "--train {dir}: no image files"),
+    ("retrieve eval --dataset shapes --root {tmp}/shapes --weights {dir}", "--weights {dir}: is a folder"),
+    # ranges: refused by the flag, never clamped
+    ("retrieve search --index {dir} {img} --top 0", "argument --top/--topk: must be ≥ 1, got 0"),
+    ("retrieve search --index {dir} {img} --topk -1", "argument --top/--topk: must be ≥ 1, got -1"),
+    ("retrieve build --images {dir} --out {tmp}/i1 --k 0", "argument --k: must be ≥ 1, got 0"),
+    ("retrieve build --images {dir} --out {tmp}/i1 --batch-size 0", "argument --batch-size: must be ≥ 1"),
+    ("retrieve extract --images {tmp} --out {tmp}/f --batch-size -2", "argument --batch-size: must be ≥ 1"),
+    ("retrieve eval --dataset shapes --k 0", "argument --k: must be ≥ 1, got 0"),
+    ("retrieve eval --dataset shapes --ma 0", "argument --ma: must be ≥ 1, got 0"),
+    ("retrieve eval --dataset shapes --batch-size 0", "argument --batch-size: must be ≥ 1, got 0"),
+    ("retrieve eval --dataset shapes --patch-size 8", "argument --patch-size: must be ≥ 32, got 8"),
+    ("retrieve eval --dataset photo-copies --distractors -1", "argument --distractors: must be ≥ 0, got -1"),
+    # one spelling across groups: --topk and --on-bad-file accepted (the index is then what is wrong)
+    ("retrieve search --index {dir} {img} --topk 3", "--index {dir} is not a DeepIndex directory"),
+    ("retrieve search --index {dir} {img} --on-bad-file skip", "--index {dir} is not a DeepIndex directory"),
+    ("retrieve build --images {dir} --out {tmp}/i1 --on-bad-file fail", "--images {dir}: no image files"),
+]
 
 
 @pytest.mark.parametrize("cmd, expected", GENERAL + CLASSIFY + EDGES + RETRIEVE)

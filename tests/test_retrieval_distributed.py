@@ -76,11 +76,12 @@ def _extract_all(images, out, world, weights, batch_size):
 
 
 def _saved(index_or_dir, where: Path | None = None) -> dict[str, bytes]:
-    """Every file of a saved index; stats.json without the build time, format.json (their hashes) left out."""
+    """Every file of a saved index; stats.json without the times, format.json (their hashes) left out."""
     directory = index_or_dir if where is None else index_or_dir.save(where)
     files = {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.name != "format.json"}
     stats = json.loads(files.pop("stats.json"))
-    stats.pop("build_seconds")
+    for key in ("build_seconds", "index_seconds", "extract_seconds", "total_seconds"):
+        stats.pop(key)
     return {**files, "stats": json.dumps(stats, sort_keys=True).encode()}
 
 

@@ -6,8 +6,16 @@ loaded index that is only saved or inspected never pays for the CNN) and is guar
 forward hooks keep per-call state: concurrent searches on one index are then safe, only serialised on the CNN.
 
 On disk an `Index` is the `InvertedIndex` directory plus ``backbone.json`` (the extractor that made the
-features, and its weights file when not the bundled one, so queries are described the same way) and, in
-``stats.json``, the backbone and the skipped files.
+features, and its weights file when not the bundled one, so queries are described the same way), ``paths.json``
+and, in ``stats.json``, the backbone, the skipped files and the times (``extract_seconds``: the CNN feature pass;
+``index_seconds``: vocabularies, PCA and postings, the same as the older ``build_seconds``; ``total_seconds``).
+
+Paths: ``images.json`` and the skipped files hold image paths relative to the index directory (``paths.json``:
+``{"relative_to": "index", "version": 2}``), and `load` joins them to the directory it is given, so a search
+from any working directory returns paths that resolve (relative ones when the directory was given relative,
+absolute when it was absolute). An index written before (no ``paths.json``, "version 1") holds the paths as the
+build was given them, relative to the directory the build ran in: it is read as before, with a warning, and
+`save` (e.g. ``retrieve merge --out NEW OLD`` run from that directory) converts it.
 
 Large collections (docs/retrieval_scaling.md): `Index.build_from_features` builds from the shard files of
 `imagexplore retrieve extract` under torchrun, `Index.build(vocab_from=...)` makes shards that share
@@ -19,8 +27,10 @@ and hence the same index as one `Index.build`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,11 +39,20 @@ from PIL import Image
 
 from imagexplore.data.images import list_images
 from imagexplore.errors import ConfigError, DataError, UserError
-from imagexplore.retrieval.distributed import DEFAULT_BATCH_IMAGES, extract_batched, read_features
-from imagexplore.retrieval.features import DEFAULT_BACKBONE, extract, load_backbone
+from imagexplore.retrieval.distributed import extract_batched, read_features
+from imagexplore.retrieval.features import extract, load_backbone
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex, ShardedIndex
+from imagexplore.retrieval.options import (
+    DEFAULT_BACKBONE,
+    DEFAULT_BATCH_IMAGES,
+    check_index_dir,
+    check_positive,
+)
 
 BACKBONE_FILE = "backbone.json"
+PATHS_FILE = "paths.json"
+PATHS_LAYOUT = {"relative_to": "index", "version": 2}
+log = logging.getLogger(__name__)
 # Default feature types per mode: 1-D indexes the head feature; 2-D pairs the mid- and high-level features.
 DEFAULT_TYPES = {"1d": ("high",), "2d": ("mid", "high")}
 
@@ -97,12 +116,14 @@ class Index:
         skipped: Sequence = (),
         weights: str | None = None,
         device: str = "cpu",
+        extract_seconds: float | None = None,
     ):
         self.inverted = inverted
         self.backbone = backbone
         self.weights = weights
         self.skipped = [str(p) for p in skipped]
         self.device = device
+        self.extract_seconds = extract_seconds  # the CNN feature pass; None when not known (older indexes)
         self._extractor = None
         self._lock = threading.Lock()
 
@@ -128,8 +149,10 @@ class Index:
         train_paths: PathOrPaths | None = None,
         vocab_from: Index | str | os.PathLike | None = None,
         device: str = "cpu",
+        on_bad_file: str = "skip",
     ) -> Index:
-        """Index image files (a list, or a folder listed recursively); unreadable ones go to ``skipped``.
+        """Index image files (a list, or a folder listed recursively); unreadable ones go to ``skipped``
+        (``on_bad_file="fail"``: the first one raises its `DataError` instead).
 
         ``train_paths`` (files or a folder) learn the vocabularies and PCA independently of the collection;
         ``vocab_from`` (an `Index` or its directory) reuses another index's instead, with its backbone, weights
@@ -138,16 +161,20 @@ class Index:
         ``batch_size`` images go through the CNN per forward pass, grouped as `retrieve extract` groups them,
         on ``device`` (kept for later searches; `to` changes it).
         """
+        batch_size = check_positive("batch_size (images per forward pass)", batch_size)
         source = _as_index(vocab_from)
         cfg = _config_for(config, source)
         backbone, weights = _backbone_for(backbone, _weights_path(weights), source)
         index = cls(None, backbone, weights=weights, device=device)  # type: ignore[arg-type]  # filled in below
         files = _as_files(paths, "images to index")
-        feats, skipped = index._features(files, progress, batch_size)
+        train_files = None if train_paths is None else _as_files(train_paths, "training images")
+        start = time.perf_counter()
+        feats, skipped = index._features(files, progress, batch_size, on_bad_file)
         _check_some_read(files, skipped)
         train = None
-        if train_paths is not None:
-            train, _ = index._features(_as_files(train_paths, "training images"), progress, batch_size)
+        if train_files is not None:
+            train, _ = index._features(train_files, progress, batch_size, on_bad_file)
+        index.extract_seconds = time.perf_counter() - start
         bad = {p for p, _ in skipped}
         kept = [str(p) for p in files if p not in bad]
         index.inverted = _build_inverted(feats, kept, cfg, source, train, progress)
@@ -173,7 +200,7 @@ class Index:
         got = read_features(directory)
         backbone, weights = _backbone_for(got.backbone, got.weights, source)
         inverted = _build_inverted(got.features, got.images, cfg, source, None, progress)
-        return cls(inverted, backbone, [p for p, _ in got.skipped], weights)
+        return cls(inverted, backbone, [p for p, _ in got.skipped], weights, extract_seconds=got.seconds)
 
     @classmethod
     def merge(cls, indexes: Sequence[Index | str | os.PathLike]) -> Index:
@@ -185,13 +212,20 @@ class Index:
         _check_compatible(loaded, labels)
         first = loaded[0]
         inverted = InvertedIndex.merge([ix.inverted for ix in loaded])
-        return cls(inverted, first.backbone, [p for ix in loaded for p in ix.skipped], first.weights)
+        times = [ix.extract_seconds for ix in loaded]
+        seconds = None if any(t is None for t in times) else sum(times)
+        skipped = [p for ix in loaded for p in ix.skipped]
+        return cls(inverted, first.backbone, skipped, first.weights, extract_seconds=seconds)
 
     def _features(
-        self, files: list[Path], progress: bool, batch_size: int = DEFAULT_BATCH_IMAGES
+        self,
+        files: list[Path],
+        progress: bool,
+        batch_size: int = DEFAULT_BATCH_IMAGES,
+        on_bad_file: str = "skip",
     ) -> tuple[dict, list[tuple[Path, str]]]:
         with self._lock:
-            return extract_batched(self._load_extractor(), files, batch_size, progress)
+            return extract_batched(self._load_extractor(), files, batch_size, progress, on_bad=on_bad_file)
 
     def _load_extractor(self):
         """The CNN, loaded at first use; the caller holds the lock."""
@@ -199,11 +233,15 @@ class Index:
             self._extractor = load_backbone(self.backbone, self.weights, device=self.device)
         return self._extractor
 
-    def add(self, paths: PathOrPaths, progress: bool = False) -> None:
-        """Append images with the fixed vocabularies (nothing re-learned); unreadable ones go to ``skipped``."""
+    def add(self, paths: PathOrPaths, progress: bool = False, on_bad_file: str = "skip") -> None:
+        """Append images with the fixed vocabularies (nothing re-learned); unreadable ones go to ``skipped``
+        (``on_bad_file="fail"``: the first one raises its `DataError`)."""
         files = _as_files(paths, "images to add")
-        feats, skipped = self._features(files, progress)
+        start = time.perf_counter()
+        feats, skipped = self._features(files, progress, on_bad_file=on_bad_file)
         _check_some_read(files, skipped)
+        if self.extract_seconds is not None:
+            self.extract_seconds += time.perf_counter() - start
         bad = {p for p, _ in skipped}
         with self._lock:
             self.inverted.add(
@@ -235,36 +273,75 @@ class Index:
 
     @property
     def stats(self) -> dict:
-        return {**self.inverted.stats, "backbone": self.backbone, "skipped": list(self.skipped)}
+        """`InvertedIndex.stats` plus the backbone, the skipped files and the times: ``build_seconds`` (kept
+        for existing readers) and ``index_seconds`` are the index construction alone (vocabularies, PCA,
+        postings, signatures), ``extract_seconds`` the CNN feature pass (summed over ranks for `build
+        --features`; None when unknown, e.g. an index saved by an older release), ``total_seconds`` both."""
+        return {**self.inverted.stats, **self._extra_stats()}
+
+    def _extra_stats(self, skipped: Sequence | None = None) -> dict:
+        index_seconds = round(self.inverted.stats["build_seconds"], 3)
+        extract = None if self.extract_seconds is None else round(self.extract_seconds, 3)
+        return {
+            "backbone": self.backbone,
+            "skipped": list(self.skipped if skipped is None else skipped),
+            "index_seconds": index_seconds,
+            "extract_seconds": extract,
+            "total_seconds": None if extract is None else round(extract + index_seconds, 3),
+        }
 
     # -------------------------------------------------------------------------------------------------- files
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the index directory atomically (`InvertedIndex.save`), with the backbone's name (and weights
-        file, when not the bundled one) and the skipped files recorded (``backbone.json``, stats.json), all
-        checksummed."""
+        file, when not the bundled one), the skipped files and the times recorded (``backbone.json``,
+        stats.json), all checksummed. Image paths are written relative to ``directory`` (``paths.json``)."""
+        dest = Path(directory)
         described = {"name": self.backbone} | ({"weights": self.weights} if self.weights is not None else {})
         return self.inverted.save(
-            directory,
-            extra_stats={"backbone": self.backbone, "skipped": list(self.skipped)},
-            extra_files={BACKBONE_FILE: (json.dumps(described, indent=1) + "\n").encode()},
+            dest,
+            extra_stats=self._extra_stats([_relative_to(dest, p) for p in self.skipped]),
+            extra_files={
+                BACKBONE_FILE: (json.dumps(described, indent=1) + "\n").encode(),
+                PATHS_FILE: (json.dumps(PATHS_LAYOUT) + "\n").encode(),
+            },
+            images=[_relative_to(dest, p) for p in self.inverted.images],
         )
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Index:
-        """Read an index written by `save` (the CNN is loaded at the first search or add)."""
-        root = Path(directory)
-        if not root.is_dir():
-            raise DataError(f"index {root} not found: build one with `imagexplore retrieve build`")
+        """Read an index written by `save` (the CNN is loaded at the first search or add).
+
+        Image paths come back joined to ``directory`` as given (see the module's "Paths")."""
+        root = check_index_dir(directory, "index")
+        inverted = InvertedIndex.load(root)  # checks format.json, every file's sha256 and shape
         try:
             described = json.loads((root / BACKBONE_FILE).read_text())
             backbone, weights = described["name"], described.get("weights")
+            if not isinstance(backbone, str) or not (weights is None or isinstance(weights, str)):
+                raise TypeError("name/weights must be strings")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(
-                f"{root / BACKBONE_FILE} is missing or damaged: rebuild the index with `imagexplore retrieve build`"
+                f"{root / BACKBONE_FILE} is missing or damaged: it is not an index of image files written by "
+                "`imagexplore retrieve build`; rebuild it"
             ) from exc
-        inverted = InvertedIndex.load(root)
-        skipped = json.loads((root / "stats.json").read_text()).get("skipped", [])  # checked by load
-        return cls(inverted, backbone, skipped, weights)
+        stats = json.loads((root / "stats.json").read_text())  # a JSON object, checked by InvertedIndex.load
+        skipped, seconds = stats.get("skipped", []), stats.get("extract_seconds")
+        if not isinstance(skipped, list) or not all(isinstance(p, str) for p in skipped):
+            raise DataError(f"{root / 'stats.json'}: 'skipped' must be a list of paths: rebuild the index")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
+            raise DataError(f"{root / 'stats.json'}: 'extract_seconds' must be a number: rebuild the index")
+        if _paths_layout(root) == 1:
+            log.warning(
+                "index %s was written by an older imagexplore: its paths are relative to the directory the build "
+                "ran in, not to the index; convert it by running `imagexplore retrieve merge --out NEW %s` "
+                "from that directory",
+                root,
+                root,
+            )
+        else:
+            inverted = inverted.renamed([_resolve_in(root, p) for p in inverted.images])
+            skipped = [_resolve_in(root, p) for p in skipped]
+        return cls(inverted, backbone, skipped, weights, extract_seconds=seconds)
 
 
 class ShardedSearch:
@@ -312,6 +389,7 @@ def _search_images(describer: Index, searcher, images: Sequence, k: int) -> list
     """Describe ``images`` with ``describer``'s CNN, search ``searcher`` (default: the describer's index as it
     is at that moment) and name the results."""
     images = list(images)
+    k = check_positive("search k (results per query)", k)
     if not images:
         return []
     feats, current = describer._describe(images)
@@ -369,6 +447,39 @@ def _build_inverted(
     )
 
 
+def _relative_to(directory: Path, path) -> str:
+    """``path`` (relative to the working directory, or absolute) relative to ``directory``, for saving."""
+    try:
+        return os.path.relpath(os.path.abspath(str(path)), os.path.abspath(directory))
+    except ValueError:  # another drive (Windows): keep it absolute
+        return os.path.abspath(str(path))
+
+
+def _resolve_in(directory: Path, path) -> str:
+    """A saved path (relative to ``directory``) as a path from here: ``directory`` as given, joined, normalised
+    lexically (the inverse of `_relative_to`, also across symbolic links)."""
+    if not isinstance(path, str):
+        raise DataError(f"{directory / 'images.json'} holds {path!r}, not an image path: rebuild the index")
+    return os.path.normpath(os.path.join(directory, path))
+
+
+def _paths_layout(root: Path) -> int:
+    """2: paths relative to the index (``paths.json``); 1: an older index, paths as its build was given them."""
+    path = root / PATHS_FILE
+    if not path.exists():
+        return 1
+    try:
+        layout = json.loads(path.read_text())  # its sha256 was checked by InvertedIndex.load
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is unreadable ({exc}): rebuild the index") from exc
+    if layout != PATHS_LAYOUT:
+        raise DataError(
+            f"{path} says {layout!r}; this imagexplore reads {PATHS_LAYOUT}: rebuild the index or use the "
+            "imagexplore release that wrote it"
+        )
+    return 2
+
+
 def _as_index(source: Index | str | os.PathLike | None) -> Index | None:
     return source if source is None or isinstance(source, Index) else Index.load(source)
 
@@ -413,7 +524,7 @@ def _check_compatible(indexes: Sequence[Index], labels: Sequence[str]) -> None:
     if not indexes:
         raise UserError("no indexes were given: pass at least one index directory")
     first, name = indexes[0], labels[0]
-    seen: dict = {}
+    seen: dict = {}  # by absolute path: shards given one relative and one absolute still name files alike
     for ix, label in zip(indexes, labels):
         if (ix.backbone, ix.weights) != (first.backbone, first.weights):
             raise ConfigError(
@@ -436,9 +547,10 @@ def _check_compatible(indexes: Sequence[Index], labels: Sequence[str]) -> None:
                 f"`imagexplore retrieve build --vocab-from {name}` (Index.build(vocab_from=...))"
             )
         for image in b.images:
-            if seen.setdefault(image, label) != label:
+            key = os.path.abspath(image) if isinstance(image, str) else image
+            if seen.setdefault(key, label) != label:
                 raise DataError(
-                    f"image {image} is in both {seen[image]} and {label}: shards must index disjoint images"
+                    f"image {image} is in both {seen[key]} and {label}: shards must index disjoint images"
                 )
 
 

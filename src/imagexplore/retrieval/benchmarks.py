@@ -34,8 +34,8 @@ from imagexplore.retrieval.datasets import (
     read_revisited_gnd,
     ukbench_groups,
 )
+from imagexplore.retrieval.options import OFFICIAL
 
-OFFICIAL = ("holidays", "ukbench", "oxford5k", "paris6k", "roxford5k", "rparis6k")
 PROTOCOLS = ("map", "ns", "revisited")
 Box = tuple[float, float, float, float]
 

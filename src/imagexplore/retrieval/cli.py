@@ -3,17 +3,48 @@
 `extract` runs alone or as torchrun workers (one feature file per rank), `build --features` indexes what they
 wrote, `build --vocab-from` + `merge` / `search --index A --index B` handle shards made on separate machines
 (docs/retrieval_scaling.md).
+
+This module imports nothing heavy (torch, faiss, timm are loaded by the commands when they run), so that
+`imagexplore --help` stays fast; every command checks its outputs and inputs before any work.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 
-from imagexplore.errors import ConfigError
-from imagexplore.retrieval import evaluate
-from imagexplore.retrieval.distributed import DEFAULT_BATCH_IMAGES, DEVICES, resolve_device
-from imagexplore.retrieval.features import DEFAULT_BACKBONE
+from imagexplore.clitools import POSITIVE_INT, add_on_bad_file, int_range
+from imagexplore.errors import ConfigError, DataError
+from imagexplore.retrieval.options import (
+    DATASETS,
+    DEFAULT_BACKBONE,
+    DEFAULT_BATCH_IMAGES,
+    DEVICES,
+    MIN_PATCH_SIZE,
+    PATCH_SETS,
+    check_feature_out,
+    check_folder,
+    check_image_folder,
+    check_index_dir,
+    check_index_out,
+    check_weights,
+)
+
+NON_NEGATIVE = int_range(0)
+PATCH_SIZE = int_range(MIN_PATCH_SIZE)
+
+
+def _on_bad_file(p, default: str, what: str) -> None:
+    """The shared `--on-bad-file fail|skip` flag, with this command's default and wording."""
+    add_on_bad_file(p)
+    p.set_defaults(on_bad_file=default)
+    action = next(a for a in p._actions if a.dest == "on_bad_file")
+    action.help = (
+        f"unreadable {what}: skip them and list them (default) or stop with an error"
+        if default == "skip"
+        else f"unreadable {what}: stop with an error (default) or skip them and report them"
+    )
 
 
 def add_commands(sub) -> None:
@@ -35,13 +66,14 @@ def add_commands(sub) -> None:
     p.add_argument("--weights", default=None, help="local state_dict of the backbone (default: bundled)")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=POSITIVE_INT,
         default=DEFAULT_BATCH_IMAGES,
-        help=f"images per forward pass (default {DEFAULT_BATCH_IMAGES}; larger on a GPU)",
+        help=f"images per forward pass, ≥ 1 (default {DEFAULT_BATCH_IMAGES}; larger on a GPU)",
     )
     p.add_argument(
         "--device", choices=DEVICES, default="auto", help="auto: cuda:LOCAL_RANK if a GPU is visible"
     )
+    _on_bad_file(p, "skip", "images")
     p.add_argument("--json", action="store_true", help="print one JSON line per rank")
 
     p = rsub.add_parser(
@@ -50,10 +82,16 @@ def add_commands(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder of images to index")
     src.add_argument("--features", help="FEAT_DIR written by `retrieve extract` (all ranks)")
-    p.add_argument("--out", required=True, help="index directory to write (replaced if it is an index)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="index directory to write (a new path, an empty folder, or an index, which is replaced)",
+    )
     p.add_argument("--config", default=None, help="YAML of IndexConfig fields (k, ma, scoring, ...)")
     p.add_argument("--mode", choices=["1d", "2d"], default=None, help="1d: high features; 2d: mid × high")
-    p.add_argument("--k", type=int, default=None, help="vocabulary size per feature type (default 1024)")
+    p.add_argument(
+        "--k", type=POSITIVE_INT, default=None, help="vocabulary size per feature type, ≥ 1 (default 1024)"
+    )
     p.add_argument(
         "--backbone",
         default=None,
@@ -62,9 +100,9 @@ def add_commands(sub) -> None:
     p.add_argument("--weights", default=None, help="with --images: local state_dict of a timm backbone")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=POSITIVE_INT,
         default=DEFAULT_BATCH_IMAGES,
-        help=f"with --images: images per forward pass (default {DEFAULT_BATCH_IMAGES}; larger on a GPU)",
+        help=f"with --images: images per forward pass, ≥ 1 (default {DEFAULT_BATCH_IMAGES}; larger on a GPU)",
     )
     p.add_argument(
         "--device", choices=DEVICES, default=None, help="with --images: default auto (CUDA if present)"
@@ -75,10 +113,13 @@ def add_commands(sub) -> None:
         metavar="INDEX_DIR",
         help="reuse this index's vocabularies, PCA and config: a shard that can be merged with it",
     )
+    _on_bad_file(p, "skip", "images of --images")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     p = rsub.add_parser("merge", help="join shard indexes that share vocabularies into one index (exact)")
-    p.add_argument("--out", required=True, help="index directory to write")
+    p.add_argument(
+        "--out", required=True, help="index directory to write (a new path, an empty folder, or an index)"
+    )
     p.add_argument("shards", nargs="+", metavar="SHARD_DIR", help="indexes built with the same --vocab-from")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -89,14 +130,87 @@ def add_commands(sub) -> None:
         action="append",
         help="index directory of `retrieve build`; repeat it to search shards as one index",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=int, default=10, help="results per query (default 10)")
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="query image files, or folders (their images, recursively)"
+    )
+    p.add_argument(
+        "--top",
+        "--topk",
+        dest="top",
+        type=POSITIVE_INT,
+        default=10,
+        help="results per query, ≥ 1 (default 10)",
+    )
     p.add_argument(
         "--device", choices=DEVICES, default=None, help="where queries are described (default auto)"
     )
+    _on_bad_file(p, "fail", "query images")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
-    evaluate.add_parser(rsub)
+    _add_eval_parser(rsub)
+
+
+def _add_eval_parser(rsub) -> None:
+    p = rsub.add_parser(
+        "eval",
+        help="index a benchmark and score it (Holidays, UKBench, Oxford/Paris, revisited, generated sets)",
+    )
+    p.add_argument("--dataset", default=None, choices=DATASETS, help="benchmark (default: the config's)")
+    p.add_argument(
+        "--root",
+        default=None,
+        help="benchmark folder in its official layout (shapes/photo-copies: where the set is written; "
+        "default: the data roots / ~/.cache/imagexplore/retrieval)",
+    )
+    p.add_argument("--config", default=None, help="configs/retrieval/*.yaml or a YAML of IndexConfig fields")
+    p.add_argument("--mode", choices=["1d", "2d"], default=None, help="1d: high features; 2d: mid × high")
+    p.add_argument("--k", type=POSITIVE_INT, default=None, help="vocabulary size per feature type, ≥ 1")
+    p.add_argument(
+        "--scoring",
+        choices=["votes_signature", "votes", "signature"],
+        default=None,
+        help="votes_signature (default): tf-idf votes × signature kernel; votes; signature alone",
+    )
+    p.add_argument(
+        "--ma", type=POSITIVE_INT, default=None, help="words per query patch (multiple assignment), ≥ 1"
+    )
+    p.add_argument(
+        "--patches",
+        type=int,
+        choices=PATCH_SETS,
+        default=None,
+        help="patches per image: 1 (whole), 5 (+ 2×2) or 14 (+ 3×3, default)",
+    )
+    p.add_argument("--backbone", default=None, help=f"{DEFAULT_BACKBONE} (default) or timm:<model>")
+    p.add_argument("--weights", default=None, help="local weights file for a timm backbone")
+    p.add_argument(
+        "--patch-size",
+        type=PATCH_SIZE,
+        default=None,
+        help=f"CNN input size per patch, ≥ {MIN_PATCH_SIZE} (Lite0: 224)",
+    )
+    p.add_argument("--train", default=None, help="independent image folder for vocabularies and PCA")
+    p.add_argument("--baseline", action="store_true", help="also score the raw-pixel baseline")
+    p.add_argument(
+        "--distractors",
+        type=NON_NEGATIVE,
+        default=0,
+        help="photo-copies: add N Debian tuxpaint stamps to the database (default 0)",
+    )
+    p.add_argument(
+        "--upright",
+        action="store_true",
+        help="Holidays: --root is the hand-rotated copy (recorded in the result)",
+    )
+    p.add_argument(
+        "--batch-size", type=POSITIVE_INT, default=32, help="patches per CNN forward, ≥ 1 (default 32)"
+    )
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default=None, help="default auto (CUDA if present)"
+    )
+    _on_bad_file(p, "skip", "database images")
+    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
 def run(args) -> int | None:
@@ -109,11 +223,16 @@ def run(args) -> int | None:
     if args.cmd == "search":
         return _search(args)
     if args.cmd == "eval":
+        from imagexplore.retrieval import evaluate
+
         return evaluate.run(args)
     return None  # no sub-command: the caller prints the group's help
 
 
 def _extract(args) -> int:
+    check_feature_out(args.out)
+    check_image_folder(args.images)
+    check_weights(args.weights)
     from imagexplore.retrieval.distributed import extract_shard
 
     res = extract_shard(
@@ -124,6 +243,7 @@ def _extract(args) -> int:
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.json,
+        on_bad_file=args.on_bad_file,
     )
     if args.json:  # one line per rank: the ranks of a torchrun share this stdout
         print(json.dumps(res), flush=True)
@@ -133,48 +253,76 @@ def _extract(args) -> int:
             f"{len(res['skipped'])} skipped, {res['seconds']:.1f} s",
             flush=True,
         )
+        for path in res["skipped"]:
+            print(f"  skipped {path}", flush=True)
     return 0
 
 
 def _build(args) -> int:
-    from imagexplore.retrieval.api import Index, resolve_config
-
+    """Every input and the output checked first (seconds), then the features (minutes), then the index."""
     start = time.perf_counter()
-    if args.vocab_from is None:
-        config = resolve_config(args.config, mode=args.mode, k=args.k)
-    elif args.mode is not None or args.k is not None:
-        raise ConfigError(
-            f"--mode and --k are those of the --vocab-from index {args.vocab_from}: leave them out"
-        )
-    else:
-        config = args.config  # laid over the --vocab-from index's config; only query options may change
+    check_index_out(args.out)
+    if args.vocab_from is not None:
+        check_index_dir(args.vocab_from, "--vocab-from")
+        if args.mode is not None or args.k is not None:
+            raise ConfigError(
+                f"--mode and --k are those of the --vocab-from index {args.vocab_from}: leave them out"
+            )
     if args.features is not None:
         if args.backbone is not None or args.weights is not None or args.device is not None:
             raise ConfigError(
                 "--backbone/--weights/--device belong to `retrieve extract`: leave them out with --features"
             )
-        index = Index.build_from_features(
-            args.features, config, vocab_from=args.vocab_from, progress=not args.json
+        from imagexplore.retrieval.distributed import _read_manifest
+
+        _read_manifest(
+            check_folder(args.features, "--features", "feature files of `imagexplore retrieve extract`")
         )
     else:
+        check_image_folder(args.images)
+        check_weights(args.weights)
+    from imagexplore.retrieval.api import Index, resolve_config
+
+    if args.vocab_from is None:
+        config = resolve_config(args.config, mode=args.mode, k=args.k)
+        vocab_from = None
+    else:
+        vocab_from = Index.load(args.vocab_from)
+        # laid over the --vocab-from index's config (only query options may change), checked before any work
+        from imagexplore.retrieval.api import _config_for
+
+        _config_for(args.config, vocab_from)
+        config = args.config
+    if args.features is not None:
+        index = Index.build_from_features(
+            args.features, config, vocab_from=vocab_from, progress=not args.json
+        )
+    else:
+        from imagexplore.retrieval.distributed import resolve_device
+
+        device = str(resolve_device(args.device or "auto"))
         index = Index.build(
             args.images,
             config,
             backbone=args.backbone,
             weights=args.weights,
             progress=not args.json,
-            vocab_from=args.vocab_from,
+            vocab_from=vocab_from,
             batch_size=args.batch_size,
-            device=str(resolve_device(args.device or "auto")),
+            device=device,
+            on_bad_file=args.on_bad_file,
         )
     index.save(args.out)
     return _report(index, args.out, start, args.json)
 
 
 def _merge(args) -> int:
+    start = time.perf_counter()
+    check_index_out(args.out)
+    for shard in args.shards:
+        check_index_dir(shard, "shard")
     from imagexplore.retrieval.api import Index
 
-    start = time.perf_counter()
     index = Index.merge(args.shards)
     index.save(args.out)
     return _report(index, args.out, start, args.json, shards=args.shards)
@@ -194,24 +342,71 @@ def _report(index, out: str, start: float, as_json: bool, **extra) -> int:
     if as_json:
         print(json.dumps(res, indent=2))
     else:
+        times = f"{res['seconds']:.1f} s"
+        if stats.get("extract_seconds") is not None:
+            times += f" (features {stats['extract_seconds']:.1f} s, index {stats['index_seconds']:.1f} s)"
         print(
             f"{out}: {res['images']} images, {len(res['skipped'])} skipped, "
-            f"{res['bytes_per_image']:.0f} B/image, {res['seconds']:.1f} s"
+            f"{res['bytes_per_image']:.0f} B/image, {times}"
         )
         for path in res["skipped"]:
             print(f"  skipped {path}")
     return 0
 
 
+def _query_files(items: list[str]) -> list[str]:
+    """Query arguments as files: a folder stands for its images (recursively, sorted)."""
+    from pathlib import Path
+
+    from imagexplore.data.images import list_images
+
+    out = []
+    for item in items:
+        if Path(item).is_dir():
+            found = list_images(item)
+            if not found:
+                raise DataError(
+                    f"query folder {item} holds no image files (.jpg, .png, ... searched recursively)"
+                )
+            out += [str(p) for p in found]
+        else:
+            out.append(item)
+    return out
+
+
 def _search(args) -> int:
+    """Indexes and queries checked (every query decoded) before the index and the CNN are loaded."""
+    for directory in args.index:
+        check_index_dir(directory)
+    from imagexplore.data.images import BadFileCounter, load_image
+
+    queries = _query_files(args.images)
+    counter = BadFileCounter(args.on_bad_file, what="query images")
+    kept = []
+    for q in queries:  # decoded once here, so a bad query stops the command before the CNN is loaded
+        try:
+            load_image(q, "RGB")
+        except DataError as exc:
+            counter.handle(q, exc)  # --on-bad-file fail: raises the error that names the file
+        else:
+            kept.append(q)
+    if counter.skipped:
+        names = ", ".join(str(p) for p, _ in counter.skipped[:3]) + (" ..." if counter.count > 3 else "")
+        if not kept:
+            raise DataError(f"none of the {len(queries)} query images could be read ({names})")
+        print(
+            f"imagexplore: skipped {counter.count} of {len(queries)} query images (unreadable): {names}",
+            file=sys.stderr,
+        )
     from imagexplore.retrieval.api import Index, ShardedSearch
+    from imagexplore.retrieval.distributed import resolve_device
 
     index = Index.load(args.index[0]) if len(args.index) == 1 else ShardedSearch.load(args.index)
     index.to(str(resolve_device(args.device or "auto")))
-    found = index.search_many(args.images, k=args.top)
+    found = index.search_many(kept, k=args.top)
     out = [
         {"query": q, "results": [{"path": p, "score": s} for p, s in hits]}
-        for q, hits in zip(args.images, found, strict=True)
+        for q, hits in zip(kept, found, strict=True)
     ]
     if args.json:
         print(json.dumps(out, indent=2))

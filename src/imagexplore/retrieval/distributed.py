@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from imagexplore.data.images import BadFileCounter, list_images, load_image
+from imagexplore.data.images import BadFileCounter, check_on_bad_file, list_images, load_image
 from imagexplore.engine.checkpoint import atomic_write_bytes
 from imagexplore.engine.distributed import local_rank
 from imagexplore.errors import ConfigError, DataError, UserError
@@ -50,15 +50,12 @@ from imagexplore.retrieval.features import (
     load_backbone,
     patch_boxes,
 )
+from imagexplore.retrieval.options import DEFAULT_BATCH_IMAGES, DEVICES, check_positive
 
 FORMAT_NAME = "imagexplore-features"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-# One image per forward pass: fastest on CPU (Lite0, 2 cores: 14 patches a pass beat 56 or 112) and it makes
-# features independent of any grouping. GPUs want larger batches (--batch-size).
-DEFAULT_BATCH_IMAGES = 1
 SHARD_FILE = re.compile(r"features-(\d{5})-of-(\d{5})\.npz")
-DEVICES = ("auto", "cpu", "cuda")
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +84,21 @@ def shard_bounds(n_images: int, batch_size: int, rank: int, world_size: int) -> 
 
 
 def extract_batched(
-    extractor: FeatureExtractor, files: Sequence[Path], batch_size: int, progress: bool = False
+    extractor: FeatureExtractor,
+    files: Sequence[Path],
+    batch_size: int,
+    progress: bool = False,
+    on_bad: str = "skip",
 ) -> tuple[dict[str, np.ndarray], list[tuple[Path, str]]]:
     """Features ``{type: (N, P, D)}`` of the readable ``files`` and ``(path, reason)`` of the unreadable ones.
 
     Files ``[0, batch_size)``, ``[batch_size, 2 batch_size)``, ... each make one forward pass, whatever is
     unreadable among them: an image's features then depend only on its group, never on where a shard starts or
-    which earlier file was skipped. One warning line sums up the skipped files.
+    which earlier file was skipped. One warning line sums up the skipped files; with ``on_bad="fail"`` the
+    first unreadable file raises its `DataError` instead.
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch size (images per forward pass) must be at least 1, got {batch_size}")
-    counter = BadFileCounter("skip", what="images")
+    batch_size = check_positive("batch size (images per forward pass)", batch_size)
+    counter = BadFileCounter(on_bad, what="images")
     parts: dict[str, list[np.ndarray]] = {t: [] for t in extractor.dims}
     with tqdm(total=len(files), desc="features", unit="img", disable=not progress) as bar:
         for lo in range(0, len(files), batch_size):
@@ -188,19 +189,25 @@ def extract_shard(
     batch_size: int = DEFAULT_BATCH_IMAGES,
     device: str = "auto",
     progress: bool = True,
+    on_bad_file: str = "skip",
 ) -> dict:
     """Extract rank ``rank``'s share of the folder ``images`` into ``out`` (one file) and return a summary.
 
     ``rank`` / ``world_size`` default to the RANK / WORLD_SIZE that torchrun sets (a world of one without them),
-    so the same call runs alone, in-process per rank (tests), or as one of many torchrun workers.
+    so the same call runs alone, in-process per rank (tests), or as one of many torchrun workers. Unreadable
+    images are skipped and listed (``on_bad_file="fail"``: the first one stops the rank with its `DataError`). The
+    manifest records the folder as an absolute path, so `build --features` may run from any directory.
     """
     env = env_rank()
     rank = env[0] if rank is None else rank
     world_size = env[1] if world_size is None else world_size
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"rank {rank} of world size {world_size}: need 0 <= rank < world size")
-    if batch_size < 1:
-        raise ConfigError(f"batch size (images per forward pass) must be at least 1, got {batch_size}")
+    check_positive("batch size (images per forward pass)", batch_size)
+    check_on_bad_file(on_bad_file)
+    dest = Path(out)
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest} exists and is not a folder: give a folder for the feature files")
     weights_path, weights_sha256 = weights_identity(weights)
     root = Path(images)
     files = list_images(root)
@@ -209,9 +216,6 @@ def extract_shard(
     rel = [p.relative_to(root).as_posix() for p in files]
     run = _run_id(rel, backbone, weights_sha256, batch_size, world_size)
     start, stop = shard_bounds(len(files), batch_size, rank, world_size)
-    dest = Path(out)
-    if dest.exists() and not dest.is_dir():
-        raise UserError(f"{dest} exists and is not a folder: give a folder for the feature files")
     head = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -230,7 +234,7 @@ def extract_shard(
     if rank == 0:
         manifest = {
             **head,
-            "root": str(root),
+            "root": str(root.absolute()),
             "files": [shard_file_name(r, world_size) for r in range(world_size)],
         }
         atomic_write_bytes(
@@ -239,7 +243,10 @@ def extract_shard(
     feats: dict[str, np.ndarray] = {}
     skipped: list[tuple[Path, str]] = []
     if extractor is not None:
-        feats, skipped = extract_batched(extractor, files[start:stop], batch_size, progress and rank == 0)
+        feats, skipped = extract_batched(
+            extractor, files[start:stop], batch_size, progress and rank == 0, on_bad=on_bad_file
+        )
+    seconds = round(time.perf_counter() - began, 3)
     meta = {
         **head,
         "rank": rank,
@@ -249,6 +256,7 @@ def extract_shard(
         "threads": torch.get_num_threads(),
         "paths": rel[start:stop],
         "skipped": [[p.relative_to(root).as_posix(), reason] for p, reason in skipped],
+        "seconds": seconds,
     }
     arrays = {f"feat_{t}": v for t, v in feats.items()}
     name = shard_file_name(rank, world_size)
@@ -261,7 +269,7 @@ def extract_shard(
         "images": stop - start - len(skipped),
         "skipped": [str(p) for p, _ in skipped],
         "device": str(dev),
-        "seconds": round(time.perf_counter() - began, 3),
+        "seconds": seconds,
     }
 
 
@@ -274,6 +282,7 @@ class ExtractedFeatures:
     skipped: list[tuple[str, str]]
     backbone: str
     weights: str | None
+    seconds: float | None = None  # the ranks' extraction times summed (None: a rank file does not say)
 
 
 def read_features(directory: str | os.PathLike) -> ExtractedFeatures:
@@ -350,7 +359,11 @@ def read_features(directory: str | os.PathLike) -> ExtractedFeatures:
             root,
             ", ".join(devices),
         )
-    return ExtractedFeatures(feats, kept, skipped, manifest["backbone"], manifest["weights"])
+    times = [meta.get("seconds") for meta, _ in shards]
+    seconds = None
+    if all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
+        seconds = round(float(sum(times)), 3)
+    return ExtractedFeatures(feats, kept, skipped, manifest["backbone"], manifest["weights"], seconds)
 
 
 def _read_manifest(root: Path) -> dict:

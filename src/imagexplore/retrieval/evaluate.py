@@ -27,9 +27,8 @@ from imagexplore.errors import ConfigError, DataError
 from imagexplore.retrieval.benchmarks import OFFICIAL, RetrievalBenchmark, load_official
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
 from imagexplore.retrieval.metrics import NS_TOP, mean_average_precision, revisited_map, ukbench_ns_score
+from imagexplore.retrieval.options import DATASETS, PATCH_SETS
 
-DATASETS = OFFICIAL + ("shapes", "photo-copies")
-PATCH_SETS = (1, 5, 14)  # whole image; + 2×2 grid; + 3×3 grid (the default 14 patches)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "retrieval"
 _EXPERIMENT_KEYS = {"dataset", "backbone", "weights", "patch_size", "patches", "target", "index", "note"}
 
@@ -79,13 +78,20 @@ def load_benchmark(name: str, root: str | Path | None = None, **options) -> Retr
 
 
 def extract_benchmark(
-    bench: RetrievalBenchmark, extractor, *, batch_size: int = 32, progress: bool = True
+    bench: RetrievalBenchmark,
+    extractor,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+    on_bad_file: str = "skip",
 ) -> BenchmarkFeatures:
-    """Features of the database (unreadable images skipped and listed) and of the queries (cropped to boxes)."""
+    """Features of the database (unreadable images skipped and listed; ``on_bad_file="fail"``: the first one
+    raises) and of the queries (cropped to boxes; an unreadable query always raises)."""
     from imagexplore.retrieval.features import extract
 
     start = time.perf_counter()
-    db, skipped = extract(extractor, bench.images, batch_size=batch_size, progress=progress, on_bad="skip")
+    got = extract(extractor, bench.images, batch_size=batch_size, progress=progress, on_bad=on_bad_file)
+    db, skipped = got if on_bad_file == "skip" else (got, [])  # "fail" returns the features alone
     bad = {str(p) for p in skipped}
     kept = np.array([i for i, p in enumerate(bench.images) if str(p) not in bad], dtype=np.int64)
     if bench.query_ids is not None and bench.query_boxes is None:
@@ -248,12 +254,26 @@ def run_eval(
     batch_size: int = 32,
     device: str = "cpu",
     progress: bool = True,
+    on_bad_file: str = "skip",
 ) -> dict:
-    """Everything `retrieve eval` does: load the benchmark, extract, build, search, score (and the baseline)."""
+    """Everything `retrieve eval` does: load the benchmark, extract, build, search, score (and the baseline).
+
+    Out-of-range numbers (``patches``, ``batch_size``, ``distractors``, ``patch_size``) raise `ConfigError`
+    before any work."""
+    from imagexplore.data.images import check_on_bad_file
     from imagexplore.retrieval.api import _as_files, resolve_config
-    from imagexplore.retrieval.features import DEFAULT_BACKBONE, extract, load_backbone
+    from imagexplore.retrieval.features import extract, load_backbone
+    from imagexplore.retrieval.options import DEFAULT_BACKBONE, MIN_PATCH_SIZE, check_positive
 
     cfg = resolve_config(config)
+    if patches not in PATCH_SETS:
+        raise ConfigError(f"patches must be one of {PATCH_SETS} (whole; + 2×2; + 3×3), not {patches}")
+    check_positive("batch_size (patches per CNN forward)", batch_size)
+    check_positive("distractors", distractors, minimum=0)
+    if patch_size is not None:
+        check_positive("patch_size (CNN input size per patch)", patch_size, minimum=MIN_PATCH_SIZE)
+    check_on_bad_file(on_bad_file)
+    train_files = None if train is None else _as_files(train, "training images")
     options: dict = {"upright": True} if upright else {}
     if distractors:
         if dataset != "photo-copies":
@@ -264,16 +284,13 @@ def run_eval(
     bench = load_benchmark(dataset, root, **options)
     name = backbone or DEFAULT_BACKBONE
     extractor = load_backbone(name, weights=weights, device=device, input_size=patch_size)
-    feats = extract_benchmark(bench, extractor, batch_size=batch_size, progress=progress)
+    feats = extract_benchmark(
+        bench, extractor, batch_size=batch_size, progress=progress, on_bad_file=on_bad_file
+    )
     train_feats = None
-    if train is not None:
-        train_feats, _ = extract(
-            extractor,
-            _as_files(train, "training images"),
-            batch_size=batch_size,
-            progress=progress,
-            on_bad="skip",
-        )
+    if train_files is not None:
+        got = extract(extractor, train_files, batch_size=batch_size, progress=progress, on_bad=on_bad_file)
+        train_feats = got[0] if on_bad_file == "skip" else got
     result = evaluate_index(bench, feats, cfg, patches=patches, train=train_feats)
     out = {
         "dataset": bench.name,
@@ -293,54 +310,25 @@ def run_eval(
 
 
 # ------------------------------------------------------------------------------------------------------- CLI
-def add_parser(rsub) -> None:
-    p = rsub.add_parser(
-        "eval",
-        help="index a benchmark and score it (Holidays, UKBench, Oxford/Paris, revisited, generated sets)",
-    )
-    p.add_argument("--dataset", default=None, choices=DATASETS, help="benchmark (default: the config's)")
-    p.add_argument(
-        "--root",
-        default=None,
-        help="benchmark folder in its official layout (shapes/photo-copies: where the set is written; "
-        "default: the data roots / ~/.cache/imagexplore/retrieval)",
-    )
-    p.add_argument("--config", default=None, help="configs/retrieval/*.yaml or a YAML of IndexConfig fields")
-    p.add_argument("--mode", choices=["1d", "2d"], default=None, help="1d: high features; 2d: mid × high")
-    p.add_argument("--k", type=int, default=None, help="vocabulary size per feature type")
-    p.add_argument("--scoring", choices=["votes_signature", "votes", "signature"], default=None)
-    p.add_argument("--ma", type=int, default=None, help="words per query patch (multiple assignment)")
-    p.add_argument("--patches", type=int, choices=PATCH_SETS, default=None, help="1, 5 or 14 (default)")
-    p.add_argument("--backbone", default=None, help="efficientnet-lite0 (default) or timm:<model>")
-    p.add_argument("--weights", default=None, help="local weights file for a timm backbone")
-    p.add_argument("--patch-size", type=int, default=None, help="CNN input size per patch (Lite0: 224)")
-    p.add_argument("--train", default=None, help="independent image folder for vocabularies and PCA")
-    p.add_argument("--baseline", action="store_true", help="also score the raw-pixel baseline")
-    p.add_argument(
-        "--distractors",
-        type=int,
-        default=0,
-        help="photo-copies: add N Debian tuxpaint stamps to the database (default 0)",
-    )
-    p.add_argument(
-        "--upright",
-        action="store_true",
-        help="Holidays: --root is the hand-rotated copy (recorded in the result)",
-    )
-    p.add_argument("--batch-size", type=int, default=32, help="patches per CNN forward")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-    p.add_argument("--out", default=None, help="also write the JSON result to this file")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-
 def run(args) -> int:
+    """`retrieve eval` (its flags are declared in `retrieval.cli`): inputs and --out checked before any work."""
     from imagexplore.clitools import eval_device
     from imagexplore.retrieval.api import resolve_config
+    from imagexplore.retrieval.options import check_folder, check_image_folder, check_out_file, check_weights
 
+    if args.out:
+        check_out_file(args.out)
     exp = read_experiment(args.config)
     dataset = args.dataset or exp.get("dataset")
     if dataset is None:
         raise ConfigError("give --dataset (or a config with a 'dataset' key)")
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown retrieval dataset {dataset!r} in {args.config}: choose one of {DATASETS}")
+    if args.root is not None and (dataset in OFFICIAL or Path(args.root).exists()):
+        check_folder(args.root, "--root", f"the {dataset} benchmark")
+    if args.train is not None:
+        check_image_folder(args.train, "--train")
+    check_weights(args.weights, "--weights")
     overrides = {k: v for k, v in (("scoring", args.scoring), ("ma", args.ma)) if v is not None}
     cfg = resolve_config({**exp["index"], **overrides}, mode=args.mode, k=args.k)
     res = run_eval(
@@ -358,6 +346,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
         device=eval_device(args),
         progress=not args.json,
+        on_bad_file=args.on_bad_file,
     )
     if "target" in exp:
         res["published_target"] = exp["target"]

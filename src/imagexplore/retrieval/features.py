@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from imagexplore.data.images import BadFileCounter, convert_mode, load_image, pil_to_tensor
 from imagexplore.engine.checkpoint import read_state_dict
 from imagexplore.errors import CheckpointError, ConfigError, DataError, UserError
+from imagexplore.retrieval.options import DEFAULT_BACKBONE, MIN_PATCH_SIZE
 
-DEFAULT_BACKBONE = "efficientnet-lite0"
 _LITE0_ARCH = "tf_efficientnet_lite0"
 # The Lite0 release normalises 0..255 RGB as (x - 127) / 128; on the 0..1 scale that is mean 127/255, std 128/255.
 _LITE0_MEAN, _LITE0_STD = (127 / 255,) * 3, (128 / 255,) * 3
@@ -251,6 +251,11 @@ def load_backbone(
     """
     import timm
 
+    if input_size is not None and (isinstance(input_size, bool) or int(input_size) < MIN_PATCH_SIZE):
+        raise ConfigError(
+            f"patch input size must be at least {MIN_PATCH_SIZE} pixels (the networks downsample by 32), "
+            f"got {input_size}"
+        )
     if COMBINE in name:
         parts = name.split(COMBINE)
         if len(parts) != 2 or not all(parts):

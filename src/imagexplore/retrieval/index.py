@@ -841,6 +841,13 @@ class InvertedIndex(_Searcher):
             dataclasses.replace(self.config, **changes), self._models, self._data, self._build_seconds
         )
 
+    def renamed(self, images: Sequence) -> InvertedIndex:
+        """A view of this index whose images carry other ids/paths (one per image, in order), e.g. paths read
+        relative to the index directory and resolved; nothing else changes."""
+        names = _image_names(images, len(self), first_id=0)
+        data = dataclasses.replace(self._data, images=tuple(names))
+        return InvertedIndex(self.config, self._models, data, self._build_seconds)
+
     def _dense_k(self) -> int | None:
         return self._models.k(self.config.types[0]) if self.config.mode == "1d" else None
 
@@ -907,20 +914,26 @@ class InvertedIndex(_Searcher):
         *,
         extra_stats: dict | None = None,
         extra_files: dict[str, bytes] | None = None,
+        images: Sequence | None = None,
     ) -> Path:
         """Write the index as a versioned directory, atomically (temp dir beside it, fsync, rename).
 
         ``extra_stats`` are merged into stats.json and ``extra_files`` written beside the index (both checksummed
-        in format.json): how a wrapper such as `retrieval.api.Index` records what it adds."""
+        in format.json): how a wrapper such as `retrieval.api.Index` records what it adds; ``images`` replaces
+        the ids/paths written to images.json (one per image; `retrieval.api.Index` writes paths relative to the
+        directory). An existing index or empty folder at ``directory`` is replaced; anything else is refused."""
         dest = Path(directory)
-        if dest.exists() and not (dest / "format.json").is_file():
+        if dest.exists() and not (
+            dest.is_dir() and ((dest / "format.json").is_file() or not any(dest.iterdir()))
+        ):
             raise UserError(
                 f"{dest} exists and is not a DeepIndex directory: choose another path or remove it"
             )
         data, models = self._data, self._models
+        names = list(data.images) if images is None else _image_names(images, len(data.images), first_id=0)
         blobs: dict[str, bytes] = {
             "config.json": _json_bytes(self.config.to_json()),
-            "images.json": _json_bytes(list(data.images)),
+            "images.json": _json_bytes(names),
             "stats.json": _json_bytes({**self.stats, **(extra_stats or {})}),
             "postings_offsets.npy": _npy_bytes(data.postings.offsets),
             "postings_ids.npy": _npy_bytes(data.postings.ids),

@@ -101,6 +101,10 @@ def tuxpaint_stamps(limit: int, seed: int = 0) -> list[Path]:
     stamps = sorted(
         p for p in TUXPAINT_STAMPS.rglob("*.png") if "symbols" not in p.relative_to(TUXPAINT_STAMPS).parts
     )
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= len(stamps):
+        raise ConfigError(
+            f"distractors: {limit!r} stamps asked, {len(stamps)} are installed: give 0 to {len(stamps)}"
+        )
     pick = np.random.default_rng(seed).choice(len(stamps), size=min(limit, len(stamps)), replace=False)
     return [stamps[i] for i in sorted(pick)]
 

@@ -1,0 +1,231 @@
+"""`imagexplore retrieve`: paths that resolve from any directory, the times in stats.json, bad query files,
+older indexes, flag spellings and ranges, and a command line that imports nothing heavy (issue 10, 10-12).
+
+A tiny folder (4 shapes scenes of 48 px and one broken file) and timm's untrained ``test_efficientnet`` (weights
+saved once to a file) keep the CNN cheap; the index is built once, through the command line, with relative paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from helpers import single_thread
+from imagexplore import cli
+from imagexplore.data.shapes import ShapesWorld
+from imagexplore.errors import ConfigError, DataError
+from imagexplore.retrieval.api import Index
+
+BACKBONE = "timm:test_efficientnet"
+
+
+def run_main(argv, capsys):
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line_error(rc, err, expected):
+    lines = err.strip().splitlines()
+    assert rc == 2 and "Traceback" not in err and len(lines) == 1, (rc, err)
+    assert expected in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """(root, index dir): `retrieve build --images photos --out idx` run in ``root`` with relative paths."""
+    root = tmp_path_factory.mktemp("cwd")
+    (root / "photos").mkdir()
+    world = ShapesWorld(seed=0, size=48)
+    for i in range(4):
+        Image.fromarray(world.view(i, 0)["image"]).save(root / "photos" / f"s{i}.png")
+    (root / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_efficientnet", pretrained=False).state_dict(), root / "w.pt")
+    (root / "cfg.yaml").write_text("k: 2\npoints_per_word: 1\n")
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        argv = ["retrieve", "build", "--images", "photos", "--out", "idx", "--config", "cfg.yaml"]
+        argv += ["--backbone", BACKBONE, "--weights", "w.pt", "--device", "cpu", "--json"]
+        with single_thread():
+            assert cli.main(argv) == 0
+    finally:
+        os.chdir(here)
+    return root, root / "idx"
+
+
+def test_paths_resolve_from_any_directory(built, tmp_path, monkeypatch, capsys):
+    root, idx = built
+    capsys.readouterr()
+    assert json.loads((idx / "paths.json").read_text()) == {"relative_to": "index", "version": 2}
+    assert json.loads((idx / "images.json").read_text())[0] == "../photos/s0.png"
+
+    monkeypatch.chdir(root)  # where the build ran: the same relative paths as before
+    argv = ["retrieve", "search", "--index", "idx", "photos/s1.png", "--top", "2", "--device", "cpu"]
+    with single_thread():
+        rc, out, _ = run_main([*argv, "--json"], capsys)
+    assert rc == 0
+    res = json.loads(out)
+    assert [set(r) for r in res] == [{"query", "results"}] and res[0]["query"] == "photos/s1.png"
+    assert res[0]["results"][0]["path"] == "photos/s1.png"
+
+    elsewhere = tmp_path / "a" / "b"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    rel = os.path.relpath(idx, elsewhere)
+    query = str(root / "photos" / "s1.png")
+    with single_thread():
+        rc, out, _ = run_main(["retrieve", "search", "--index", rel, query, "--topk", "3", "--json"], capsys)
+    assert rc == 0
+    hits = json.loads(out)[0]["results"]
+    assert len(hits) == 3 and all(Path(h["path"]).is_file() for h in hits)
+    assert Path(hits[0]["path"]).resolve() == Path(query).resolve()
+    with single_thread():  # an absolute --index gives absolute paths
+        rc, out, _ = run_main(
+            ["retrieve", "search", "--index", str(idx), query, "--top", "3", "--json"], capsys
+        )
+    assert [h["path"] for h in json.loads(out)[0]["results"]][0] == query
+    assert Index.load(idx).skipped == [str(root / "photos" / "broken.jpg")]
+
+
+def test_stats_record_extract_and_index_time(built):
+    _, idx = built
+    stats = json.loads((idx / "stats.json").read_text())
+    assert (
+        stats["build_seconds"] == stats["index_seconds"]
+    )  # build_seconds keeps its meaning: the index alone
+    assert stats["extract_seconds"] > 0
+    assert stats["total_seconds"] == pytest.approx(
+        stats["extract_seconds"] + stats["index_seconds"], abs=2e-3
+    )
+    assert stats["skipped"] == ["../photos/broken.jpg"]
+    loaded = Index.load(idx)
+    assert loaded.stats["extract_seconds"] == stats["extract_seconds"]
+    assert Index.merge([loaded]).stats["extract_seconds"] == stats["extract_seconds"]
+
+
+def _rewrite(idx: Path, name: str, content: bytes | None) -> None:
+    """Change (None: remove) a file of a saved index and its entry in format.json, as another release would."""
+    fmt = json.loads((idx / "format.json").read_text())
+    if content is None:
+        (idx / name).unlink()
+        fmt["files"].pop(name)
+    else:
+        (idx / name).write_bytes(content)
+        fmt["files"][name] = hashlib.sha256(content).hexdigest()
+    (idx / "format.json").write_text(json.dumps(fmt))
+
+
+def test_older_index_reads_as_before_and_merge_converts_it(built, tmp_path, monkeypatch, capsys, caplog):
+    import shutil
+
+    root, idx = built
+    old = tmp_path / "old"
+    shutil.copytree(idx, old)
+    names = json.loads((idx / "images.json").read_text())
+    cwd_relative = [os.path.relpath(os.path.normpath(idx / n), root) for n in names]
+    _rewrite(old, "images.json", (json.dumps(cwd_relative) + "\n").encode())
+    _rewrite(old, "paths.json", None)
+    monkeypatch.chdir(root)
+    loaded = Index.load(old)
+    assert list(loaded.paths) == cwd_relative == [f"photos/s{i}.png" for i in range(4)]
+    assert "older imagexplore" in caplog.text
+    assert run_main(["retrieve", "merge", "--out", str(tmp_path / "new"), str(old)], capsys)[0] == 0
+    monkeypatch.chdir(tmp_path)
+    assert all(Path(p).is_file() for p in Index.load(tmp_path / "new").paths)
+
+    _rewrite(old, "paths.json", b'{"relative_to": "moon", "version": 9}\n')
+    rc, _, err = run_main(
+        ["retrieve", "search", "--index", str(old), str(root / "photos" / "s0.png")], capsys
+    )
+    one_line_error(rc, err, "paths.json says")
+
+
+def test_bad_queries_fail_or_skip(built, tmp_path, capsys):
+    root, idx = built
+    good, bad = str(root / "photos" / "s2.png"), str(root / "cfg.yaml")
+    rc, _, err = run_main(["retrieve", "search", "--index", str(idx), good, bad], capsys)
+    one_line_error(rc, err, f"cannot read image {bad}")
+    rc, _, err = run_main(["retrieve", "search", "--index", str(idx), str(tmp_path)], capsys)
+    one_line_error(rc, err, "holds no image files")
+    argv = ["retrieve", "search", "--index", str(idx), good, bad, "--on-bad-file", "skip", "--json"]
+    with single_thread():
+        rc, out, err = run_main(argv, capsys)
+    assert rc == 0 and [r["query"] for r in json.loads(out)] == [good]
+    assert err.strip() == f"imagexplore: skipped 1 of 2 query images (unreadable): {bad}"
+    rc, _, err = run_main([*argv[:4], bad, "--on-bad-file", "skip"], capsys)
+    one_line_error(rc, err, "none of the 1 query images could be read")
+    with single_thread():  # a folder stands for its images; the broken one stops the default
+        rc, _, err = run_main(["retrieve", "search", "--index", str(idx), str(root / "photos")], capsys)
+    one_line_error(rc, err, "broken.jpg")
+
+
+def test_build_on_bad_file_fail_and_busy_out(built, tmp_path, capsys):
+    root, _ = built
+    argv = ["retrieve", "build", "--images", str(root / "photos"), "--out", str(tmp_path / "i")]
+    argv += ["--backbone", BACKBONE, "--weights", str(root / "w.pt"), "--device", "cpu", "--k", "2", "--json"]
+    with single_thread():
+        rc, _, err = run_main([*argv, "--on-bad-file", "fail"], capsys)
+    one_line_error(rc, err, "broken.jpg")
+    assert not (tmp_path / "i").exists()
+    (tmp_path / "i").mkdir()  # an empty folder is fine as --out
+    (tmp_path / "cfg.yaml").write_text("kk: 1\n")
+    rc, _, err = run_main([*argv, "--config", str(tmp_path / "cfg.yaml")], capsys)
+    one_line_error(rc, err, "kk")  # the config is read before any image is
+
+
+def test_library_refuses_out_of_range(built):
+    from imagexplore.retrieval.evaluate import run_eval
+
+    root, idx = built
+    index = Index.load(idx)
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="search k"):
+            index.search_many([], k=k)
+    with pytest.raises(ConfigError, match="batch_size"):
+        Index.build(root / "photos", batch_size=0, progress=False)
+    with pytest.raises(ConfigError, match="distractors"):
+        run_eval("shapes", root / "shapes", distractors=-1)
+    with pytest.raises(ConfigError, match="patch_size"):
+        run_eval("shapes", root / "shapes", patch_size=8)
+    with pytest.raises(ConfigError, match="patches"):
+        run_eval("shapes", root / "shapes", patches=3)
+    with pytest.raises(DataError, match="is a file"):
+        Index.load(root / "cfg.yaml")
+
+
+def test_every_retrieve_option_has_help_and_cli_imports_nothing_heavy():
+    import argparse
+
+    parser = cli.build_parser()
+    group = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["retrieve"]
+    commands = next(a for a in group._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {"extract", "build", "merge", "search", "eval"}
+    for name, p in commands.items():
+        for action in p._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, (name, action.dest)
+    code = (
+        "import sys, imagexplore.retrieval.cli; print(sorted({'torch', 'faiss', 'timm'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(cli.__file__).parent.parent)},
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
