@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from imagexplore.errors import UserError
+from imagexplore.outputs import check_out_dir  # noqa: F401 - re-exported for the task CLIs
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,17 +65,6 @@ def add_on_bad_file(p: argparse.ArgumentParser) -> None:
         default="fail",
         help="unreadable files: stop with an error (default) or skip them and report them",
     )
-
-
-def check_out_dir(path, flag: str = "--out") -> Path:
-    """An output folder, checked before any work: it may exist (as a folder) or not yet; a file is refused."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise UserError(f"{flag} {p} is a file, not a folder; give a folder (it is created if missing)")
-    parent = next((q for q in [p, *p.parents] if q.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise UserError(f"{flag} {p}: {parent} is a file, not a folder")
-    return p
 
 
 def shared_flags(p: argparse.ArgumentParser, *, training: bool = False) -> None:

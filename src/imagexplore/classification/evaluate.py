@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 from imagexplore.classification.preprocess import CenterCrop, from_meta
 from imagexplore.classification.train import build_model
 from imagexplore.data.classification import build_classification_dataset
-from imagexplore.data.images import list_images, load_image, pil_to_tensor, resize_center_crop
+from imagexplore.data.images import load_image, pil_to_tensor, resize_center_crop
+from imagexplore.data.inputs import expand_inputs
 from imagexplore.engine import ClassificationEvaluator
 from imagexplore.engine.checkpoint import restore_model
 from imagexplore.errors import ConfigError, DataError
@@ -75,7 +76,7 @@ def evaluate(
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1; got {batch_size}")
     if out_dir is not None:
-        from imagexplore.clitools import check_out_dir
+        from imagexplore.outputs import check_out_dir
 
         check_out_dir(out_dir)
     model, cfg, meta = load_classifier(checkpoint, device)
@@ -179,22 +180,6 @@ def plot_confusion(
     return Path(path)
 
 
-def _expand_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Files as given; folders expanded to their images (sorted, recursive)."""
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            paths.extend(list_images(p))
-        elif p.exists():
-            paths.append(p)
-        else:
-            raise DataError(f"no such file or folder: {p}")
-    if not paths:
-        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
-    return paths
-
-
 @torch.inference_mode()
 def predict(
     checkpoint,
@@ -213,7 +198,7 @@ def predict(
     """
     if topk < 1 or batch_size < 1:
         raise ConfigError(f"top-k and batch size must be ≥ 1; got {topk} and {batch_size}")
-    paths = _expand_inputs(inputs)  # before loading the model: a wrong path fails at once
+    paths = expand_inputs(inputs)  # before loading the model: a wrong path fails at once
     model, cfg, meta = load_classifier(checkpoint, device)
     classes = meta["classes"]
     size = meta.get("image_size") or cfg.data.image_size

@@ -113,8 +113,8 @@ def predict_report(
     ``"skip"`` bad files are left out and returned."""
     from tqdm.auto import tqdm
 
-    from imagexplore.clitools import check_out_dir
     from imagexplore.edges.nms import nms as edge_nms
+    from imagexplore.outputs import check_out_dir
 
     on_bad_file = check_on_bad_file(on_bad_file)
     check_tile(tile)
@@ -227,7 +227,7 @@ def evaluate(
     ``tile``: images with a side longer than this run as overlapping tiles (`edges.tiling`; 0 = never)."""
     from tqdm.auto import tqdm
 
-    from imagexplore.clitools import check_out_dir
+    from imagexplore.outputs import check_out_dir
 
     check_eval_options(image_size=image_size, limit=limit, thresholds=thresholds, max_dist=max_dist)
     check_tile(tile)

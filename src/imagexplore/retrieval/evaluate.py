@@ -16,7 +16,6 @@ a plain YAML of `IndexConfig` fields (what `retrieve build --config` takes) work
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,66 +306,3 @@ def run_eval(
     if baseline:
         out["pixel_baseline"] = evaluate_pixels(bench)
     return out
-
-
-# ------------------------------------------------------------------------------------------------------- CLI
-def run(args) -> int:
-    """`retrieve eval` (its flags are declared in `retrieval.cli`): inputs and --out checked before any work."""
-    from imagexplore.clitools import eval_device
-    from imagexplore.retrieval.api import resolve_config
-    from imagexplore.retrieval.options import check_folder, check_image_folder, check_out_file, check_weights
-
-    if args.out:
-        check_out_file(args.out)
-    exp = read_experiment(args.config)
-    dataset = args.dataset or exp.get("dataset")
-    if dataset is None:
-        raise ConfigError("give --dataset (or a config with a 'dataset' key)")
-    if dataset not in DATASETS:
-        raise ConfigError(f"unknown retrieval dataset {dataset!r} in {args.config}: choose one of {DATASETS}")
-    if args.root is not None and (dataset in OFFICIAL or Path(args.root).exists()):
-        check_folder(args.root, "--root", f"the {dataset} benchmark")
-    if args.train is not None:
-        check_image_folder(args.train, "--train")
-    check_weights(args.weights, "--weights")
-    overrides = {k: v for k, v in (("scoring", args.scoring), ("ma", args.ma)) if v is not None}
-    cfg = resolve_config({**exp["index"], **overrides}, mode=args.mode, k=args.k)
-    res = run_eval(
-        dataset,
-        args.root,
-        config=cfg,
-        backbone=args.backbone or exp.get("backbone"),
-        weights=args.weights or exp.get("weights"),
-        patch_size=args.patch_size or exp.get("patch_size"),
-        patches=args.patches or exp.get("patches", 14),
-        train=args.train,
-        baseline=args.baseline,
-        upright=args.upright,
-        distractors=args.distractors,
-        batch_size=args.batch_size,
-        device=eval_device(args),
-        progress=not args.json,
-        on_bad_file=args.on_bad_file,
-    )
-    if "target" in exp:
-        res["published_target"] = exp["target"]
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(res, indent=2))
-        return 0
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
-    print(
-        f"{res['dataset']}: {res['images']} images, {res['queries']} queries, {len(res['skipped'])} skipped | "
-        f"{cfg.mode} k={res['k']} {cfg.scoring}, {res['patches']} patches | {metrics} | "
-        f"{res['query_ms']:.1f} ms/query, {res['bytes_per_image']:.0f} B/image"
-    )
-    if "published_target" in res:
-        print(f"  published target (thesis): {res['published_target']}")
-    if "pixel_baseline" in res:
-        base = ", ".join(f"{k} {v:.4f}" for k, v in res["pixel_baseline"]["metrics"].items())
-        print(f"  raw-pixel baseline: {base}")
-    for path in res["skipped"]:
-        print(f"  skipped {path}")
-    return 0

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from imagexplore.errors import ConfigError, DataError, UserError
+from imagexplore.outputs import check_out_dir, check_out_file  # noqa: F401 - check_out_file: for the CLI
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 # One image per forward pass: fastest on CPU (Lite0, 2 cores: 14 patches a pass beat 56 or 112) and it makes
@@ -57,12 +58,7 @@ def check_index_dir(path: str | os.PathLike, flag: str = "--index") -> Path:
 
 def check_index_out(path: str | os.PathLike, flag: str = "--out") -> Path:
     """Where an index will be written: a new path, an empty folder or an index (replaced); nothing else."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise UserError(f"{flag} {p} is a file, not a folder; give a folder for the index (it is created)")
-    parent = next((q for q in p.parents if q.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise UserError(f"{flag} {p}: {parent} is a file, not a folder")
+    p = check_out_dir(path, flag)
     if p.is_dir() and not is_index_dir(p) and any(p.iterdir()):
         raise UserError(
             f"{flag} {p} exists and is not a DeepIndex directory (only an index or an empty folder is "
@@ -71,26 +67,9 @@ def check_index_out(path: str | os.PathLike, flag: str = "--out") -> Path:
     return p
 
 
-def check_out_file(path: str | os.PathLike, flag: str = "--out") -> Path:
-    """A file to write: not a folder, and its parent (created if missing) not a file."""
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{flag} {p} is a folder; give a file name for the JSON result")
-    parent = next((q for q in p.parents if q.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise UserError(f"{flag} {p}: {parent} is a file, not a folder")
-    return p
-
-
 def check_feature_out(path: str | os.PathLike, flag: str = "--out") -> Path:
     """The folder of `retrieve extract`: new or a folder (an earlier run there is replaced rank by rank)."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise UserError(f"{flag} {p} is a file, not a folder; give a folder for the feature files")
-    parent = next((q for q in p.parents if q.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise UserError(f"{flag} {p}: {parent} is a file, not a folder")
-    return p
+    return check_out_dir(path, flag)
 
 
 def check_folder(path: str | os.PathLike, flag: str, what: str = "images") -> Path:

@@ -114,7 +114,7 @@ def predict_report(
     Before the model loads: ``size`` checked, inputs expanded (folders: their images, recursive, sorted), output
     stems checked unique, ``out_dir`` checked (an existing file is refused) and every header read. With
     ``"fail"`` the first bad file stops the run, naming it and how many label maps were already written."""
-    from imagexplore.clitools import check_out_dir
+    from imagexplore.outputs import check_out_dir
 
     if size is not None:
         _positive("size", size)
