@@ -52,6 +52,10 @@ def places(tmp_path_factory):
         for i in range(2):
             Image.open(img).save(tmp / "other" / cls / f"{i}.png")
     torch.save({"model": _RunsCode()}, tmp / "evil.pt")  # a pickle that would run code if unpickled
+    from imagexplore.engine import save_checkpoint
+
+    edges_meta = {"task": "edges", "classes": ["edge"], "in_chans": 3}  # refused before any model is built
+    save_checkpoint({"model": {}, "config": {"task": "edges"}, "meta": edges_meta}, tmp / "edges.pt")
     return {
         "ckpt": str(run / "checkpoints" / "best.pt"),
         "run": str(run),
@@ -60,6 +64,7 @@ def places(tmp_path_factory):
         "img": str(img),
         "tmp": str(tmp),
         "evil": str(tmp / "evil.pt"),
+        "edgeck": str(tmp / "edges.pt"),
     }
 
 
@@ -133,6 +138,25 @@ CLASSIFY = [
     # resuming nothing
     ("classify train --resume --out {tmp}/never", "nothing to resume: {tmp}/never/checkpoints/last.pt"),
     ("classify train --resume {tmp}/nope.pt --out {tmp}/r7", "checkpoint not found: {tmp}/nope.pt"),
+    # a config or checkpoint of another task
+    (
+        "classify train --config edges/shapes_hed_quick.yaml --out {tmp}/r8",
+        "config edges/shapes_hed_quick.yaml is for the edges task (imagexplore edges train), not classify",
+    ),
+    (
+        "edges train --config classify/shapes_cfn_quick.yaml --out {tmp}/r8",
+        "is for the classify task (imagexplore classify train), not edges",
+    ),
+    (
+        "classify train --set task=bogus --out {tmp}/r8",
+        "unknown task 'bogus'; tasks: classify, segment, edges",
+    ),
+    (
+        "classify eval --checkpoint {edgeck}",
+        "checkpoint {edgeck} was trained by the edges task, not classify (use imagexplore edges ...)",
+    ),
+    ("segment eval --checkpoint {ckpt}", "was trained by the classify task, not segment"),
+    ("edges predict --checkpoint {ckpt} {img} --out {tmp}/e8", "was trained by the classify task, not edges"),
     # inputs checked before the model is loaded
     ("classify predict --checkpoint {ckpt} {tmp}/missing.png", "no such file or folder: {tmp}/missing.png"),
 ]

@@ -89,7 +89,7 @@ def test_auto_beta_of_an_image_without_edges_is_finite():
 
 def test_loss_options_are_validated():
     assert EdgeLoss.from_options({"beta": "auto", "reduction": "mean"}).beta == "auto"
-    with pytest.raises(ConfigError, match="unknown loss option"):
+    with pytest.raises(ConfigError, match="unknown config key .loss.betta."):
         EdgeLoss.from_options({"betta": 9})
     with pytest.raises(ConfigError, match="beta"):
         EdgeLoss.from_options({"beta": -1})

@@ -180,16 +180,18 @@ def print_train_summary(summary: dict, run_dir: Path, as_json: bool) -> None:
         )
 
 
-def run_train_command(args, train_fn) -> int:
-    """The body of every `<task> train`: config + overrides → run dir → train_fn(cfg, run_dir, ...) → summary.
+def run_train_command(args, task: str) -> int:
+    """The body of every `<task> train`: config + overrides → checked against the task → run dir →
+    the task's train(cfg, run_dir, ...) → summary.
 
     Under torchrun only rank 0 prints, and workers leave through `distributed.shutdown_and_exit`."""
     from imagexplore.config import load_config
     from imagexplore.engine import distributed as dist
+    from imagexplore.tasks import bind_config, get_task
 
-    cfg = load_config(args.config, args.overrides + flag_overrides(args))
+    cfg = bind_config(load_config(args.config, args.overrides + flag_overrides(args)), task, args.config)
     run_dir = run_dir_for(cfg, args)
-    summary = train_fn(cfg, run_dir, resume=args.resume, show_progress=args.progress)
+    summary = get_task(task).load("train")(cfg, run_dir, resume=args.resume, show_progress=args.progress)
     if dist.is_main():
         print_train_summary(summary, run_dir, args.json)
     if dist.is_initialized():

@@ -32,6 +32,8 @@ class Range:
     hi_open: bool = False
 
     def check(self, value, key: str) -> None:
+        if isinstance(value, str):  # a Literal arm of the field (e.g. beta: 'auto') has no range
+            return
         too_low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
         too_high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
         if too_low or too_high:
@@ -206,7 +208,7 @@ class TrainConfig:
 
 @dataclass
 class ExperimentConfig:
-    task: str = "classify"
+    task: str = ""  # the task (imagexplore.tasks); empty: the command's own
     name: str = "experiment"
     description: str = ""
     published_target: str = ""  # the thesis' number for this config, shown in docs/logs, never as ours

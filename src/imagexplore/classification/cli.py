@@ -69,9 +69,7 @@ def add_commands(sub) -> None:
 
 def run(args) -> int | None:
     if args.cmd == "train":
-        from imagexplore.classification.train import train
-
-        return run_train_command(args, train)
+        return run_train_command(args, "classify")
     if args.cmd == "eval":
         from imagexplore.classification.evaluate import evaluate
 

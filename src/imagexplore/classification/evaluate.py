@@ -10,7 +10,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from imagexplore.classification.preprocess import CenterCrop, from_meta
-from imagexplore.classification.train import build_model
 from imagexplore.data.classification import build_classification_dataset
 from imagexplore.data.images import load_image, pil_to_tensor, resize_center_crop
 from imagexplore.data.inputs import expand_inputs
@@ -43,12 +42,9 @@ def load_classifier(checkpoint: str | Path, device: str = "cpu", overrides: list
     """Rebuild the model a checkpoint was trained with, load its weights and its preprocessing.
 
     Returns (model, cfg, meta); the model takes images in [0, 1] (see `Preprocessed`)."""
-    # segmentation checkpoints also carry class names: tell them apart by the task they record
     model, cfg, meta = restore_model(
         checkpoint,
-        build_model,
-        task="classification",
-        accepts=lambda m: m.get("task") != "segment",
+        task="classify",
         overrides=overrides,
     )
     wrapped = Preprocessed(model, from_meta(meta.get("preprocess")))

@@ -20,6 +20,7 @@ from imagexplore.data.classification import build_classification_dataset
 from imagexplore.engine import Trainer, load_checkpoint, seed_everything
 from imagexplore.engine.trainer import resume_path
 from imagexplore.errors import ConfigError
+from imagexplore.tasks import bind_config
 
 
 def build_datasets(cfg: ExperimentConfig):
@@ -76,6 +77,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int, in_chans: int):
 def train(
     cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None
 ) -> dict[str, Any]:
+    bind_config(cfg, "classify")  # a config of another task is refused; the task's best metric by default
     resume_from = resume_path(run_dir, resume)  # checked before the data is built
     train_set, val_set = build_datasets(cfg)
     seed_everything(cfg.train.seed)  # before the model exists: its initial weights depend on the seed alone

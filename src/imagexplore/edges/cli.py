@@ -154,9 +154,7 @@ def _predict_summary(written: int, what: str, out, skipped: list[str]) -> str:
 
 def run(args) -> int | None:
     if args.cmd == "train":
-        from imagexplore.edges.train import train
-
-        return run_train_command(args, train)
+        return run_train_command(args, "edges")
     if args.cmd == "eval":
         from imagexplore.edges.evaluate import evaluate
 

@@ -39,14 +39,10 @@ def load_edge_model(checkpoint: str | Path | None = None, pretrained: str | None
         from imagexplore.edges.pretrained import load_pretrained
 
         return load_pretrained(pretrained).to(device).eval(), None, {"pretrained": str(pretrained)}
-    from imagexplore.edges.train import build_model
 
     model, cfg, meta = restore_model(
         checkpoint,
-        build_model,
-        task="edge-detection",
-        accepts=lambda m: m.get("task") == "edges",
-        pass_meta=True,
+        task="edges",
     )
     return model.to(device).eval(), cfg, meta
 

@@ -16,37 +16,41 @@ which makes the loss scale-free and lets ordinary learning rates (1e-3…1e-2 wi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from imagexplore.errors import ConfigError
+from imagexplore.config import NonNegative, Positive, from_dict
 
 IGNORE = 255
 
 
+@dataclass
+class EdgeLossConfig:
+    """The `loss:` section of an edges config (typed: an unknown key or a bad value is one ConfigError)."""
+
+    beta: Annotated[float | Literal["auto"], Positive] = 9.0  # a number, or "auto" (class-balanced per image)
+    reduction: Literal["sum", "mean"] = (
+        "sum"  # "sum": per-image pixel sum, batch mean (the thesis'); "mean": per pixel
+    )
+    side_weight: Annotated[float, NonNegative] = 1.0  # weight of each side-output loss
+    fuse_weight: Annotated[float, NonNegative] = 1.0  # weight of the fusion loss
+
+
 @dataclass(frozen=True)
 class EdgeLoss:
-    beta: float | str = 9.0  # a number, or "auto" (class-balanced per image)
-    reduction: str = "sum"  # "sum": per-image pixel sum, batch mean (the thesis' formula); "mean": per pixel
-    side_weight: float = 1.0  # weight of each side-output loss
-    fuse_weight: float = 1.0  # weight of the fusion loss
+    beta: float | str = 9.0
+    reduction: str = "sum"
+    side_weight: float = 1.0
+    fuse_weight: float = 1.0
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> EdgeLoss:
-        options = dict(options or {})
-        valid = {"beta", "reduction", "side_weight", "fuse_weight"}
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise ConfigError(f"unknown loss option(s) {unknown}; valid: {', '.join(sorted(valid))}")
-        loss = cls(**options)
-        if loss.beta != "auto" and not (isinstance(loss.beta, int | float) and loss.beta > 0):
-            raise ConfigError(f"loss.beta must be a positive number or 'auto', got {loss.beta!r}")
-        if loss.reduction not in ("sum", "mean"):
-            raise ConfigError(f"loss.reduction must be 'sum' or 'mean', got {loss.reduction!r}")
-        return loss
+        """The loss of a config's `loss:` mapping (see `EdgeLossConfig`)."""
+        return cls(**dataclasses.asdict(from_dict(EdgeLossConfig, dict(options or {}), prefix="loss.")))
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss over N×M×H×W logits and N×M×H×W uint8 targets (M = sides + fusion, fusion last)."""

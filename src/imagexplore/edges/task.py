@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
+from imagexplore.config import AtLeastOne, Positive, from_dict
 from imagexplore.edges.losses import EdgeLoss
 from imagexplore.engine import Task
 from imagexplore.engine.evaluators import Evaluator
 from imagexplore.errors import ConfigError
 
+
 # evaluation options (cfg.evaluation) and their defaults; the benchmark's own defaults are 99 thresholds and
 # NMS on for model outputs; validation during training may use fewer thresholds to stay cheap
-EVAL_DEFAULTS: dict[str, Any] = {"thresholds": 99, "nms": True, "max_dist": 0.0075}
+@dataclass
+class EdgeEvaluationConfig:
+    """The `evaluation:` section of an edges config: how validation scores the edge maps (BSDS benchmark)."""
+
+    thresholds: Annotated[int, AtLeastOne] = 99
+    nms: bool = True
+    max_dist: Annotated[float, Positive] = 0.0075  # matching tolerance, a fraction of the image diagonal
+
+
+EVAL_DEFAULTS: dict[str, Any] = dataclasses.asdict(EdgeEvaluationConfig())
 
 
 def evaluation_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    unknown = sorted(set(options or {}) - set(EVAL_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown evaluation option(s) {unknown}; valid: {', '.join(EVAL_DEFAULTS)}")
-    return {**EVAL_DEFAULTS, **(options or {})}
+    """A config's `evaluation:` mapping checked (see `EdgeEvaluationConfig`) with the defaults filled in."""
+    return dataclasses.asdict(from_dict(EdgeEvaluationConfig, dict(options or {}), prefix="evaluation."))
 
 
 class BoundaryEvaluator(Evaluator):

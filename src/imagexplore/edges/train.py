@@ -10,6 +10,7 @@ from imagexplore.config import ExperimentConfig
 from imagexplore.edges.losses import EdgeLoss
 from imagexplore.edges.task import EdgeTask, evaluation_options
 from imagexplore.engine import Trainer, seed_everything
+from imagexplore.tasks import bind_config
 
 
 def train_split_of(cfg: ExperimentConfig) -> str:
@@ -51,8 +52,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int = 1, in_chans: int = 3, 
 def train(
     cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None
 ) -> dict[str, Any]:
-    if cfg.train.best_metric == "val/acc1":  # the classification default: edges keep the best ODS
-        cfg.train.best_metric = "val/ods"
+    bind_config(cfg, "edges")  # a config of another task is refused; the task's best metric by default
     loss = EdgeLoss.from_options(cfg.loss)
     evaluation = evaluation_options(cfg.evaluation)
     train_set, val_set = build_datasets(cfg)

@@ -199,32 +199,27 @@ def read_state_dict(path: str | Path, what: str = "pretrained_path") -> dict[str
     return sd
 
 
-def restore_model(
-    checkpoint: str | Path,
-    build_model,
-    *,
-    task: str,
-    accepts,
-    overrides: list[str] | None = None,
-    pass_meta: bool = False,
-):
+def restore_model(checkpoint: str | Path, *, task: str, overrides: list[str] | None = None):
     """Rebuild the model a run's checkpoint was trained with (from its stored config) and load its weights.
 
-    `build_model(cfg, num_classes, in_chans)` is the task's builder (``pass_meta``: also given
-    ``for_checkpoint=meta``, so it can skip initial-weight files); `accepts(meta)` tells whether the checkpoint
-    belongs to `task` (one-line CheckpointError otherwise). Returns (model on the CPU, cfg, meta)."""
+    `task` is the command's task (imagexplore.tasks): a checkpoint of another task is refused in one line naming
+    both. Returns (model on the CPU, cfg, meta); with `train.ema.evaluate`, the averaged weights are loaded."""
     from imagexplore.config import ExperimentConfig, apply_overrides, from_dict
+    from imagexplore.tasks import check_checkpoint_task, get_task
 
     checkpoint = resolve_checkpoint_path(checkpoint)
     ck = load_checkpoint(checkpoint, map_location="cpu")
     if "config" not in ck:
         raise CheckpointError(f"checkpoint {checkpoint} holds no config; cannot rebuild its model")
     meta = ck.get("meta", {})
-    if not meta.get("classes") or not accepts(meta):
-        article = "an" if task[:1].lower() in "aeiou" else "a"
-        raise CheckpointError(f"checkpoint {checkpoint} is not {article} {task} checkpoint")
+    check_checkpoint_task(meta, task, checkpoint)
+    spec = get_task(task)
     cfg = from_dict(ExperimentConfig, apply_overrides(ck["config"], overrides or [], ExperimentConfig))
-    extra = {"for_checkpoint": meta} if pass_meta else {}
-    model = build_model(cfg, len(meta["classes"]), meta.get("in_chans", 3), **extra)
+    extra = {"for_checkpoint": meta} if spec.model_needs_meta else {}
+    model = spec.load("build_model")(cfg, len(meta.get("classes") or [0]), meta.get("in_chans", 3), **extra)
     load_model_state(model, ck, checkpoint)
+    ema = ck.get("ema")
+    if ema is not None and cfg.train.ema is not None and cfg.train.ema.evaluate:
+        target = model if not ema["module"] else getattr(model, ema["module"])
+        target.load_state_dict(ema["state"])
     return model, cfg, meta

@@ -446,7 +446,7 @@ class Trainer:
             },
             "rng": rng_state(),
             "world_size": dist.world_size(),
-            "meta": self.task.checkpoint_meta(),
+            "meta": {**({"task": self.cfg.task} if self.cfg.task else {}), **self.task.checkpoint_meta()},
             "task_state": self.task.state_dict(),
             **(
                 {"ema": {"module": self.cfg.train.ema.module, "state": self.ema.state_dict()}}

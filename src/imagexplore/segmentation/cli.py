@@ -49,9 +49,7 @@ def add_commands(sub) -> None:
 
 def run(args) -> int | None:
     if args.cmd == "train":
-        from imagexplore.segmentation.train import train
-
-        return run_train_command(args, train)
+        return run_train_command(args, "segment")
     if args.cmd == "eval":
         from imagexplore.segmentation.evaluate import evaluate, format_eval
 

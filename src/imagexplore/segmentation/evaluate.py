@@ -22,7 +22,7 @@ from imagexplore.engine.checkpoint import restore_model
 from imagexplore.errors import ConfigError, DataError
 from imagexplore.segmentation.metrics import SegmentationEvaluator
 from imagexplore.segmentation.task import Normalize
-from imagexplore.segmentation.train import build_model, build_segmentation_dataset
+from imagexplore.segmentation.train import build_segmentation_dataset
 from imagexplore.segmentation.voc import mask_to_palette_image, pad_collate
 
 
@@ -30,9 +30,7 @@ def load_segmenter(checkpoint: str | Path, device: str = "cpu", overrides: list[
     """Rebuild the model a segmentation checkpoint was trained with and load its weights: (model, cfg, meta)."""
     model, cfg, meta = restore_model(
         checkpoint,
-        build_model,
-        task="segmentation",
-        accepts=lambda m: m.get("task") == "segment",
+        task="segment",
         overrides=overrides,
     )
     return model.to(device).eval(), cfg, meta

@@ -11,6 +11,7 @@ from imagexplore.engine import Trainer, seed_everything
 from imagexplore.errors import ConfigError
 from imagexplore.segmentation.task import Normalize, SegmentationTask
 from imagexplore.segmentation.voc import VOCSegmentation, pad_collate
+from imagexplore.tasks import bind_config
 
 SEGMENTATION_DATASETS = ("shapes", "voc")
 # data.options keys of the VOC reader, by where they apply
@@ -95,8 +96,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int, in_chans: int = 3):
 def train(
     cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None
 ) -> dict[str, Any]:
-    if cfg.train.best_metric == "val/acc1":  # the classification default: segmentation keeps the best mIoU
-        cfg.train.best_metric = "val/miou"
+    bind_config(cfg, "segment")  # a config of another task is refused; the task's best metric by default
     train_set, val_set = build_datasets(cfg)
     num_classes = cfg.model.num_classes or train_set.num_classes
     # the model's initial weights follow train.seed, so a rerun gives the same numbers
