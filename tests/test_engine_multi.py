@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from imagexplore.config import load_config
-from imagexplore.engine import GatheringEvaluator, Task, Trainer
+from imagexplore.engine import GatheringEvaluator, RecallAtK, Task, Trainer
 
 
 class Ring(Dataset):
@@ -117,12 +117,19 @@ class SampleDistance(GatheringEvaluator):
 
 
 class EvalGANTask(GANTask):
+    def __init__(self, recall: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.recall = recall
+
     def evaluators(self):
-        return {"": SampleDistance()}
+        return {"": SampleDistance(), **({"recall": RecallAtK()} if self.recall else {})}
 
     def evaluation_step(self, model, batch, evaluators):
         real, z = batch
-        evaluators[""].update(real, model.G(z))
+        fake = model.G(z)
+        evaluators[""].update(real, fake)
+        if self.recall:  # pairs (generated point i, real point i): recall@K over all of them
+            evaluators["recall"].update(fake, real)
 
 
 GAN_RECIPE = [
@@ -249,3 +256,55 @@ def test_grouped_sampler_keeps_groups_apart():
             assert all(len({groups[j] for j in idx[k : k + 16]}) == 16 for k in range(0, full, 16))
         assert sorted(set(sum(shards, []))) == list(range(503))
         assert len({len(x) for x in shards}) == 1
+
+
+@pytest.mark.slow
+def test_two_process_gan_and_gathering_equal_single_process(tmp_path):
+    """torchrun, 2 gloo ranks of batch 16 = one process of batch 32: same weights (DDP averages the same samples'
+    gradients, one DDP module per network), and recall@K gathered over 101 samples (51 + 50) is exactly the
+    single-process value for the same weights."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from imagexplore.engine import load_checkpoint
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    worker = Path(__file__).parent / "dist_worker_multi.py"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(worker),
+    ]
+    proc = subprocess.run([*cmd, str(tmp_path / "ddp")], capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    res = json.loads((tmp_path / "ddp" / "dist_result.json").read_text())
+    assert res["world_size"] == 2 and res["wrapped"] == ["D", "G"]
+    assert res["eval"]["val/recall/count"] == 101 and res["eval"]["val/count"] == 101
+
+    cfg = gan_cfg("train.iterations=8", "data.batch_size=32", "train.eval_every=0", *GAN_RECIPE)
+    single = Trainer(
+        cfg,
+        ToyGAN(),
+        EvalGANTask(recall=True),
+        Ring(128),
+        Ring(101, seed=1),
+        tmp_path / "one",
+        show_progress=False,
+    )
+    single.fit()
+    ck = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
+    for name, value in single.model.state_dict().items():
+        torch.testing.assert_close(ck["model"][name], value, rtol=1e-4, atol=1e-5)
+    single.model.load_state_dict(ck["model"])  # now the very same weights: evaluation must agree exactly
+    single.ema.load_state_dict(ck["ema"]["state"])
+    again = single.evaluate()
+    for key in ("a2b_r1", "a2b_r5", "a2b_r10", "b2a_r1", "a2b_medr", "b2a_meanr", "rsum"):
+        assert again[f"val/recall/{key}"] == res["eval"][f"val/recall/{key}"], key
+    assert again["val/energy"] == pytest.approx(res["eval"]["val/energy"], abs=1e-6)

@@ -384,6 +384,7 @@ class Trainer:
                 )
             if not self.several:
                 self.ddp_model = self.wrappers[self.active[0]]
+            self.ddp_networks = sorted(self.units[n] or "<model>" for n in self.active)  # what DDP wrapped
 
     def _grad_for(self, name: str) -> None:
         """Only `name`'s unfrozen parameters require gradients while it steps: nothing leaks into the others."""
