@@ -308,3 +308,57 @@ def test_two_process_gan_and_gathering_equal_single_process(tmp_path):
     for key in ("a2b_r1", "a2b_r5", "a2b_r10", "b2a_r1", "a2b_medr", "b2a_meanr", "rsum"):
         assert again[f"val/recall/{key}"] == res["eval"][f"val/recall/{key}"], key
     assert again["val/energy"] == pytest.approx(res["eval"]["val/energy"], abs=1e-6)
+
+
+class GalleryTask(EvalGANTask):
+    """Hooks a task can own: after-evaluation artefacts (a PNG of samples + an HTML page) and its own state."""
+
+    def __init__(self):
+        super().__init__()
+        self.evaluations = 0
+
+    def after_evaluation(self, model, metrics, run_dir, iteration, tensorboard):
+        from PIL import Image, ImageDraw
+
+        self.evaluations += 1
+        with torch.no_grad():
+            points = model.G(torch.randn(256, 2, generator=torch.Generator().manual_seed(0)))
+        img = Image.new("RGB", (128, 128), "white")
+        draw = ImageDraw.Draw(img)
+        for x, y in ((points.clamp(-2, 2) + 2) * 32).tolist():
+            draw.point((x, y), fill="black")
+        out = run_dir / "samples"
+        out.mkdir(parents=True, exist_ok=True)
+        img.save(out / f"{iteration}.png")
+        (out / "index.html").write_text("".join(f'<img src="{p.name}">' for p in sorted(out.glob("*.png"))))
+
+    def state_dict(self):
+        return {"evaluations": self.evaluations}
+
+    def load_state_dict(self, state):
+        self.evaluations = state["evaluations"]
+
+
+def test_task_hooks_write_artefacts_and_keep_state(tmp_path):
+    cfg = gan_cfg(
+        "train.iterations=8",
+        "data.batch_size=32",
+        "train.eval_every=0",
+        "train.eval_every_iters=4",
+        *GAN_RECIPE,
+    )
+
+    def trainer():
+        return Trainer(
+            cfg, ToyGAN(), GalleryTask(), Ring(128), Ring(64, seed=1), tmp_path, show_progress=False
+        )
+
+    first = trainer()
+    first.fit(stop_at=5)
+    assert first.task.evaluations == 1 and (tmp_path / "samples" / "4.png").is_file()
+    resumed = trainer()
+    resumed.fit(resume=True)
+    assert (
+        resumed.task.evaluations == 2
+    )  # restored from the checkpoint's task_state, then one more evaluation
+    assert '<img src="8.png">' in (tmp_path / "samples" / "index.html").read_text()
