@@ -7,14 +7,16 @@ import re
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
+import imagexplore.models as registry
 from helpers import single_thread
 from imagexplore.classification.fusion import FUSION_KINDS, build_fusion
 from imagexplore.config import OptimConfig, ParamGroupConfig
 from imagexplore.engine.optim import param_groups
 from imagexplore.errors import ConfigError
-from imagexplore.models import create, list_models, model_entry
+from imagexplore.models import create, list_models, model_entry, register_model
 
 
 def n_params(model) -> int:
@@ -54,6 +56,56 @@ def test_all_registered():
     assert set(CFN_MODELS) <= set(names)
     for name in CFN_MODELS:
         assert model_entry(name).task == "classify" and model_entry(name).description
+
+
+def test_register_model_refuses_a_duplicate_name(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    owner = model_entry("simple_cnn").fn
+    with pytest.raises(
+        ConfigError, match=r"'simple_cnn' is already registered by imagexplore\.models\.small"
+    ):
+
+        @register_model
+        def simple_cnn(num_classes: int = 10):
+            return nn.Linear(1, num_classes)
+
+    assert model_entry("simple_cnn").fn is owner
+
+
+def test_create_names_only_arguments_that_do_not_fit(monkeypatch):
+    """Unfit arguments (the registered function's, or those it forwards with **kw) → ConfigError naming them;
+    a TypeError raised inside a constructor is a bug and propagates unchanged."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    class Broken(nn.Module):
+        def __init__(self, width: int = 4):
+            super().__init__()
+            torch.zeros(width).view("not a shape")  # a TypeError from inside the constructor
+
+    @register_model(task="test")
+    def broken_forwarding(num_classes: int = 2, **kw):
+        """Forwards **kw to the constructor."""
+        return Broken(**kw)
+
+    @register_model(task="test")
+    def broken_plain(num_classes: int = 2, width: int = 4):
+        """Calls the constructor with fixed arguments."""
+        return Broken(width)
+
+    with pytest.raises(ConfigError, match=r"'simple_cnn' does not accept these arguments \['bogus'\]"):
+        create("simple_cnn", bogus=1)
+    with pytest.raises(ConfigError, match=r"'broken_forwarding' does not accept these arguments \['depth'\]"):
+        create("broken_forwarding", depth=3)  # binds broken_forwarding, not Broken
+    with pytest.raises(ConfigError, match="does not accept"):
+        create("broken_plain", depth=3)
+    for name, kw in (
+        ("broken_forwarding", {"width": 3}),
+        ("broken_plain", {}),
+        ("broken_plain", {"width": 3}),
+    ):
+        with pytest.raises(TypeError) as info:
+            create(name, **kw)
+        assert not isinstance(info.value, ConfigError) and "does not accept" not in str(info.value)
 
 
 @pytest.mark.parametrize("name,classes", [("cfn_cifar10", 10), ("plain_cifar10", 10), ("cfn_cifar100", 100)])

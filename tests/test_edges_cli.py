@@ -198,7 +198,7 @@ def _random_hed(seed: int = 0):
     """A narrow VGG-16 HED with random (non-zero) side and fusion weights: edges that depend on the context."""
     import torch
 
-    from imagexplore.edges.models import HED
+    from imagexplore.edges.hed import HED
 
     torch.manual_seed(seed)
     model = HED(width_mult=0.125)

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from imagexplore.config import OptimConfig, ParamGroupConfig
-from imagexplore.edges.models import CAFFE_BGR_MEAN, HED, hed_param_groups
+from imagexplore.edges.hed import CAFFE_BGR_MEAN, HED, hed_param_groups
 from imagexplore.edges.pretrained import (
     INSTALL_HINT,
     hed_weights_path,

@@ -19,8 +19,9 @@ from imagexplore.config import OptimConfig, ParamGroupConfig
 from imagexplore.engine.optim import param_groups
 from imagexplore.errors import CheckpointError, ConfigError, DataError
 from imagexplore.models import create, list_models
+from imagexplore.models.backbones import VGG16Features, load_vgg_state
 from imagexplore.segmentation.metrics import SegmentationEvaluator, confusion_matrix, scores
-from imagexplore.segmentation.models import VGG16Features, bilinear_kernel, load_vgg_state, pixel_local_fusion
+from imagexplore.segmentation.models import bilinear_kernel, pixel_local_fusion
 from imagexplore.segmentation.task import segmentation_loss
 from imagexplore.segmentation.voc import (
     VOCSegmentation,

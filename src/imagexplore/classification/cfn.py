@@ -1,4 +1,4 @@
-"""Convolutional Fusion Networks (THESIS.md, chapter 2): the CIFAR and ImageNet nets and a generic fusion head.
+"""Convolutional Fusion Networks (thesis ch. 2, docs/cfn_models.md): CIFAR and ImageNet nets, a generic head.
 
 A CFN adds cheap side branches to a plain CNN: at the end of selected stages a conv to a common width K
 (+ReLU, +BN on ImageNet) and global average pooling give a K-vector; the top of the main network ends the same
@@ -31,24 +31,13 @@ import torch
 import torch.nn as nn
 
 from imagexplore.classification.fusion import build_fusion
-from imagexplore.engine.checkpoint import read_state_dict
-from imagexplore.errors import CheckpointError, ConfigError
+from imagexplore.errors import ConfigError
 from imagexplore.models import register_model
+from imagexplore.models.backbones import load_backbone_state, resolve_widths
 
 CIFAR10_WIDTHS = (96, 192, 192, 192)  # conv1_*, conv2_*, conv3_*, conv4 (= K)
 CIFAR100_WIDTHS = (192, 192, 192, 192)
 IMAGENET_WIDTHS = (64, 64, 128, 256, 512, 1024)  # conv1, conv2_*, conv3_*, conv4_*, conv5_*, conv6 (= K)
-
-
-def _resolve_widths(
-    widths: Sequence[int] | None, default: Sequence[int], width_mult: float
-) -> tuple[int, ...]:
-    widths = tuple(default if widths is None else widths)
-    if len(widths) != len(default):
-        raise ConfigError(f"widths needs {len(default)} entries (default {tuple(default)}), got {widths}")
-    if width_mult <= 0:
-        raise ConfigError(f"width_mult must be > 0, got {width_mult}")
-    return tuple(max(1, round(w * width_mult)) for w in widths)
 
 
 def _pool(kind: str) -> nn.Module:
@@ -120,7 +109,7 @@ class CFNCifar(_CFNBase):
         norm: bool = False,
     ):
         super().__init__()
-        c1, c2, c3, k = _resolve_widths(widths, CIFAR10_WIDTHS, width_mult)
+        c1, c2, c3, k = resolve_widths(widths, CIFAR10_WIDTHS, width_mult)
         self.side_after_dropout = side_after_dropout
         # norm=True (our addition, not the released net): BatchNorm after every conv. The released filler
         # (std 0.05, no BN) is tuned to the thesis widths; narrow CPU-sized variants barely train without BN.
@@ -186,7 +175,7 @@ class CFN11(_CFNBase):
         drop_rate: float = 0.0,
     ):
         super().__init__()
-        c1, c2, c3, c4, c5, k = _resolve_widths(widths, IMAGENET_WIDTHS, width_mult)
+        c1, c2, c3, c4, c5, k = resolve_widths(widths, IMAGENET_WIDTHS, width_mult)
         self.conv1 = _conv_bn_relu(in_chans, c1, 7, stride=2)  # 224 → 112
         self.pool1 = _pool("max")  # 112 → 56
         self.conv2_1, self.conv2_2 = _conv_bn_relu(c1, c2, 3), _conv_bn_relu(c2, c2, 3)
@@ -224,35 +213,6 @@ class CFN11(_CFNBase):
         p4 = self.pool4(self.conv4_2(self.conv4_1(p3)))
         main = _gap(self.conv6(self.conv5_2(self.conv5_1(p4))))
         return [_gap(side(t)) for side, t in zip(self.sides, (p2, p3, p4))] + [main]
-
-
-def load_backbone_state(backbone: nn.Module, path: str | Path) -> None:
-    """Load a local state_dict (of the plain timm model, of a features_only model, or of a CFNBackbone).
-
-    Keys may carry ``module.`` / ``backbone.`` prefixes; timm's features_only wrapper flattens the top-level
-    Sequential (``features.0`` → ``features_0``), which is mapped too. Classifier keys are ignored; a missing
-    backbone key is an error.
-    """
-    path = Path(path)
-    sd = read_state_dict(path)
-    target = backbone.state_dict()
-    mapped = {}
-    for k, v in sd.items():
-        for prefix in ("module.", "backbone."):
-            k = k.removeprefix(prefix)
-        for cand in (k, k.replace(".", "_", 1)):
-            if cand in target:
-                mapped[cand] = v
-                break
-    missing = [k for k in target if k not in mapped]
-    if missing:
-        raise CheckpointError(
-            f"pretrained_path '{path}' lacks {len(missing)} backbone weights, e.g. {missing[:3]}"
-        )
-    try:
-        backbone.load_state_dict(mapped, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"pretrained_path '{path}' does not fit the backbone: {e}") from None
 
 
 class CFNBackbone(_CFNBase):

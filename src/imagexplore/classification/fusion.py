@@ -1,4 +1,4 @@
-"""Branch fusion for Convolutional Fusion Networks (THESIS.md, chapter 2).
+"""Branch fusion for Convolutional Fusion Networks (thesis ch. 2; docs/cfn_models.md).
 
 A CFN ends every selected stage (and the top of the main network) with a K-vector ``g_s`` (conv to K channels,
 ReLU, global average pooling). The S vectors are fused into one K-vector. The default, *locally-connected*

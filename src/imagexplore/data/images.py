@@ -101,7 +101,7 @@ def convert_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
     return img
 
 
-def _reason(exc: BaseException) -> str:
+def read_error_reason(exc: BaseException) -> str:
     """A short one-line reason from a Pillow/OS exception."""
     if isinstance(exc, Image.DecompressionBombError):
         return (
@@ -147,7 +147,7 @@ def load_image(path: str | os.PathLike, mode: str = "RGB") -> Image.Image:
         raise DataError(f"cannot read image {path}: out of memory while decoding") from exc
     except Exception as exc:
         # Pillow's plugins raise many types for bad files (OSError, SyntaxError, ValueError, struct.error, ...).
-        raise DataError(f"cannot read image {path}: {_reason(exc)}") from exc
+        raise DataError(f"cannot read image {path}: {read_error_reason(exc)}") from exc
     if out.width == 0 or out.height == 0:
         raise DataError(f"cannot read image {path}: the image is empty (0 pixels)")
     return out

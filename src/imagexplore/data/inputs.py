@@ -36,7 +36,7 @@ def probe_image(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) from the file's header, or `DataError` ``cannot read image <path>: <reason>``."""
     from PIL import Image
 
-    from imagexplore.data.images import _reason
+    from imagexplore.data.images import read_error_reason
 
     path = Path(path)
     try:
@@ -45,7 +45,7 @@ def probe_image(path: str | os.PathLike) -> tuple[int, int]:
             with Image.open(path) as img:
                 w, h = img.size
     except Exception as exc:  # Pillow raises many types for bad files
-        raise DataError(f"cannot read image {path}: {_reason(exc)}") from exc
+        raise DataError(f"cannot read image {path}: {read_error_reason(exc)}") from exc
     if w == 0 or h == 0:
         raise DataError(f"cannot read image {path}: the image is empty (0 pixels)")
     return w, h

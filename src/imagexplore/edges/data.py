@@ -466,9 +466,9 @@ def build_edge_dataset(
     opts = dict(options or {})
     opts.pop("train_split", None)  # the split trained on: read by the training command, not by a reader
     if name in ("shapes", "shapes_masks"):
-        from imagexplore.data.shapes import _WORLD_OPTIONS
+        from imagexplore.data.shapes import WORLD_OPTIONS
 
-        own = set(_WORLD_OPTIONS)
+        own = set(WORLD_OPTIONS)
     else:
         own = _DATASET_OPTIONS.get(name, set())
     unknown = sorted(set(opts) - set(TRAIN_OPTIONS) - own)

@@ -3,9 +3,9 @@
 Encoding (what `imagexplore.edges.losses` is written against): a training target is uint8 (S+1)×H×W, planes
 0..S−1 for the S side outputs and plane S for the fusion; 1 = edge, 0 = non-edge, 255 = ignored.
 
-Relaxed deep supervision (THESIS.md, chapter 3): side output k ignores the pixels where a simple detector fires
-(response > c_k × mean response, dilated) but the ground truth has no edge — hard false positives it should not be
-punished for. Small c_k (the lower layers) relax more pixels, large c_k (the deeper layers) fewer.
+Relaxed deep supervision (thesis ch. 3, docs/chapter3.md): side output k ignores the pixels where a simple
+detector fires (response > c_k × mean response, dilated) but the ground truth has no edge — hard false positives
+it should not be punished for. Small c_k (the lower layers) relax more pixels, large c_k (the deeper layers) fewer.
 
 Detectors map an RGB float [0, 1] H×W×3 image to a float32 H×W response ≥ 0:
 

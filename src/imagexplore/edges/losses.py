@@ -4,7 +4,7 @@ Targets are uint8 maps with 1 = edge, 0 = non-edge and 255 = ignored (relaxed pi
 below the annotator consensus, padding). Ignored pixels are removed by a mask *before* the loss is summed, so
 they contribute exactly zero loss and exactly zero gradient (not merely a small one).
 
-Per map, with logits x and N images in the batch (THESIS.md, chapter 3):
+Per map, with logits x and N images in the batch (the thesis, chapter 3; docs/chapter3.md):
 
     L = −(1/N) [ β Σ_{y=1} log σ(x) + Σ_{y=0} log(1 − σ(x)) ]
 

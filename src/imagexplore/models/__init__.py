@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,9 +39,15 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, task: str = "classify", pretrained=()):
-    """Decorator registering a model constructor under its function name."""
+    """Decorator registering a model constructor under its function name; a name taken by another function is
+    refused (`ConfigError`). Re-running the same definition (a module reloaded) replaces the entry."""
 
     def wrap(f):
+        old = _REGISTRY.get(f.__name__)
+        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (f.__module__, f.__qualname__):
+            raise ConfigError(
+                f"model name '{f.__name__}' is already registered by {old.fn.__module__}.{old.fn.__qualname__}"
+            )
         doc = (f.__doc__ or "").strip().splitlines()
         _REGISTRY[f.__name__] = ModelEntry(f.__name__, f, task, doc[0] if doc else "", list(pretrained))
         return f
@@ -66,12 +74,45 @@ def model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+_UNFIT_KEYWORD = re.compile(
+    r"unexpected keyword argument '(\w+)'|multiple values for (?:keyword )?argument '(\w+)'"
+)
+
+
+def _arguments_do_not_fit(fn: Callable, kwargs: dict, err: TypeError) -> bool:
+    """Whether `err` (raised by ``fn(**kwargs)``) means the arguments do not fit a signature, not a bug inside.
+
+    Either ``fn``'s own signature does not take them, or ``fn`` forwards ``**kwargs`` and the call it forwards
+    them to refused one of them by name: such an error is raised in the calling frame (the callee never ran), so
+    the innermost frame is a factory, not a constructor body (``__init__``).
+    """
+    sig = inspect.signature(fn)
+    try:
+        sig.bind(**kwargs)
+    except TypeError:
+        return True
+    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return False
+    m = _UNFIT_KEYWORD.search(str(err))
+    if m is None or (m.group(1) or m.group(2)) not in kwargs:
+        return False
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name != "__init__"
+
+
 def create(name: str, **kwargs) -> nn.Module:
-    """Build a registered model; the model remembers its registry name in `model.registry_name`."""
+    """Build a registered model; the model remembers its registry name in `model.registry_name`.
+
+    Arguments that do not fit the constructor give a `ConfigError`; a `TypeError` raised inside it propagates.
+    """
     entry = model_entry(name)
     try:
         model = entry.fn(**kwargs)
     except TypeError as e:
+        if not _arguments_do_not_fit(entry.fn, kwargs, e):
+            raise
         raise ConfigError(f"model '{name}' does not accept these arguments {sorted(kwargs)}: {e}") from None
     model.registry_name = name
     return model
