@@ -1,4 +1,4 @@
-"""Every command with bad input: exit status 2 and one line on stderr, never a traceback (DESIGN.md, issue 10).
+"""Every command with bad input: exit status 2 and one line on stderr, never a traceback (issue 10).
 
 The commands run in-process through `main()` (no subprocess per case). Each row is
 (command line, text the one line must contain); `{ckpt}`, `{run}`, `{file}`, `{dir}`, `{img}`, `{tmp}` are filled

@@ -1,4 +1,4 @@
-"""`imagexplore edges train | eval | predict | score` end to end, with the DESIGN.md output shapes."""
+"""`imagexplore edges train | eval | predict | score` end to end, with the documented output shapes."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def test_holidays_real_views_and_query_exclusion(tmp_path, extractor):
     res = evaluate.evaluate_index(bench, feats, IndexConfig(types=("high",), k=8, scoring="signature"))
     assert 0.0 < res["metrics"]["map"] <= 1.0
     assert res["bytes_per_image"] == 14 * 4 + 512 * 4  # the 1,280-d head is PCA'd to the 512-d signature
-    # independent ranking: PCA signature of the whole-image feature as THESIS.md step 4 defines it
+    # independent ranking: PCA signature of the whole-image feature as the thesis' step 4 (ch. 4) defines it
     from imagexplore.retrieval.index import InvertedIndex
     from imagexplore.retrieval.metrics import mean_average_precision
 

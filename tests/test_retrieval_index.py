@@ -361,7 +361,7 @@ def test_concurrent_searches_equal_sequential(indexes, data):
 
 
 def _naive_scores(index: InvertedIndex, feats: dict, query: dict[str, np.ndarray]) -> dict[int, float]:
-    """THESIS.md step 5 by hand from the indexed ``feats``: loops over patches, posting lists and matches."""
+    """The thesis' step 5 (ch. 4) by hand from the indexed ``feats``: loops over patches, posting lists and matches."""
     cfg, vocab = index.config, index.vocabularies
     n = len(index)
 

@@ -197,3 +197,13 @@ def run_train_command(args, task: str) -> int:
     if dist.is_initialized():
         dist.shutdown_and_exit(0)
     return 0
+
+
+def predict_summary(written: int, what: str, out, skipped: list[str]) -> str:
+    """`wrote 3 edge maps to O; skipped 1 unreadable file: bad.jpg (reason)` (one line, stderr)."""
+    line = f"wrote {written} {what}{'' if written == 1 else 's'} to {out}"
+    if skipped:
+        first = skipped[0].removeprefix("cannot read image ")
+        more = f" (+{len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        line += f"; skipped {len(skipped)} unreadable file{'' if len(skipped) == 1 else 's'}: {first}{more}"
+    return line

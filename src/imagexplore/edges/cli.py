@@ -13,6 +13,7 @@ from imagexplore.clitools import (
     check_out_dir,
     eval_device,
     float_range,
+    predict_summary,
     run_train_command,
     shared_flags,
 )
@@ -142,16 +143,6 @@ def _check_plot_path(path) -> None:
     check_out_dir(p.parent, "--plot")
 
 
-def _predict_summary(written: int, what: str, out, skipped: list[str]) -> str:
-    """`wrote 3 edge maps to O; skipped 1 unreadable file: bad.jpg (reason)` (one line, stderr)."""
-    line = f"wrote {written} {what}{'' if written == 1 else 's'} to {out}"
-    if skipped:
-        first = skipped[0].removeprefix("cannot read image ")
-        more = f" (+{len(skipped) - 1} more)" if len(skipped) > 1 else ""
-        line += f"; skipped {len(skipped)} unreadable file{'' if len(skipped) == 1 else 's'}: {first}{more}"
-    return line
-
-
 def run(args) -> int | None:
     if args.cmd == "train":
         return run_train_command(args, "edges")
@@ -196,7 +187,7 @@ def run(args) -> int | None:
         else:
             for r in res:
                 print(f"{r['path']} -> {r['output']}  ({r['size'][0]}×{r['size'][1]}, {r['seconds']:.2f} s)")
-        print(_predict_summary(len(res), "edge map", out, skipped), file=sys.stderr)
+        print(predict_summary(len(res), "edge map", out, skipped), file=sys.stderr)
         return 0
     if args.cmd == "score":
         if args.plot:

@@ -101,7 +101,7 @@ def shutdown_and_exit(code: int = 0) -> None:
 
     With gloo on this kind of machine a worker sometimes aborts at interpreter exit ("terminate called without an
     active exception"), which torchrun reports as a failure. Leaving through os._exit right after destroying the
-    process group (output flushed first) avoids that race; see ASSETS.md, "Pitfalls".
+    process group (output flushed first) avoids that race (docs/engine.md, Distributed training).
     """
     if is_initialized():
         try:

@@ -18,7 +18,7 @@ reference is a build with OMP_NUM_THREADS=1. Each rank file records its device a
 No process group is created: ranks share nothing while extracting. Each writes its own
 ``features-RRRRR-of-WWWWW.npz`` atomically and rank 0 writes ``manifest.json``; completeness (every rank,
 one run, no path twice) is checked when the folder is read. This avoids gloo's abort at interpreter exit (see
-ASSETS.md, "Pitfalls") and lets one failed rank be rerun alone with ``RANK=r WORLD_SIZE=W``.
+docs/engine.md, Distributed training) and lets one failed rank be rerun alone with ``RANK=r WORLD_SIZE=W``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from imagexplore.clitools import (
     add_train_arguments,
     check_out_dir,
     eval_device,
+    predict_summary,
     run_train_command,
     shared_flags,
 )
@@ -69,7 +70,6 @@ def run(args) -> int | None:
         return 0
     if args.cmd == "predict":
         out = check_out_dir(args.out)
-        from imagexplore.edges.cli import _predict_summary
         from imagexplore.segmentation.evaluate import predict_report
 
         res, skipped = predict_report(
@@ -88,6 +88,6 @@ def run(args) -> int | None:
                     f"{k} {100 * v:.1f}%" for k, v in sorted(r["classes"].items(), key=lambda kv: -kv[1])
                 )
                 print(f"{r['path']} -> {r['output']}  ({top})")
-        print(_predict_summary(len(res), "label map", out, skipped), file=sys.stderr)
+        print(predict_summary(len(res), "label map", out, skipped), file=sys.stderr)
         return 0
     return None  # no sub-command: the caller prints the group's help
