@@ -23,16 +23,19 @@ protocol). `collate` stacks either kind, padding to the largest size (image 0, t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from imagexplore.config import AtLeastOne, NonNegative, Positive, Range, from_dict
 from imagexplore.data.images import list_images, load_image, pil_to_tensor
 from imagexplore.edges.augment import HED_ANGLES, HED_SCALES, AugmentConfig, augment_edges, check_crop_size
 from imagexplore.edges.labels import DETECTORS, IGNORE, RDS_COEFFICIENTS, build_targets, make_detector
@@ -42,25 +45,35 @@ EDGE_DATASETS = ("shapes", "shapes_masks", "bsds500", "hed_bsds", "nyud", "voc_m
 BSDS_MAX_DIST = 0.0075
 NYUD_MAX_DIST = 0.011
 
-# data.options of the edge datasets and their defaults (the training-label and augmentation keys apply to
-# training sets only; evaluation sets accept and ignore them so that one options dict serves both)
-TRAIN_OPTIONS: dict[str, Any] = {
-    "detector": "canny",  # canny | sobel | hed | se
-    "detector_options": {},  # e.g. {sigma: 2.0} (canny), {model: PATH} (se), {device: cuda} (hed)
-    "coefficients": list(RDS_COEFFICIENTS),  # one per side output; null = that side gets the plain GT
-    "relaxed": True,  # False: the HED baseline (every side supervised by the fusion label)
-    "relax_dilate": 1,  # disk radius dilating each side's relaxed set
-    "min_annotators": None,  # consensus: None → 3 (the release; fraction maps: fraction 0.5)
-    "fraction": None,  # consensus by fraction η of annotators (HED/RCF style) instead of a count
-    "gt_dilate": 1,  # disk radius dilating the consensus edges (the release dilates its labels)
-    "ignore_partial": True,  # marked by fewer annotators than the threshold → 255 (else 0)
-    "augment": True,  # HED-style rotation / flip / scale (hed_bsds: default False, its pairs are augmented)
-    "angles": list(HED_ANGLES),
-    "flip": True,
-    "scales": list(HED_SCALES),
-    "crop_size": None,  # random crop (padding ignored) to equal sizes; None = whole images
-    "cache_dir": None,  # disk cache of hed/se responses
-}
+
+@dataclass
+class EdgeTrainingOptions:
+    """The `data.options` keys of edge training sets (typed, with ranges; an unknown key or bad value is one
+    ConfigError). The training-label and augmentation keys apply to training sets only; evaluation sets accept and
+    ignore them, so one options mapping serves both. A reader's own keys (below) come on top."""
+
+    detector: str = "canny"  # canny | sobel | hed | se
+    detector_options: dict[str, Any] = field(default_factory=dict)  # {sigma: 2.0} (canny), {model: PATH} (se)
+    coefficients: list[float | None] = field(default_factory=lambda: list(RDS_COEFFICIENTS))  # null: plain GT
+    relaxed: bool = True  # False: the HED baseline (every side supervised by the fusion label)
+    relax_dilate: Annotated[int, NonNegative] = 1  # disk radius dilating each side's relaxed set
+    min_annotators: Annotated[int | None, AtLeastOne] = None  # consensus: None → 3 (fraction maps: 0.5)
+    fraction: Annotated[float | None, Range(0, 1, lo_open=True)] = (
+        None  # consensus by a fraction of annotators
+    )
+    gt_dilate: Annotated[int, NonNegative] = 1  # disk radius dilating the consensus edges (as the release)
+    ignore_partial: bool = True  # marked by fewer annotators than the threshold → 255 (else 0)
+    augment: bool | None = (
+        None  # HED-style rotation / flip / scale; None: on, except hed_bsds (pre-augmented)
+    )
+    angles: list[float] = field(default_factory=lambda: list(HED_ANGLES))
+    flip: bool = True
+    scales: Annotated[list[float], Positive] = field(default_factory=lambda: list(HED_SCALES))
+    crop_size: Annotated[int | None, AtLeastOne] = None  # random crop (padding ignored); None = whole images
+    cache_dir: str | None = None  # disk cache of hed/se responses
+
+
+TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(EdgeTrainingOptions))
 _DATASET_OPTIONS: dict[str, set[str]] = {
     "hed_bsds": {"list_file"},
     "voc_masks": {"sbd_root", "aug_root", "aug_list", "prefer_voc_masks"},
@@ -484,8 +497,13 @@ def build_edge_dataset(
         if name == "hed_bsds":
             raise ConfigError("hed_bsds has no evaluation split; evaluate on bsds500 (split val or test)")
         return EdgeEvalSet(reader)
-    defaults = {**TRAIN_OPTIONS, "augment": name != "hed_bsds"}
-    kw = {**defaults, **{k: v for k, v in opts.items() if k in TRAIN_OPTIONS}}
+    typed = from_dict(
+        EdgeTrainingOptions, {k: v for k, v in opts.items() if k in TRAIN_OPTIONS}, "data.options."
+    )
+    kw = dataclasses.asdict(typed)
     angles, flip, scales = kw.pop("angles"), kw.pop("flip"), kw.pop("scales")
-    augment = AugmentConfig(angles, flip, scales) if kw.pop("augment") else None
+    augment = kw.pop("augment")
+    augment = (
+        AugmentConfig(angles, flip, scales) if (name != "hed_bsds" if augment is None else augment) else None
+    )
     return EdgeTrainingSet(reader, augment=augment, seed=seed, **kw)
