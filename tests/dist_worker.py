@@ -1,4 +1,4 @@
-"""Worker for test_distributed: run under torchrun; trains one epoch with DDP (gloo), then evaluates."""
+"""Worker for test_engine_distributed: run under torchrun; trains one epoch with DDP (gloo), then evaluates."""
 
 import json
 import sys
