@@ -86,11 +86,7 @@ def build_datasets(cfg: ExperimentConfig):
     return train_set, val_set
 
 
-def build_model(cfg: ExperimentConfig, num_classes: int, in_chans: int = 3):
-    m = cfg.model
-    return models.create(
-        m.name, num_classes=m.num_classes or num_classes, in_chans=m.in_chans or in_chans, **m.kwargs
-    )
+build_model = models.create_from_config  # (cfg, num_classes, in_chans) → the config's model
 
 
 def train(
