@@ -292,7 +292,7 @@ def read_features(directory: str | os.PathLike) -> ExtractedFeatures:
         raise DataError(
             f"feature folder {root} not found: write it with `imagexplore retrieve extract --out {root}`"
         )
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     world = manifest["world_size"]
     expected = manifest["files"]
     strays = sorted(p.name for p in root.iterdir() if SHARD_FILE.fullmatch(p.name) and p.name not in expected)
@@ -366,7 +366,7 @@ def read_features(directory: str | os.PathLike) -> ExtractedFeatures:
     return ExtractedFeatures(feats, kept, skipped, manifest["backbone"], manifest["weights"], seconds)
 
 
-def _read_manifest(root: Path) -> dict:
+def read_manifest(root: Path) -> dict:
     path = root / MANIFEST
     try:
         manifest = json.loads(path.read_text())
