@@ -17,8 +17,8 @@ reference is a build with OMP_NUM_THREADS=1. Each rank file records its device a
 
 No process group is created: ranks share nothing while extracting. Each writes its own
 ``features-RRRRR-of-WWWWW.npz`` atomically and rank 0 writes ``manifest.json``; completeness (every rank,
-one run, no path twice) is checked when the folder is read. This avoids gloo's abort at interpreter exit (see
-ASSETS.md, "Pitfalls") and lets one failed rank be rerun alone with ``RANK=r WORLD_SIZE=W``.
+one run, no path twice) is checked when the folder is read. This avoids gloo's occasional abort at interpreter
+exit (docs/retrieval_scaling.md) and lets one failed rank be rerun alone with ``RANK=r WORLD_SIZE=W``.
 """
 
 from __future__ import annotations
@@ -367,6 +367,7 @@ def read_features(directory: str | os.PathLike) -> ExtractedFeatures:
 
 
 def read_manifest(root: Path) -> dict:
+    """The manifest of a `retrieve extract` folder, checked (format, keys, version) before any shard is read."""
     path = root / MANIFEST
     try:
         manifest = json.loads(path.read_text())
