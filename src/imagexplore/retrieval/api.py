@@ -41,7 +41,7 @@ from imagexplore.errors import ConfigError, DataError, UserError
 from imagexplore.retrieval.configs import ConfigSource, read_index_fields, resolve_config
 from imagexplore.retrieval.distributed import extract_batched, read_features
 from imagexplore.retrieval.features import extract, load_backbone
-from imagexplore.retrieval.index import IndexConfig, InvertedIndex, ShardedIndex
+from imagexplore.retrieval.index import LAYOUT_FIELDS, IndexConfig, InvertedIndex, ShardedIndex
 from imagexplore.retrieval.options import (
     DEFAULT_BACKBONE,
     DEFAULT_BATCH_IMAGES,
@@ -493,16 +493,13 @@ def _check_compatible(indexes: Sequence[Index], labels: Sequence[str]) -> None:
                 f"{first.backbone!r} (weights {first.weights}): shards must describe images alike"
             )
         a, b = first.inverted, ix.inverted
-        for field in ("types", "mode", "float16_signatures"):
+        for field in LAYOUT_FIELDS:
             if getattr(a.config, field) != getattr(b.config, field):
                 raise ConfigError(
                     f"{label} has index {field} {getattr(b.config, field)!r}, {name} "
                     f"{getattr(a.config, field)!r}: build every shard with --vocab-from {name}"
                 )
-        same = all(np.array_equal(a.vocabularies[t], b.vocabularies[t]) for t in a.config.types) and all(
-            np.array_equal(x, y) for t in a.config.types for x, y in zip(a.pca[t], b.pca[t])
-        )
-        if not same:
+        if not a.models.same_as(b.models):
             raise ConfigError(
                 f"{label} was built with other vocabularies or PCA than {name}: build every shard with "
                 f"`imagexplore retrieve build --vocab-from {name}` (Index.build(vocab_from=...))"
