@@ -1,6 +1,6 @@
 """The public DeepIndex API (thesis ch. 4): an image index built from files, searched with images.
 
-`InvertedIndex` (index.py) works on pre-computed patch features and `extract` (features.py) computes them; this
+`InvertedIndex` (index/) works on pre-computed patch features and `extract` (features.py) computes them; this
 module joins the two so a user deals in image paths only. The extractor is loaded lazily once per `Index` (a
 loaded index that is only saved or inspected never pays for the CNN) and is guarded by a lock, because its
 forward hooks keep per-call state: concurrent searches on one index are then safe, only serialised on the CNN.
@@ -37,64 +37,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imagexplore.data.images import list_images
 from imagexplore.errors import ConfigError, DataError, UserError
+from imagexplore.retrieval.configs import ConfigSource, read_index_fields, resolve_config
 from imagexplore.retrieval.distributed import extract_batched, read_features
 from imagexplore.retrieval.features import extract, load_backbone
-from imagexplore.retrieval.index import IndexConfig, InvertedIndex, ShardedIndex
+from imagexplore.retrieval.index import LAYOUT_FIELDS, IndexConfig, InvertedIndex, ShardedIndex
 from imagexplore.retrieval.options import (
     DEFAULT_BACKBONE,
     DEFAULT_BATCH_IMAGES,
     check_index_dir,
     check_positive,
+    image_files,
 )
 
 BACKBONE_FILE = "backbone.json"
 PATHS_FILE = "paths.json"
 PATHS_LAYOUT = {"relative_to": "index", "version": 2}
 log = logging.getLogger(__name__)
-# Default feature types per mode: 1-D indexes the head feature; 2-D pairs the mid- and high-level features.
-DEFAULT_TYPES = {"1d": ("high",), "2d": ("mid", "high")}
 
-ConfigSource = IndexConfig | Mapping | str | os.PathLike | None
 PathOrPaths = Sequence[str | os.PathLike] | str | os.PathLike
-
-
-def resolve_config(
-    config: ConfigSource = None, *, mode: str | None = None, k: int | None = None
-) -> IndexConfig:
-    """An `IndexConfig` from an instance, a dict of its fields or a YAML file; ``mode``/``k`` override it.
-
-    Without ``types`` the feature types follow the mode (`DEFAULT_TYPES`), so ``{"mode": "2d"}`` is enough.
-    """
-    if isinstance(config, IndexConfig):
-        fields = config.to_json()
-    elif isinstance(config, Mapping):
-        fields = dict(config)
-    elif config is None:
-        fields = {}
-    else:
-        fields = _read_yaml(Path(config))
-    if mode is not None:
-        if "types" in fields and fields.get("mode") != mode:
-            fields.pop("types")  # the config's types were chosen for its own mode
-        fields["mode"] = mode
-    if k is not None:
-        fields["k"] = k
-    fields.setdefault("mode", "1d")
-    if "types" not in fields:
-        if fields["mode"] not in DEFAULT_TYPES:
-            raise ConfigError(f"index mode must be one of {tuple(DEFAULT_TYPES)}, not {fields['mode']!r}")
-        fields["types"] = DEFAULT_TYPES[fields["mode"]]
-    return IndexConfig.from_json(fields)
-
-
-def _read_yaml(path: Path) -> dict:
-    """IndexConfig fields from a YAML file: a plain one, or the ``index`` section of an experiment config
-    (``configs/retrieval/*.yaml``, also found by bundled name, e.g. ``holidays_multi_deepindex``)."""
-    from imagexplore.retrieval.evaluate import read_experiment
-
-    return dict(read_experiment(path)["index"])
 
 
 def _query_input(item):
@@ -163,11 +124,11 @@ class Index:
         """
         batch_size = check_positive("batch_size (images per forward pass)", batch_size)
         source = _as_index(vocab_from)
-        cfg = _config_for(config, source)
+        cfg = config_for(config, source)
         backbone, weights = _backbone_for(backbone, _weights_path(weights), source)
         index = cls(None, backbone, weights=weights, device=device)  # type: ignore[arg-type]  # filled in below
-        files = _as_files(paths, "images to index")
-        train_files = None if train_paths is None else _as_files(train_paths, "training images")
+        files = image_files(paths, "images to index")
+        train_files = None if train_paths is None else image_files(train_paths, "training images")
         start = time.perf_counter()
         feats, skipped = index._features(files, progress, batch_size, on_bad_file)
         _check_some_read(files, skipped)
@@ -196,7 +157,7 @@ class Index:
         the result is identical to `build` over the same folder with the same backbone and batch size.
         """
         source = _as_index(vocab_from)
-        cfg = _config_for(config, source)
+        cfg = config_for(config, source)
         got = read_features(directory)
         backbone, weights = _backbone_for(got.backbone, got.weights, source)
         inverted = _build_inverted(got.features, got.images, cfg, source, None, progress)
@@ -236,7 +197,7 @@ class Index:
     def add(self, paths: PathOrPaths, progress: bool = False, on_bad_file: str = "skip") -> None:
         """Append images with the fixed vocabularies (nothing re-learned); unreadable ones go to ``skipped``
         (``on_bad_file="fail"``: the first one raises its `DataError`)."""
-        files = _as_files(paths, "images to add")
+        files = image_files(paths, "images to add")
         start = time.perf_counter()
         feats, skipped = self._features(files, progress, on_bad_file=on_bad_file)
         _check_some_read(files, skipped)
@@ -406,7 +367,7 @@ def _named(names: Sequence, ids: np.ndarray, scores: np.ndarray) -> list[list[tu
     ]
 
 
-def _config_for(config: ConfigSource, source: Index | None) -> IndexConfig:
+def config_for(config: ConfigSource, source: Index | None) -> IndexConfig:
     """The config to build with. With ``vocab_from`` it is the source's, in which ``config`` (its fields laid
     over the source's) may change only how queries are scored: the reused vocabularies and PCA fix the rest."""
     if source is None:
@@ -419,7 +380,7 @@ def _config_for(config: ConfigSource, source: Index | None) -> IndexConfig:
     elif isinstance(config, Mapping):
         fields = dict(config)
     else:
-        fields = _read_yaml(Path(config))
+        fields = read_index_fields(Path(config))
     wanted = resolve_config({**base.to_json(), **fields})
     changes = {name: getattr(wanted, name) for name in fields if getattr(wanted, name) != getattr(base, name)}
     try:
@@ -532,16 +493,13 @@ def _check_compatible(indexes: Sequence[Index], labels: Sequence[str]) -> None:
                 f"{first.backbone!r} (weights {first.weights}): shards must describe images alike"
             )
         a, b = first.inverted, ix.inverted
-        for field in ("types", "mode", "float16_signatures"):
+        for field in LAYOUT_FIELDS:
             if getattr(a.config, field) != getattr(b.config, field):
                 raise ConfigError(
                     f"{label} has index {field} {getattr(b.config, field)!r}, {name} "
                     f"{getattr(a.config, field)!r}: build every shard with --vocab-from {name}"
                 )
-        same = all(np.array_equal(a.vocabularies[t], b.vocabularies[t]) for t in a.config.types) and all(
-            np.array_equal(x, y) for t in a.config.types for x, y in zip(a.pca[t], b.pca[t])
-        )
-        if not same:
+        if not a.models.same_as(b.models):
             raise ConfigError(
                 f"{label} was built with other vocabularies or PCA than {name}: build every shard with "
                 f"`imagexplore retrieve build --vocab-from {name}` (Index.build(vocab_from=...))"
@@ -552,20 +510,6 @@ def _check_compatible(indexes: Sequence[Index], labels: Sequence[str]) -> None:
                 raise DataError(
                     f"image {image} is in both {seen[key]} and {label}: shards must index disjoint images"
                 )
-
-
-def _as_files(paths, what: str) -> list[Path]:
-    """A folder (listed recursively) or a list of files; nothing to index is a `UserError`."""
-    if isinstance(paths, str | os.PathLike):
-        folder = Path(paths)
-        files = list_images(folder)
-        if not files:
-            raise UserError(f"no image files in {folder}: give a folder holding .jpg/.png images")
-        return files
-    files = [Path(p) for p in paths]
-    if not files:
-        raise UserError(f"no {what} given: pass at least one image path")
-    return files
 
 
 def _select(feats: Mapping[str, np.ndarray] | None, config: IndexConfig) -> dict[str, np.ndarray] | None:

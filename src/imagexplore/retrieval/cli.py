@@ -271,15 +271,16 @@ def _build(args) -> int:
             raise ConfigError(
                 "--backbone/--weights/--device belong to `retrieve extract`: leave them out with --features"
             )
-        from imagexplore.retrieval.distributed import _read_manifest
+        from imagexplore.retrieval.distributed import read_manifest
 
-        _read_manifest(
+        read_manifest(
             check_folder(args.features, "--features", "feature files of `imagexplore retrieve extract`")
         )
     else:
         check_image_folder(args.images)
         check_weights(args.weights)
-    from imagexplore.retrieval.api import Index, resolve_config
+    from imagexplore.retrieval.api import Index
+    from imagexplore.retrieval.configs import resolve_config
 
     if args.vocab_from is None:
         config = resolve_config(args.config, mode=args.mode, k=args.k)
@@ -287,9 +288,9 @@ def _build(args) -> int:
     else:
         vocab_from = Index.load(args.vocab_from)
         # laid over the --vocab-from index's config (only query options may change), checked before any work
-        from imagexplore.retrieval.api import _config_for
+        from imagexplore.retrieval.api import config_for
 
-        _config_for(args.config, vocab_from)
+        config_for(args.config, vocab_from)
         config = args.config
     if args.features is not None:
         index = Index.build_from_features(
@@ -402,8 +403,8 @@ def _eval(args) -> int:
     from pathlib import Path
 
     from imagexplore.clitools import eval_device
-    from imagexplore.retrieval.api import resolve_config
-    from imagexplore.retrieval.evaluate import DATASETS, OFFICIAL, read_experiment, run_eval
+    from imagexplore.retrieval.configs import read_experiment, resolve_config
+    from imagexplore.retrieval.evaluate import DATASETS, OFFICIAL, run_eval
     from imagexplore.retrieval.options import check_folder, check_image_folder, check_out_file, check_weights
 
     if args.out:

@@ -17,8 +17,8 @@ reference is a build with OMP_NUM_THREADS=1. Each rank file records its device a
 
 No process group is created: ranks share nothing while extracting. Each writes its own
 ``features-RRRRR-of-WWWWW.npz`` atomically and rank 0 writes ``manifest.json``; completeness (every rank,
-one run, no path twice) is checked when the folder is read. This avoids gloo's abort at interpreter exit (see
-docs/engine.md, Distributed training) and lets one failed rank be rerun alone with ``RANK=r WORLD_SIZE=W``.
+one run, no path twice) is checked when the folder is read. This avoids gloo's occasional abort at interpreter
+exit (docs/retrieval_scaling.md) and lets one failed rank be rerun alone with ``RANK=r WORLD_SIZE=W``.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def read_features(directory: str | os.PathLike) -> ExtractedFeatures:
         raise DataError(
             f"feature folder {root} not found: write it with `imagexplore retrieve extract --out {root}`"
         )
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     world = manifest["world_size"]
     expected = manifest["files"]
     strays = sorted(p.name for p in root.iterdir() if SHARD_FILE.fullmatch(p.name) and p.name not in expected)
@@ -366,7 +366,8 @@ def read_features(directory: str | os.PathLike) -> ExtractedFeatures:
     return ExtractedFeatures(feats, kept, skipped, manifest["backbone"], manifest["weights"], seconds)
 
 
-def _read_manifest(root: Path) -> dict:
+def read_manifest(root: Path) -> dict:
+    """The manifest of a `retrieve extract` folder, checked (format, keys, version) before any shard is read."""
     path = root / MANIFEST
     try:
         manifest = json.loads(path.read_text())

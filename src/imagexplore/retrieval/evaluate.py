@@ -9,9 +9,8 @@ Rankings are the index's candidates, best first; images sharing no word with a q
 as misses, as docs/retrieval_evaluation.md says for top-k rankings (UKBench's N-S only needs the top 4, padded
 by database order in the rare case a query has fewer candidates).
 
-Experiment configs (``configs/retrieval/*.yaml``) hold ``dataset``, ``backbone``, ``patch_size``, ``patches``,
-``target`` (the thesis' published number, printed as such beside ours) and ``index`` (`IndexConfig` fields);
-a plain YAML of `IndexConfig` fields (what `retrieve build --config` takes) works too.
+Experiment configs (``configs/retrieval/*.yaml``) are read by `configs.read_experiment`, re-exported here with
+``CONFIG_DIR``.
 """
 
 from __future__ import annotations
@@ -24,12 +23,10 @@ import numpy as np
 
 from imagexplore.errors import ConfigError, DataError
 from imagexplore.retrieval.benchmarks import OFFICIAL, RetrievalBenchmark, load_official
+from imagexplore.retrieval.configs import CONFIG_DIR, read_experiment, resolve_config  # noqa: F401 - see above
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
 from imagexplore.retrieval.metrics import NS_TOP, mean_average_precision, revisited_map, ukbench_ns_score
 from imagexplore.retrieval.options import DATASETS, PATCH_SETS
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "retrieval"
-_EXPERIMENT_KEYS = {"dataset", "backbone", "weights", "patch_size", "patches", "target", "index", "note"}
 
 
 @dataclass
@@ -210,33 +207,6 @@ def evaluate_pixels(bench: RetrievalBenchmark, size: int = 16, keep_rankings: bo
     return {**out, "rankings": rankings} if keep_rankings else out
 
 
-# --------------------------------------------------------------------------------------------------- configs
-def read_experiment(path: str | Path | None) -> dict:
-    """An experiment config: ``index`` (IndexConfig fields) plus dataset/backbone/patch_size/patches/target."""
-    if path is None:
-        return {"index": {}}
-    from imagexplore.config import read_yaml_mapping
-
-    path = Path(path)
-    if not path.is_file():  # a bundled config by name: holidays_multi_deepindex, shapes_quick, ...
-        bundled = CONFIG_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
-        if not bundled.is_file():
-            known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-            raise ConfigError(f"retrieval config {path} not found (bundled configs: {', '.join(known)})")
-        path = bundled
-    data = read_yaml_mapping(path, "retrieval config", "a mapping (experiment keys or IndexConfig fields)")
-    if "index" not in data:  # a plain IndexConfig file, as `retrieve build --config` takes
-        return {"index": data}
-    if not isinstance(data["index"], dict):
-        raise ConfigError(
-            f"'index' in {path} must be a mapping of IndexConfig fields, e.g. 'index: {{k: 1024}}'"
-        )
-    unknown = sorted(set(data) - _EXPERIMENT_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {path}: allowed are {sorted(_EXPERIMENT_KEYS)}")
-    return data
-
-
 def run_eval(
     dataset: str,
     root: str | Path | None = None,
@@ -260,9 +230,8 @@ def run_eval(
     Out-of-range numbers (``patches``, ``batch_size``, ``distractors``, ``patch_size``) raise `ConfigError`
     before any work."""
     from imagexplore.data.images import check_on_bad_file
-    from imagexplore.retrieval.api import _as_files, resolve_config
     from imagexplore.retrieval.features import extract, load_backbone
-    from imagexplore.retrieval.options import DEFAULT_BACKBONE, MIN_PATCH_SIZE, check_positive
+    from imagexplore.retrieval.options import DEFAULT_BACKBONE, MIN_PATCH_SIZE, check_positive, image_files
 
     cfg = resolve_config(config)
     if patches not in PATCH_SETS:
@@ -272,7 +241,7 @@ def run_eval(
     if patch_size is not None:
         check_positive("patch_size (CNN input size per patch)", patch_size, minimum=MIN_PATCH_SIZE)
     check_on_bad_file(on_bad_file)
-    train_files = None if train is None else _as_files(train, "training images")
+    train_files = None if train is None else image_files(train, "training images")
     options: dict = {"upright": True} if upright else {}
     if distractors:
         if dataset != "photo-copies":

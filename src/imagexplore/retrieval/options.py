@@ -101,3 +101,19 @@ def check_weights(weights: str | os.PathLike | None, flag: str = "--weights") ->
         raise DataError(
             f"{flag} {p}: {'is a folder' if p.is_dir() else 'not found'}; give a local state_dict file"
         )
+
+
+def image_files(paths, what: str) -> list[Path]:
+    """A folder (listed recursively) or a list of files; nothing to index is a `UserError`."""
+    from imagexplore.data.images import list_images
+
+    if isinstance(paths, str | os.PathLike):
+        folder = Path(paths)
+        files = list_images(folder)
+        if not files:
+            raise UserError(f"no image files in {folder}: give a folder holding .jpg/.png images")
+        return files
+    files = [Path(p) for p in paths]
+    if not files:
+        raise UserError(f"no {what} given: pass at least one image path")
+    return files

@@ -1,0 +1,107 @@
+"""The indexed images as one immutable `Collection` (postings, signatures, ids), and how one is made or merged.
+
+Features and codes take the same path (`collection_from_words`), so the same word assignments give the same
+postings; signatures are stored as float32 (float16 with ``float16_signatures``). Images are numbered in order
+and merges keep every posting list sorted by image position, so `add`, `merge` and shards give the same
+collection as a single build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from imagexplore.errors import DataError
+from imagexplore.retrieval.index.config import IndexConfig
+from imagexplore.retrieval.index.postings import MAX_IMAGES, Postings, idf_weights, posting_keys
+from imagexplore.retrieval.index.vocabulary import IndexModels
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One immutable snapshot of the indexed collection; `InvertedIndex.add` swaps in a new one atomically."""
+
+    postings: Postings
+    signatures: dict[str, np.ndarray]
+    images: tuple
+    idf: np.ndarray
+    doc_norms: np.ndarray
+
+    @classmethod
+    def create(cls, postings: Postings, signatures: dict[str, np.ndarray], images: Sequence) -> Collection:
+        for arr in signatures.values():
+            arr.setflags(write=False)
+        idf = idf_weights(postings.df, postings.n_images)
+        return cls(postings, signatures, tuple(images), idf, postings.doc_norms(idf))
+
+
+def encode_collection(
+    feats: dict[str, np.ndarray],
+    models: IndexModels,
+    config: IndexConfig,
+    images: Sequence | None,
+    first_id: int,
+) -> Collection:
+    """Nearest words and PCA signatures of a batch of images numbered from ``first_id``, indexed."""
+    n, p = next(iter(feats.values())).shape[:2]
+    names = image_names(images, n, first_id)
+    words = {
+        t: models.nearest(t, x.reshape(-1, x.shape[2]), 1)[1][:, 0].reshape(n, p) for t, x in feats.items()
+    }
+    signatures = {t: models.signature(t, x[:, 0]) for t, x in feats.items()}
+    return collection_from_words(words, signatures, names, models, config)
+
+
+def collection_from_words(
+    words: dict[str, np.ndarray],
+    signatures: dict[str, np.ndarray],
+    names: list,
+    models: IndexModels,
+    config: IndexConfig,
+) -> Collection:
+    """Postings (each patch once, image-ordered) of (N, P) words and the signatures in their storage dtype:
+    the one path for features and codes, so that the same assignments give the same index."""
+    n, p = words[config.types[0]].shape
+    dtype = np.float16 if config.float16_signatures else np.float32
+    postings = Postings.from_entries(
+        posting_keys(words, models, config).reshape(-1),
+        np.repeat(np.arange(n, dtype=np.uint32), p),
+        n,
+        models.k(config.types[0]) if config.mode == "1d" else None,
+    )
+    return Collection.create(postings, {t: s.astype(dtype) for t, s in signatures.items()}, names)
+
+
+def image_names(images: Sequence | None, n: int, first_id: int) -> list:
+    """The caller's ids/paths of ``n`` images, by default their positions counted from ``first_id``."""
+    if images is None:
+        images = range(first_id, first_id + n)
+    names = [_image_name(x) for x in images]
+    if len(names) != n:
+        raise DataError(f"images lists {len(names)} ids/paths for {n} images: give one per image")
+    return names
+
+
+def _image_name(x) -> str | int:
+    """Caller ids stay ints or strings in ``images.json``; numpy ints become ints, paths and the rest strings."""
+    if isinstance(x, str | int):
+        return x
+    return int(x) if isinstance(x, np.integer) else str(x)
+
+
+def merge_collections(parts: Sequence[Collection], dense_k: int | None) -> Collection:
+    """Concatenate collections; a stable sort by key keeps each list ordered by (new) image position."""
+    sizes = np.array([len(d.images) for d in parts], dtype=np.int64)
+    total = int(sizes.sum())
+    if total > MAX_IMAGES:
+        raise DataError(
+            f"a DeepIndex holds at most {MAX_IMAGES} images (uint32 ids), {total} were given: shard it"
+        )
+    first_ids = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    keys = np.concatenate([d.postings.entry_keys() for d in parts])
+    ids = np.concatenate([d.postings.ids + np.uint32(f) for d, f in zip(parts, first_ids)])
+    postings = Postings.from_entries(keys, ids, total, dense_k)
+    signatures = {t: np.concatenate([d.signatures[t] for d in parts]) for t in parts[0].signatures}
+    return Collection.create(postings, signatures, [x for d in parts for x in d.images])

@@ -1,0 +1,101 @@
+"""Posting lists (CSR) of a DeepIndex, their idf weights and the keys word assignments are filed under.
+
+1-D: each patch goes to its nearest word; CSR posting lists over all ``k`` words (``offsets`` int64, ``ids``
+uint32). 2-D: each patch goes to the cell ``wA * kB + wB`` of its pair of nearest words; CSR over the occupied
+cells only (sorted cell ids + offsets + ids) since ``kA * kB`` is mostly empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from imagexplore.retrieval.index.config import IndexConfig
+    from imagexplore.retrieval.index.vocabulary import IndexModels
+
+MAX_IMAGES = 2**32 - 1  # image ids are uint32, the 4 bytes an entry of the published memory table
+
+
+@dataclass(frozen=True)
+class Postings:
+    """CSR posting lists: list ``j`` (word or cell ``keys[j]``) holds ``ids[offsets[j]:offsets[j + 1]]``.
+
+    Ids inside a list are sorted, which makes a merge of shards a stable sort and keeps results identical to a
+    single build. The ``_pair_*`` arrays (one row per distinct (list, image), image-wise in key order) and ``df``
+    (images per list) are derived, kept in memory only, so that document norms can be recomputed for any idf
+    (shards).
+    """
+
+    keys: np.ndarray
+    offsets: np.ndarray
+    ids: np.ndarray
+    n_images: int
+    _pair_list: np.ndarray = field(repr=False)
+    _pair_img: np.ndarray = field(repr=False)
+    _pair_count: np.ndarray = field(repr=False)
+    df: np.ndarray = field(repr=False)
+
+    @classmethod
+    def from_arrays(cls, keys: np.ndarray, offsets: np.ndarray, ids: np.ndarray, n_images: int) -> Postings:
+        entry_list = np.repeat(np.arange(keys.size, dtype=np.int64), np.diff(offsets))
+        first = np.ones(ids.size, dtype=bool)
+        first[1:] = (entry_list[1:] != entry_list[:-1]) | (ids[1:] != ids[:-1])
+        starts = np.flatnonzero(first)
+        pair_list = entry_list[starts]
+        for arr in (keys, offsets, ids):
+            arr.setflags(write=False)
+        return cls(
+            keys=keys,
+            offsets=offsets,
+            ids=ids,
+            n_images=n_images,
+            _pair_list=pair_list,
+            _pair_img=ids[starts].astype(np.int64),
+            _pair_count=np.diff(np.append(starts, ids.size)).astype(np.float64),
+            df=np.bincount(pair_list, minlength=keys.size),
+        )
+
+    @classmethod
+    def from_entries(
+        cls, entry_keys: np.ndarray, entry_ids: np.ndarray, n_images: int, dense_k: int | None
+    ) -> Postings:
+        """Group entries by key; entries must come image-ordered so each list ends up sorted by id.
+
+        ``dense_k`` gives a list to every word ``0..k-1`` (1-D); without it only occupied cells get one (2-D).
+        """
+        order = np.argsort(entry_keys, kind="stable")
+        sorted_keys = entry_keys[order]
+        if dense_k is not None:
+            keys = np.arange(dense_k, dtype=np.int64)
+            counts = np.bincount(sorted_keys, minlength=dense_k)
+        else:
+            keys, counts = np.unique(sorted_keys, return_counts=True)
+        offsets = np.zeros(keys.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls.from_arrays(keys.astype(np.int64), offsets, entry_ids[order].astype(np.uint32), n_images)
+
+    def entry_keys(self) -> np.ndarray:
+        """The key of every entry, in storage order (what `from_entries` groups)."""
+        return np.repeat(self.keys, np.diff(self.offsets))
+
+    def doc_norms(self, idf: np.ndarray) -> np.ndarray:
+        """The norm of every image's tf-idf bag of words for per-list weights ``idf``."""
+        weights = (self._pair_count * idf[self._pair_list]) ** 2
+        return np.sqrt(np.bincount(self._pair_img, weights=weights, minlength=self.n_images))
+
+
+def idf_weights(df: np.ndarray, n_images: int) -> np.ndarray:
+    """``log(N / df)`` per list; an empty list gets 0 (it can never match)."""
+    return np.where(df > 0, np.log(n_images / np.maximum(df, 1)), 0.0)
+
+
+def posting_keys(words: Mapping[str, np.ndarray], models: IndexModels, config: IndexConfig) -> np.ndarray:
+    """Posting-list keys of word assignments of any shape: the word in 1-D, the cell ``wA * kB + wB`` in 2-D."""
+    if config.mode == "1d":
+        return words[config.types[0]]
+    name_a, name_b = config.types
+    return words[name_a] * models.k(name_b) + words[name_b]

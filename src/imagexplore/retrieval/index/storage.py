@@ -1,0 +1,239 @@
+"""A DeepIndex on disk: a versioned directory, written atomically and read back with every file checked.
+
+The directory holds ``format.json`` (format name, version 1 and the sha256 of every other file),
+``config.json``, ``images.json`` (the caller's ids/paths), ``stats.json``, ``vocab_<type>.npy``,
+``pca_<type>.npz``, ``signatures_<type>.npy`` and ``postings_offsets.npy`` / ``postings_ids.npy``
+(+ ``postings_cells.npy`` in 2-D), written to a temp dir beside it and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from imagexplore.errors import ConfigError, DataError
+from imagexplore.retrieval.index.collection import Collection
+from imagexplore.retrieval.index.config import IndexConfig
+from imagexplore.retrieval.index.postings import Postings
+from imagexplore.retrieval.index.vocabulary import IndexModels
+
+FORMAT_NAME = "imagexplore-deepindex"
+FORMAT_VERSION = 1
+
+
+def write_index(
+    dest: Path,
+    config: IndexConfig,
+    models: IndexModels,
+    data: Collection,
+    stats: dict,
+    names: list,
+    extra_files: dict[str, bytes] | None,
+) -> None:
+    """Write an index's files (``names`` in images.json, ``stats`` in stats.json, ``extra_files`` beside them)
+    and a format.json of their sha256 into ``dest``, atomically."""
+    blobs: dict[str, bytes] = {
+        "config.json": _json_bytes(config.to_json()),
+        "images.json": _json_bytes(names),
+        "stats.json": _json_bytes(stats),
+        "postings_offsets.npy": _npy_bytes(data.postings.offsets),
+        "postings_ids.npy": _npy_bytes(data.postings.ids),
+    }
+    if config.mode == "2d":
+        blobs["postings_cells.npy"] = _npy_bytes(data.postings.keys)
+    for name in config.types:
+        blobs[f"vocab_{name}.npy"] = _npy_bytes(models.vocab[name])
+        buf = io.BytesIO()
+        np.savez(buf, mean=models.pca_mean[name], components=models.pca_components[name])
+        blobs[f"pca_{name}.npz"] = buf.getvalue()
+        blobs[f"signatures_{name}.npy"] = _npy_bytes(data.signatures[name])
+    blobs.update(extra_files or {})
+    digests = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
+    blobs["format.json"] = _json_bytes({"format": FORMAT_NAME, "version": FORMAT_VERSION, "files": digests})
+    _write_atomically(dest, blobs)
+
+
+def read_index(directory: str | os.PathLike) -> tuple[IndexConfig, IndexModels, Collection, float]:
+    """Config, models, collection and build seconds of an index written by `write_index`, checking version,
+    presence, sha256 and shape of every file."""
+    root = Path(directory)
+    fmt = _parse_json(_read_bytes(root / "format.json", "the index's format.json"), root / "format.json")
+    if not isinstance(fmt, dict) or fmt.get("format") != FORMAT_NAME:
+        raise DataError(f"{root} is not a DeepIndex directory (format.json does not say {FORMAT_NAME!r})")
+    if fmt.get("version") != FORMAT_VERSION:
+        raise DataError(
+            f"{root} holds DeepIndex format version {fmt.get('version')!r}; this imagexplore reads version "
+            f"{FORMAT_VERSION}: rebuild the index or use the imagexplore release that wrote it"
+        )
+    listed = fmt.get("files")
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+        raise DataError(f"{root}/format.json has no valid 'files' table: the index is damaged, rebuild it")
+    blobs = {}
+    for name, digest in listed.items():
+        if not isinstance(name, str) or Path(name).name != name:
+            raise DataError(f"{root}/format.json lists {name!r}, not a file of the index: rebuild it")
+        blob = _read_bytes(root / name, "an index file listed in format.json")
+        if hashlib.sha256(blob).hexdigest() != digest:
+            raise DataError(f"{root / name} is damaged (sha256 differs from format.json): rebuild the index")
+        blobs[name] = blob
+    return _from_blobs(root, blobs)
+
+
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=1) + "\n").encode()
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(
+            f"cannot read {what} {path} ({exc.strerror}): is this a complete DeepIndex directory?"
+        ) from exc
+
+
+def _parse_json(blob: bytes, path: Path):
+    try:
+        return json.loads(blob)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}): the index is damaged, rebuild it") from exc
+
+
+def _write_atomically(dest: Path, blobs: dict[str, bytes]) -> None:
+    """Write every file into a temp dir beside ``dest`` (format.json last), fsync, then rename it into place.
+
+    An existing index at ``dest`` is first renamed aside and removed after the swap, so a reader sees either the
+    old or the new index; a crash between the two renames leaves the old one as ``.<name>.old-*`` beside it.
+    """
+    parent = dest.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent))
+    try:
+        for name in sorted(blobs, key=lambda n: n == "format.json"):
+            with open(tmp / name, "wb") as fh:
+                fh.write(blobs[name])
+                fh.flush()
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if dest.exists():
+            old = parent / f".{dest.name}.old-{uuid.uuid4().hex}"
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, dest)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _from_blobs(root: Path, blobs: dict[str, bytes]) -> tuple[IndexConfig, IndexModels, Collection, float]:
+    """Rebuild an index from verified file contents, checking every shape against config and stats."""
+
+    def need(name: str) -> bytes:
+        if name not in blobs:
+            raise DataError(
+                f"{root} lacks {name} (not listed in format.json): the index is incomplete, rebuild it"
+            )
+        return blobs[name]
+
+    def array(name: str, dtype, shape: tuple) -> np.ndarray:
+        try:
+            arr = np.load(io.BytesIO(need(name)), allow_pickle=False)
+        except ValueError as exc:
+            raise DataError(f"{root / name} is not a readable .npy array ({exc}): rebuild the index") from exc
+        _check_shape(root / name, arr, dtype, shape)
+        return arr
+
+    try:
+        config = IndexConfig.from_json(_parse_json(need("config.json"), root / "config.json"))
+    except ConfigError as exc:
+        raise DataError(f"{root / 'config.json'}: {exc}") from exc
+    stats = _parse_json(need("stats.json"), root / "stats.json")
+    images = _parse_json(need("images.json"), root / "images.json")
+    try:
+        n, p = int(stats["images"]), int(stats["entries_per_image"])
+        ks = {t: int(stats["k"][t]) for t in config.types}
+        k_requested = {t: int(stats["k_requested"][t]) for t in config.types}
+        seconds, source = float(stats["build_seconds"]), str(stats["vocab_source"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{root / 'stats.json'} lacks or garbles {exc}: the index is damaged, rebuild it"
+        ) from exc
+    if not isinstance(images, list) or len(images) != n or n < 1:
+        raise DataError(
+            f"{root / 'images.json'} must list the {n} indexed images: the index is damaged, rebuild it"
+        )
+    vocab, means, comps, signatures = {}, {}, {}, {}
+    sig_dtype = np.float16 if config.float16_signatures else np.float32
+    for name in config.types:
+        vocab[name] = array(f"vocab_{name}.npy", np.float32, (ks[name], None))
+        d = vocab[name].shape[1]
+        dim = min(config.signature_dim, d)
+        try:
+            with np.load(io.BytesIO(need(f"pca_{name}.npz")), allow_pickle=False) as npz:
+                means[name], comps[name] = npz["mean"], npz["components"]
+        except (ValueError, KeyError, OSError) as exc:
+            raise DataError(
+                f"{root}/pca_{name}.npz is not a readable PCA ({exc}): rebuild the index"
+            ) from exc
+        _check_shape(root / f"pca_{name}.npz", means[name], np.float32, (d,))
+        _check_shape(root / f"pca_{name}.npz", comps[name], np.float32, (dim, d))
+        signatures[name] = array(f"signatures_{name}.npy", sig_dtype, (n, dim))
+    ids = array("postings_ids.npy", np.uint32, (n * p,))
+    if config.mode == "1d":
+        keys = np.arange(ks[config.types[0]], dtype=np.int64)
+    else:
+        keys = array("postings_cells.npy", np.int64, (None,))
+        if keys.size and (
+            np.any(np.diff(keys) <= 0) or keys[0] < 0 or keys[-1] >= ks[config.types[0]] * ks[config.types[1]]
+        ):
+            raise DataError(
+                f"{root}/postings_cells.npy is not a sorted list of valid cells: rebuild the index"
+            )
+    offsets = array("postings_offsets.npy", np.int64, (keys.size + 1,))
+    if offsets[0] != 0 or offsets[-1] != ids.size or np.any(np.diff(offsets) < 0):
+        raise DataError(f"{root}/postings_offsets.npy does not delimit the postings: rebuild the index")
+    entry_list = np.repeat(np.arange(keys.size), np.diff(offsets))
+    unsorted = (entry_list[1:] == entry_list[:-1]) & (ids[1:] < ids[:-1])
+    if (ids.size and ids.max() >= n) or np.any(np.bincount(ids, minlength=n) != p) or np.any(unsorted):
+        raise DataError(
+            f"{root}/postings_ids.npy does not hold {p} sorted entries per image: rebuild the index"
+        )
+    models = IndexModels.from_arrays(vocab, means, comps, k_requested, source)
+    data = Collection.create(Postings.from_arrays(keys, offsets, ids, n), signatures, images)
+    return config, models, data, seconds
+
+
+def _check_shape(path: Path, arr: np.ndarray, dtype, shape: tuple) -> None:
+    """``shape`` may hold None for a free dimension."""
+    ok = arr.dtype == dtype and arr.ndim == len(shape)
+    ok = ok and all(want is None or got == want for got, want in zip(arr.shape, shape))
+    if not ok:
+        want = tuple("*" if s is None else s for s in shape)
+        raise DataError(
+            f"{path} holds {arr.dtype} {arr.shape}, expected {np.dtype(dtype)} {want}: rebuild the index"
+        )
