@@ -160,7 +160,7 @@ def test_bad_queries_fail_or_skip(built, tmp_path, capsys):
     rc, _, err = run_main(["retrieve", "search", "--index", str(idx), good, bad], capsys)
     one_line_error(rc, err, f"cannot read image {bad}")
     rc, _, err = run_main(["retrieve", "search", "--index", str(idx), str(tmp_path)], capsys)
-    one_line_error(rc, err, "holds no image files")
+    one_line_error(rc, err, "holds no image files (searched recursively)")
     argv = ["retrieve", "search", "--index", str(idx), good, bad, "--on-bad-file", "skip", "--json"]
     with single_thread():
         rc, out, err = run_main(argv, capsys)

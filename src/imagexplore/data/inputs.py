@@ -22,7 +22,12 @@ def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths.extend(list_images(p))
+            found = list_images(p)
+            if not found:
+                raise DataError(
+                    f"no images found in {p}: the folder holds no image files (searched recursively)"
+                )
+            paths.extend(found)
         elif p.exists():
             paths.append(p)
         else:

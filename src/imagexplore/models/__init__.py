@@ -122,4 +122,6 @@ def create_from_config(cfg, num_classes: int, in_chans: int = 3) -> nn.Module:
     """The model of an experiment config's `model:` section: its registry name and kwargs, with num_classes and
     in_chans from the config when set, else from the data (the classification and segmentation builders)."""
     m = cfg.model
-    return create(m.name, num_classes=m.num_classes or num_classes, in_chans=m.in_chans or in_chans, **m.kwargs)
+    return create(
+        m.name, num_classes=m.num_classes or num_classes, in_chans=m.in_chans or in_chans, **m.kwargs
+    )
