@@ -276,6 +276,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list | tuple):
             raise bad
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list in YAML/JSON
+        if not isinstance(value, list | tuple):
+            raise bad
+        return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             raise bad
@@ -344,6 +348,13 @@ def from_dict(cls, data: dict[str, Any], prefix: str = ""):
         )
     kwargs = {k: _coerce(v, types_[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def check_fields(obj, prefix: str = "") -> None:
+    """Check a dataclass built in code (not read from a file) against its annotations — types and `Range`s —
+    so the API refuses what a config file would, with the same one-line message."""
+    for name, tp in _fields(type(obj)).items():
+        _coerce(getattr(obj, name), tp, prefix + name)
 
 
 def to_dict(cfg) -> dict[str, Any]:
