@@ -135,3 +135,14 @@ def test_retrieval_rows_label_edit_rank_and_score(tmp_path):
     assert rows[2][1].label == "#1 · 12.3 · ✓ correct"
     assert [c.label for c in rows[3][1:3]] == ["#1 · 0.750 · ✗ wrong", "#2 · 0.500 · ✓ correct"]
     assert rows[3][1].image == db[4]
+
+
+def test_report_copies_images_from_outside_its_folder(tmp_path):
+    outside = _png(tmp_path / "photos" / "astronaut.png")
+    report = Report("t", tmp_path / "report")
+    (tmp_path / "report").mkdir()
+    report.grid([[Cell(outside, "astronaut.png")]], ["input photo"])
+    report.image(outside)
+    html = report.write().read_text()
+    copies = list((tmp_path / "report" / "report_files").glob("astronaut_*.png"))
+    assert len(copies) == 1 and f'src="report_files/{copies[0].name}"' in html

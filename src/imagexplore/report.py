@@ -123,7 +123,19 @@ class Report:
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
     def _src(self, path: str | Path) -> str:
-        return html.escape(Path(path).resolve().relative_to(self.out_dir.resolve()).as_posix())
+        """The link to an image: relative to the report; an image outside its folder (an input photo) is copied
+        into ``report_files/`` first, so the folder stands alone."""
+        path, root = Path(path).resolve(), self.out_dir.resolve()
+        if not path.is_relative_to(root):
+            import hashlib
+            import shutil
+
+            tag = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+            copy = root / "report_files" / f"{path.stem}_{tag}{path.suffix}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+            path = copy
+        return html.escape(path.relative_to(root).as_posix())
 
     def image(self, path: str | Path, caption: str = "", width: int | None = None) -> None:
         w = f' width="{width}"' if width else ""
