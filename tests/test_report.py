@@ -88,6 +88,7 @@ def test_report_table_and_grid_html(tmp_path):
     html = report.write().read_text()
     assert "<th>top-1 accuracy</th>" in html and "<td>97.8%</td>" in html
     assert "<td>1,250</td>" in html and "<td>0.123</td>" in html and "0.123456" not in html
+    assert '<td class="text">cfn</td>' in html  # words left-aligned, numbers right
     for header in ("input", "ground truth", "prediction"):
         assert f"<th>{header}</th>" in html
     assert '<img src="g/a.png" style="height:100px">' in html
@@ -120,7 +121,7 @@ def test_retrieval_rows_label_edit_rank_and_score(tmp_path):
     assert _pick_queries(bench) == [0, 2, 1, 3]  # one query per edit, in EDIT_LABELS order, then shapes views
 
     results = [
-        (np.array([0, 1]), np.array([0.91234, 0.0512])),
+        (np.array([0, 1]), np.array([0.91234, 0.0000512])),
         (np.array([0]), np.array([0.4])),
         (np.array([1]), np.array([12.3456])),
         (np.array([2, 4, 3]), np.array([1.0, 0.75, 0.5])),  # 2 is the query itself: junk
@@ -129,7 +130,7 @@ def test_retrieval_rows_label_edit_rank_and_score(tmp_path):
     assert all(len(r) == 6 for r in rows)
     assert rows[0][0].label == "astronaut: crop (half the area)" and rows[0][0].border
     assert rows[0][1].label == "#1 · 0.912 · ✓ correct" and rows[0][1].image == db[0]
-    assert rows[0][2].label == "#2 · 0.0512 · ✗ wrong" and rows[0][1].border != rows[0][2].border
+    assert rows[0][2].label == "#2 · < 0.001 · ✗ wrong" and rows[0][1].border != rows[0][2].border
     assert rows[0][3].image is None and rows[0][3].label == "no more results" and rows[0][4].label == ""
     assert rows[1][1].label == "#1 · 0.400 · ✗ wrong"
     assert rows[2][1].label == "#1 · 12.3 · ✓ correct"

@@ -346,11 +346,8 @@ def _result_rows(bench, picks: list[int], results: list[tuple[np.ndarray, np.nda
         for rank, (i, score) in enumerate(kept, 1):
             ok = i in positives
             mark = "✓ correct" if ok else "✗ wrong"
-            row.append(
-                Cell(
-                    bench.images[i], f"#{rank} · {fmt_number(score)} · {mark}", "#28aa3c" if ok else "#d22828"
-                )
-            )
+            shown = fmt_number(score) if score >= 0.001 else "< 0.001"  # not 0.00000552
+            row.append(Cell(bench.images[i], f"#{rank} · {shown} · {mark}", "#28aa3c" if ok else "#d22828"))
         row += [Cell(None, "no more results" if k == len(kept) else "") for k in range(len(kept), 5)]
         rows.append(row)
     return rows

@@ -116,10 +116,7 @@ class Report:
             return
         columns = columns or list(rows[0])
         head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-            for r in rows
-        )
+        body = "".join("<tr>" + "".join(_td(_fmt(r.get(c, ""))) for c in columns) + "</tr>" for r in rows)
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
     def _src(self, path: str | Path) -> str:
@@ -175,7 +172,7 @@ class Report:
             "pre{background:#f6f6f6;padding:0.6em}img{image-rendering:pixelated;max-width:100%}"
             "table.grid{margin:0.5em 0}table.grid td,table.grid th{text-align:center;vertical-align:top;padding:3px}"
             "table.grid td{font-size:0.8em;color:#333}table.grid img{display:block;margin:0 auto 2px;max-width:none}"
-            "td:first-child,th:first-child{text-align:left}table.grid td:first-child{text-align:center}"
+            "td.text,th{text-align:left}"
         )
         doc = (
             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
@@ -184,6 +181,12 @@ class Report:
         path = self.out_dir / name
         path.write_text(doc)
         return path
+
+
+def _td(text: str) -> str:
+    """A table cell: numbers ("97.8%", "2,104 B", "176.5 s") right-aligned, words left-aligned."""
+    numeric = bool(text) and (text[0].isdigit() or text[0] in "-−<—")
+    return f"<td>{html.escape(text)}</td>" if numeric else f'<td class="text">{html.escape(text)}</td>'
 
 
 def _fmt(v) -> str:
