@@ -67,6 +67,17 @@ def add_on_bad_file(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_no_progress(p: argparse.ArgumentParser) -> None:
+    """`--no-progress`, the one spelling on every command that shows progress bars."""
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress bars (default: shown unless --json)",
+    )
+
+
 def shared_flags(p: argparse.ArgumentParser, *, training: bool = False) -> None:
     """--device and --json everywhere; --seed/--workers/--batch-size for training commands."""
     p.add_argument(
@@ -74,13 +85,7 @@ def shared_flags(p: argparse.ArgumentParser, *, training: bool = False) -> None:
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     if not training:  # training commands get --progress/--no-progress from add_train_arguments
-        p.add_argument(
-            "--no-progress",
-            dest="progress",
-            action="store_false",
-            default=None,
-            help="no progress bars (default: shown unless --json)",
-        )
+        add_no_progress(p)
     if training:
         p.add_argument("--seed", type=int, default=None, help="random seed (train.seed)")
         p.add_argument("--workers", type=int, default=None, help="data-loading processes (data.workers)")

@@ -8,6 +8,7 @@ import sys
 
 from imagexplore.clitools import (
     POSITIVE_INT,
+    add_no_progress,
     add_on_bad_file,
     add_train_arguments,
     check_out_dir,
@@ -16,6 +17,7 @@ from imagexplore.clitools import (
     predict_summary,
     run_train_command,
     shared_flags,
+    show_progress,
 )
 from imagexplore.edges.tiling import DEFAULT_TILE, MIN_TILE
 
@@ -120,6 +122,7 @@ def add_commands(sub) -> None:
     )
     _benchmark_flags(p, nms_default=False)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_no_progress(p)
 
 
 def _print_result(res, as_json: bool) -> None:
@@ -162,7 +165,7 @@ def run(args) -> int | None:
             max_dist=args.max_dist,
             device=eval_device(args),
             out_dir=check_out_dir(args.out) if args.out is not None else None,
-            progress=not args.json,
+            progress=show_progress(args),
             tile=args.tile,
         )
         _print_result(res, args.json)
@@ -178,7 +181,7 @@ def run(args) -> int | None:
             pretrained=args.pretrained,
             device=eval_device(args),
             nms=args.nms,
-            progress=not args.json,
+            progress=show_progress(args),
             on_bad_file=args.on_bad_file,
             tile=args.tile,
         )
@@ -201,7 +204,7 @@ def run(args) -> int | None:
             nms=args.nms,
             max_dist=0.0075 if args.max_dist is None else args.max_dist,
             workers=args.workers,
-            progress=not args.json,
+            progress=show_progress(args),
             strict=args.strict,
         )
         if args.plot:

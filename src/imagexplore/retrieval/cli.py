@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from imagexplore.clitools import POSITIVE_INT, add_on_bad_file, int_range
+from imagexplore.clitools import POSITIVE_INT, add_no_progress, add_on_bad_file, int_range, show_progress
 from imagexplore.errors import ConfigError, DataError
 from imagexplore.retrieval.options import (
     DATASETS,
@@ -75,6 +75,7 @@ def add_commands(sub) -> None:
     )
     _on_bad_file(p, "skip", "images")
     p.add_argument("--json", action="store_true", help="print one JSON line per rank")
+    add_no_progress(p)
 
     p = rsub.add_parser(
         "build", help="index a folder of images (recursively), or extracted features, into OUT"
@@ -115,6 +116,7 @@ def add_commands(sub) -> None:
     )
     _on_bad_file(p, "skip", "images of --images")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_no_progress(p)
 
     p = rsub.add_parser("merge", help="join shard indexes that share vocabularies into one index (exact)")
     p.add_argument(
@@ -211,6 +213,7 @@ def _add_eval_parser(rsub) -> None:
     _on_bad_file(p, "skip", "database images")
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_no_progress(p)
 
 
 def run(args) -> int | None:
@@ -240,7 +243,7 @@ def _extract(args) -> int:
         weights=args.weights,
         batch_size=args.batch_size,
         device=args.device,
-        progress=not args.json,
+        progress=show_progress(args),
         on_bad_file=args.on_bad_file,
     )
     if args.json:  # one line per rank: the ranks of a torchrun share this stdout
@@ -294,7 +297,7 @@ def _build(args) -> int:
         config = args.config
     if args.features is not None:
         index = Index.build_from_features(
-            args.features, config, vocab_from=vocab_from, progress=not args.json
+            args.features, config, vocab_from=vocab_from, progress=show_progress(args)
         )
     else:
         from imagexplore.retrieval.distributed import resolve_device
@@ -305,7 +308,7 @@ def _build(args) -> int:
             config,
             backbone=args.backbone,
             weights=args.weights,
-            progress=not args.json,
+            progress=show_progress(args),
             vocab_from=vocab_from,
             batch_size=args.batch_size,
             device=device,
@@ -436,7 +439,7 @@ def _eval(args) -> int:
         distractors=args.distractors,
         batch_size=args.batch_size,
         device=eval_device(args),
-        progress=not args.json,
+        progress=show_progress(args),
         on_bad_file=args.on_bad_file,
     )
     if "target" in exp:
