@@ -133,7 +133,7 @@ def test_a_classification_checkpoint_is_refused(tmp_path, capsys):
     capsys.readouterr()
     rc = main(["edges", "predict", "--checkpoint", str(run / "checkpoints" / "last.pt"), str(_photo(tmp_path / "a.png")), "--out", str(tmp_path / "o")])  # fmt: skip
     assert rc == 2
-    assert "not an edge-detection checkpoint" in capsys.readouterr().err
+    assert "was trained by the classify task, not edges" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("config", ["bsds_hed", "bsds_rds_canny", "bsds_fcfn"])
