@@ -285,7 +285,7 @@ def _local_entries(roots: list[Path]) -> list[DatasetInfo]:
             "procedural shapes world: every task's ground truth, generated on the fly",
             None,
             "built in (imagexplore.data.shapes)",
-            "part of imagexplore (Apache-2.0)",
+            "part of imagexplore (MIT)",
             always=True,
         )
     ]
