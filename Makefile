@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev demo test lint format bench data gpu-check clean
+.PHONY: install install-dev demo test lint format bench data gpu-check clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,9 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run_all.py
 
 # Optional real data (ASSETS.md): Debian packages, installed when root, otherwise the commands are printed.
-DATA_PACKAGES := dataset-fashion-mnist opencv-doc tuxpaint-stamps-default
+# chromium: the real browser of the explorer's page test and of `make screenshots` (Playwright drives it;
+# nothing downloads a browser).
+DATA_PACKAGES := dataset-fashion-mnist opencv-doc tuxpaint-stamps-default chromium
 data:
 	@if [ "$$(id -u)" = "0" ]; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DATA_PACKAGES); \
@@ -69,3 +71,7 @@ clean:
 GPU_PYTHON ?= python3
 gpu-check:
 	PYTHONPATH=src $(GPU_PYTHON) bench/gpu_check.py
+
+# The explorer's page in headless Chromium (Debian's, from `make data`) → docs/img/explorer.png for the README.
+screenshots: $(VENV)/.installed-dev
+	$(BIN)/python -m imagexplore.web.browser --out docs/img/explorer.png

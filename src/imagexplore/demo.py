@@ -353,6 +353,27 @@ def _result_rows(bench, picks: list[int], results: list[tuple[np.ndarray, np.nda
     return rows
 
 
+# `make screenshots` writes it; found beside the sources (a checkout or an editable install)
+EXPLORER_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "explorer.png"
+
+
+def _explorer(report: Report) -> None:
+    report.heading("Explore it in a browser")
+    report.text(
+        "The same models on one page: upload, drop or paste a photo and get its ImageNet classes, its HED edge "
+        "map (raw and thinned, with a threshold slider), a segmentation overlay when a segmentation checkpoint "
+        "is given, and the most similar images of a collection (DeepIndex); or browse the collection. Start it "
+        "with the command below (add --collection DIR for your own photos, --checkpoint RUN for a trained "
+        "model), then open the page."
+    )
+    report.code("imagexplore serve                # then open http://127.0.0.1:8000/  (API docs: /docs)")
+    report.link("Once it runs: ", "http://127.0.0.1:8000/", "http://127.0.0.1:8000/", " (docs/serve.md).")
+    if EXPLORER_SCREENSHOT.is_file():
+        report.image(
+            EXPLORER_SCREENSHOT, "the explorer after uploading scikit-image's chelsea.png", width=900
+        )
+
+
 def run_demo(out: str | Path = "demo_out", quick: bool = False, device: str = "auto") -> Path:
     from imagexplore.data.preview import preview_shapes
 
@@ -381,6 +402,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False, device: str = "a
         "edges": _edges(report, out, quick, device),
         "retrieval": _retrieval(report, out, quick, device),
     }
+    _explorer(report)
     results["seconds"] = round(time.time() - t0, 1)
     report.text(f"Demo finished in {fmt_seconds(results['seconds'])}.")
     (out / "demo.json").write_text(json.dumps(results, indent=2))

@@ -108,6 +108,11 @@ class Report:
     def text(self, text: str) -> None:
         self.parts.append(f"<p>{html.escape(text)}</p>")
 
+    def link(self, lead: str, text: str, href: str, tail: str = "") -> None:
+        """A paragraph ``lead <a href>text</a> tail``."""
+        a = f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
+        self.parts.append(f"<p>{html.escape(lead)}{a}{html.escape(tail)}</p>")
+
     def code(self, text: str) -> None:
         self.parts.append(f"<pre>{html.escape(text)}</pre>")
 

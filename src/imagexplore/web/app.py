@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class Settings:
     """What `imagexplore serve` was started with (every field has the command's default)."""
 
-    collection: str | Path | None = None  # a folder of images (recursive); default: scikit-image's photos
+    collection: str | Path | None = None  # a folder of images (recursive); default: the demo's photos
     index: str | Path | None = None  # an existing DeepIndex directory (`imagexplore retrieve build`)
     checkpoints: list[str] = field(default_factory=list)  # classify / segment / edges checkpoints
     token: str | None = None  # required on every /api call when set

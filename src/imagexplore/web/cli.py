@@ -24,7 +24,7 @@ def add_commands(sub) -> None:
         "--collection",
         default=None,
         metavar="DIR",
-        help="folder of images to browse and search (recursive; default: scikit-image's bundled photos)",
+        help="folder of images to browse and search (recursive; default: scikit-image's photos plus Debian opencv-doc's when installed)",
     )
     p.add_argument(
         "--index",
@@ -68,6 +68,13 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="device (default: CUDA if present)"
+    )
+    p.add_argument(
+        "--graceful-timeout",
+        type=int_range(0),
+        default=30,
+        metavar="S",
+        help="on SIGINT/SIGTERM, seconds the requests in flight may take to finish (default 30)",
     )
     add_no_progress(p)
 
@@ -129,5 +136,7 @@ def run(args) -> int:
         f"[serve] imagexplore explorer on http://{shown}:{args.port}{suffix}  (API docs: /docs)",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=args.graceful_timeout
+    )
     return 0

@@ -158,9 +158,10 @@ class Hub:
         elif s.index is not None:
             files = []  # the index's own images, added when it loads
         else:
-            from imagexplore.data.assets import skimage_photos
+            from imagexplore.retrieval.querysets import photo_sources
 
-            files = skimage_photos()  # used in place: scikit-image ships them
+            # the demo's photos, used in place: scikit-image's, plus Debian opencv-doc's when installed
+            files = photo_sources()
         if not files and s.index is None:
             self.models["similar"] = Model("none", False, "the collection has no images")
         return files

@@ -3,6 +3,8 @@ JSON key or a query parameter). A query by id searches with that collection imag
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Request
 
 from imagexplore.web.routes.common import IMAGE_BODY, Timer, hub, int_field, request_image
@@ -18,13 +20,20 @@ def similar(h, img, k: int) -> list[dict]:
         ident = h.collection.id_of(path)
         if ident is None:  # cannot happen for the index of the collection; never expose a path
             continue
-        results.append({"id": ident, "score": round(float(score), 6), "url": f"/api/image/{ident}"})
+        results.append(
+            {
+                "id": ident,
+                "name": Path(path).name,
+                "score": round(float(score), 6),
+                "url": f"/api/image/{ident}",
+            }
+        )
     return results
 
 
 @router.post("/api/similar", openapi_extra=IMAGE_BODY, summary="similar images of the collection")
 async def similar_route(request: Request) -> dict:
-    """`{"results": [{"id", "score", "url": "/api/image/<id>"}], "ms"}`, best first."""
+    """`{"results": [{"id", "name", "score", "url": "/api/image/<id>"}], "ms"}`, best first."""
     h = hub(request)
     t = Timer()
     img, _, extra = await request_image(request)
