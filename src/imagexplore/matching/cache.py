@@ -120,8 +120,9 @@ def extract_features(
 ) -> Path:
     """Encode every image and caption of ``caption_set`` into the cache folder ``out_dir``; returns it.
 
-    A complete folder of the same run (same content and encoders) is returned as it is; a partial one is
-    resumed from its ``progress.json``; a folder of another run is refused. With ``shard`` only that rank's
+    A complete folder of the same run (same content and encoders) is returned as it is, a complete folder of
+    another run is refused; a partial one of the same run (and ``batch_size``) is resumed from its
+    ``progress.json``, a partial one of another run is started over. With ``shard`` only that rank's
     rows are extracted (see the module docstring) and the path of the merged cache is returned once every
     shard is complete, else the shard's own folder.
     """
@@ -148,6 +149,7 @@ def extract_features(
         "text_kind": text_encoder.kind,
         "batch_size": batch_size,
     }
+    sh = _resolve_shard(shard)
     done = _complete_key(out)
     if done is not None:
         if done != key:
@@ -155,7 +157,6 @@ def extract_features(
                 f"{out} holds features of another caption set or encoder: extract into an empty folder"
             )
         return out
-    sh = _resolve_shard(shard)
     if sh is None:
         _extract_into(out, items, caption_set, image_encoder, text_encoder, None, batch_size, progress)
         return out
