@@ -23,6 +23,7 @@ _MODEL_MODULES = (
     "imagexplore.classification.cfn",
     "imagexplore.segmentation.models",
     "imagexplore.edges.models",
+    "imagexplore.matching.models",
 )
 
 
