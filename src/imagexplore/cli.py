@@ -20,6 +20,7 @@ TASK_CLIS = (
     "imagexplore.segmentation.cli",
     "imagexplore.edges.cli",
     "imagexplore.retrieval.cli",
+    "imagexplore.matching.cli",
     "imagexplore.web.cli",
 )
 

@@ -458,10 +458,17 @@ def builtin_config_dir() -> Path:
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """A config path as given, or relative to the shipped configs ('classify/x.yaml' or 'configs/classify/x.yaml')."""
+    """A config path as given, or relative to the shipped configs ('classify/x.yaml' or 'configs/classify/x.yaml'),
+    or a shipped config's bare name ('shapes_rrf_quick', when one task folder holds it)."""
     p = Path(path)
     if p.is_file():
         return p
     rel = Path(*p.parts[1:]) if p.parts and p.parts[0] == "configs" else p
     shipped = builtin_config_dir() / rel
-    return shipped if shipped.is_file() else p
+    if shipped.is_file():
+        return shipped
+    if len(p.parts) == 1:
+        found = sorted(builtin_config_dir().glob(f"*/{p.name.removesuffix('.yaml')}.yaml"))
+        if len(found) == 1:
+            return found[0]
+    return p

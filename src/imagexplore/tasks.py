@@ -159,3 +159,19 @@ register_task(
         },
     )
 )
+register_task(
+    TaskSpec(
+        name="match",
+        description="chapter 5: image-text matching (RRF-Net, bi-rank loss)",
+        train="imagexplore.matching.train:train",
+        build_datasets="imagexplore.matching.train:build_datasets",
+        build_model="imagexplore.matching.train:build_model",
+        task_class="imagexplore.matching.task:MatchingTask",
+        best_metric="val/rsum",
+        model_needs_meta=True,
+        sections={
+            "loss": "imagexplore.matching.task:MatchLossConfig",
+            "evaluation": "imagexplore.matching.task:MatchEvaluationConfig",
+        },
+    )
+)

@@ -587,7 +587,7 @@ def read_tuxpaint(
 _NS_DC = "http://purl.org/dc/elements/1.1/"
 _NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 MAX_SVG_BYTES = 32 * 2**20
-_SVG_PARSER_VERSION = 1
+_SVG_PARSER_VERSION = 2  # 2: pixel counts recorded
 
 
 class _Done(Exception):
@@ -668,6 +668,19 @@ def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
     return Path(base)
 
 
+def _png_pixels(path: Path) -> int:
+    """Width × height from the PNG's header (nothing decoded); 0 when unreadable."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.width * im.height
+    except (OSError, Image.DecompressionBombError):
+        return 0
+
+
 def _openclipart_index(root: Path, cache_dir: str | os.PathLike | None) -> dict:
     """Every drawing's metadata and PNG content hash, parsed once and cached by the package's file list."""
     png_root, svg_root = root / "png", root / "svg"
@@ -705,7 +718,7 @@ def _openclipart_index(root: Path, cache_dir: str | os.PathLike | None) -> dict:
                 meta = {"title": "", "keywords": [], "description": ""}
                 skipped.append([rel, str(exc)])
         digest = hashlib.sha1(p.read_bytes()).hexdigest()
-        drawings.append({"rel": rel, "png_sha1": digest, **meta})
+        drawings.append({"rel": rel, "png_sha1": digest, "pixels": _png_pixels(p), **meta})
     index = {
         "root": str(root),
         "drawings": drawings,
@@ -758,7 +771,8 @@ def read_openclipart(
     description, when non-empty. Label: the top-level category folder. About a quarter of the PNGs are
     byte-identical copies filed under several categories; each content appears ONCE (its first path in sorted
     order gives the file and label; the captions of all copies are pooled, duplicates removed), so no image is
-    on both sides of a split. Drawings without any text are skipped.
+    on both sides of a split. Drawings without any text are skipped, and so are the 16 PNGs over Pillow's
+    pixel limit (posters of ~168 megapixels, 0.5 GB each to decode).
 
     The split is fixed and machine-independent: the distinct drawings sorted by the SHA-1 of their PNG bytes,
     the first ``test_size`` (1,000) are ``test``, the next ``val_size`` (500) ``val``, the rest ``train``
@@ -775,6 +789,9 @@ def read_openclipart(
     groups: dict[str, dict] = {}
     skipped = [tuple(s) for s in index["skipped"]]
     for d in index["drawings"]:  # sorted by path: the first copy of a content names it
+        if not 0 < d["pixels"] <= Image.MAX_IMAGE_PIXELS:  # 16 posters of ~168 MP: 0.5 GB each to decode
+            skipped.append((d["rel"], f"{d['pixels']} pixels: unreadable or over Pillow's limit"))
+            continue
         g = groups.setdefault(
             d["png_sha1"], {"rel": d["rel"], "title": [], "keywords": [], "description": []}
         )

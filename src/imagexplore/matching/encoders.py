@@ -519,6 +519,11 @@ class GRUTextEncoder(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- builders
+# Frozen encoders are loaded once per process and shared (a model load and a weights hash cost seconds);
+# they hold no state that changes, so several users (the Matcher, the cache, the serve workers) can share one.
+_LOADED: dict[tuple, Encoder] = {}
+
+
 def image_encoder(
     name: str = "lite0", weights=None, device: str | torch.device = "cpu", l2: bool = False, **opts
 ) -> Encoder:
@@ -535,12 +540,20 @@ def image_encoder(
         return PrecomputedEncoder(features, "image")
     if opts:
         raise ConfigError(f"image encoder {name!r}: unknown option(s) {sorted(opts)}")
+    key = ("image", name, str(weights), str(device), bool(l2), workers)
+    if key in _LOADED:
+        return _LOADED[key]
     if name in ("lite0", "efficientnet-lite0"):
-        return _lite0(weights, device, l2, workers)
-    if name.startswith("timm:"):
-        return _timm(name.removeprefix("timm:"), weights, device, l2, workers)
-    if name == "resnet152":
-        return _resnet152(weights, device, l2, workers)
+        enc = _lite0(weights, device, l2, workers)
+    elif name.startswith("timm:"):
+        enc = _timm(name.removeprefix("timm:"), weights, device, l2, workers)
+    elif name == "resnet152":
+        enc = _resnet152(weights, device, l2, workers)
+    else:
+        enc = None
+    if enc is not None:
+        _LOADED[key] = enc
+        return enc
     raise ConfigError(f"unknown image encoder {name!r}: choose from {', '.join(IMAGE_ENCODERS)}")
 
 
@@ -550,7 +563,10 @@ def text_encoder(name: str = "minilm", device: str | torch.device = "cpu", **opt
     if name == "minilm":
         if opts:
             raise ConfigError(f"text encoder 'minilm': unknown option(s) {sorted(opts)}")
-        return MiniLMEncoder(device)
+        key = ("text", "minilm", str(device))
+        if key not in _LOADED:
+            _LOADED[key] = MiniLMEncoder(device)
+        return _LOADED[key]
     if name == "precomputed":
         if set(opts) != {"features"}:
             raise ConfigError("text encoder 'precomputed' takes features=PATH (a .npy, one row per caption)")

@@ -26,8 +26,9 @@ from imagexplore.web.uploads import RequestError
 if TYPE_CHECKING:
     from imagexplore.web.app import Settings
 
-PANELS = ("classify", "edges", "segment", "similar")
-CHECKPOINT_PANELS = {"classify": "classify", "segment": "segment", "edges": "edges"}  # task → panel
+PANELS = ("classify", "edges", "segment", "similar", "text")
+# task → panel
+CHECKPOINT_PANELS = {"classify": "classify", "segment": "segment", "edges": "edges", "match": "text"}
 DEFAULT_CLASSIFIER = "efficientnet-lite0 (ImageNet, bundled)"
 DEFAULT_EDGES = "hed-bsds500"
 RETRY_AFTER_S = 2
@@ -115,6 +116,7 @@ class Hub:
             "edges": self._edges_model(),
             "segment": self._segment_model(),
             "similar": self._similar_model(),
+            "text": self._text_model(),
         }
         self.collection = Collection(self._collection_files())
         self._index_lock = threading.Lock()
@@ -155,6 +157,12 @@ class Hub:
             return Model(f"DeepIndex {Path(self.settings.index).name}", True)
         return Model("DeepIndex of the collection (efficientnet-lite0)", True)
 
+    def _text_model(self) -> Model:
+        ck = self.checkpoints.get("text")
+        if ck is None:
+            return Model("none", False, "start with --checkpoint of a match run (imagexplore match train)")
+        return Model(_checkpoint_name(ck), True)
+
     def _collection_files(self) -> list[Path]:
         from imagexplore.data.images import list_images
 
@@ -172,6 +180,8 @@ class Hub:
             files = photo_sources()
         if not files and s.index is None:
             self.models["similar"] = Model("none", False, "the collection has no images")
+            if self.models["text"].available:
+                self.models["text"] = Model("none", False, "the collection has no images")
         return files
 
     def health(self) -> dict:
@@ -233,6 +243,35 @@ class Hub:
         print(f"[serve] index ready: {len(index)} images", file=sys.stderr)
         return index
 
+    # ------------------------------------------------------------------------------------------------- text
+    def text_index(self):
+        """(Matcher, MatchIndex of the collection, caption pool): the match checkpoint's index of the collection
+        (cached, keyed by the collection and the checkpoint's sha256) and the captions an image is matched
+        against — the test split of the caption set the checkpoint was trained on."""
+        return self.get("text", self._load_text)
+
+    def _load_text(self):
+        from imagexplore.matching.index import MatchIndex, file_sha256
+        from imagexplore.matching.matcher import Matcher
+
+        s = self.settings
+        matcher = Matcher.load(self.checkpoints["text"], device=s.device)
+        key = hashlib.sha256(f"{self.index_dir().name}\0{file_sha256(matcher.checkpoint)}".encode())
+        dest = cache_root(s) / "match_index" / key.hexdigest()[:16]
+        index = None
+        if (dest / "format.json").is_file():
+            try:
+                index = MatchIndex.load(dest, matcher=matcher)
+            except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, said once
+                print(f"[serve] cached text index {dest} unreadable ({exc}); rebuilding", file=sys.stderr)
+        if index is None:
+            n = len(self.collection)
+            print(
+                f"[serve] embedding {n} images for text search (once; cached in {dest}) ...", file=sys.stderr
+            )
+            index = MatchIndex.build(matcher, self.collection.paths, out=dest, progress=s.progress)
+        return matcher, index, CaptionPool(matcher)
+
     # ------------------------------------------------------------------------------------------------- pool
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the worker pool, awaited; `Busy` when workers and queue are all taken."""
@@ -248,6 +287,35 @@ class Hub:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class CaptionPool:
+    """The captions an image is matched against in the text panel: the test split of the caption set the
+    checkpoint was trained on (its reader options as trained), embedded once, on first use."""
+
+    def __init__(self, matcher):
+        self.matcher = matcher
+        self._lock = threading.Lock()
+        self._captions: list[str] | None = None
+        self._emb = None
+
+    def get(self):
+        with self._lock:
+            if self._captions is None:
+                from imagexplore.matching.data import read_caption_set
+                from imagexplore.matching.train import options_for_split
+
+                meta, cfg = self.matcher.meta, self.matcher.cfg
+                root = cfg.data.root if cfg is not None else None
+                try:
+                    options = options_for_split(meta.get("reader_options") or {}, "test")
+                    cs = read_caption_set(meta["dataset"], root=root, split="test", **options)
+                    captions = list(dict.fromkeys(cs.captions))  # each distinct caption once
+                except UserError as exc:
+                    raise RequestError(503, f"no captions to match against: {exc}") from None
+                self._emb = self.matcher.encode_text(captions)
+                self._captions = captions
+            return self._captions, self._emb
 
 
 def _checkpoints_by_panel(checkpoints) -> dict[str, str]:

@@ -7,4 +7,5 @@ ROUTE_MODULES = (
     "imagexplore.web.routes.edges",
     "imagexplore.web.routes.segment",
     "imagexplore.web.routes.similar",
+    "imagexplore.web.routes.text",
 )

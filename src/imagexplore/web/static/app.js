@@ -20,10 +20,12 @@ function buildPanels(health) {
     const model = health.models[panel.name]?.name || "";
     const time = h("span", { class: "time", "data-testid": "time" });
     const body = h("div", { class: "panel-body" }, h("p", { class: "hint" }, "waiting for an image"));
+    const controls = panel.init ? panel.init(body, { api, apiUrl, postImage, query }) : null;
     const card = h(
       "section",
       { class: "card panel", id: `panel-${panel.name}`, "data-testid": `panel-${panel.name}`, "data-state": "idle" },
       h("h2", {}, panel.title, h("span", { class: "model" }, model), time),
+      controls,
       body,
     );
     $("panels").append(card);

@@ -1,0 +1,138 @@
+"""`imagexplore match train`: a caption set's cached features (extracted once, by content) → RRF-Net (or the plain
+two-branch net, T = 0) with the bi-rank or a VSE++ loss, on the shared engine.
+
+A match config's `data:` names the caption set (`data.name`: karpathy | precomputed | caption-folder | shapes |
+tuxpaint | openclipart, `data.root`) and, in `data.options`, the feature encoders — `image_encoder` (default
+lite0), `text_encoder` (default minilm), their options `image_options` / `text_options`, `train_split` (default
+train), `cache` (a folder for the feature caches; default `$IMAGEXPLORE_CACHE/match`, else
+~/.cache/imagexplore/match) — and any reader option (e.g. shapes' `num_images`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from imagexplore import models
+from imagexplore.config import ExperimentConfig
+from imagexplore.engine import Trainer, seed_everything
+from imagexplore.engine.trainer import resume_path
+from imagexplore.errors import ConfigError
+from imagexplore.matching.task import MatchingTask, PairFeatures
+from imagexplore.tasks import bind_config, get_task
+
+MATCH_KEYS = (
+    "image_encoder",
+    "text_encoder",
+    "image_options",
+    "text_options",
+    "train_split",
+    "cache",
+    "sampler",
+)
+DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER = "lite0", "minilm"
+
+
+def cache_root(options: dict[str, Any] | None = None) -> Path:
+    given = (options or {}).get("cache")
+    if given:
+        return Path(given)
+    env = os.environ.get("IMAGEXPLORE_CACHE")
+    return (Path(env) if env else Path.home() / ".cache" / "imagexplore") / "match"
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the matching keys of data.options, the rest: the reader's options)."""
+    mine = {k: v for k, v in options.items() if k in MATCH_KEYS}
+    return mine, {k: v for k, v in options.items() if k not in MATCH_KEYS}
+
+
+def encoders_from_options(mine: dict[str, Any]):
+    from imagexplore.matching.encoders import image_encoder, text_encoder
+
+    return (
+        image_encoder(
+            mine.get("image_encoder", DEFAULT_IMAGE_ENCODER), **dict(mine.get("image_options") or {})
+        ),
+        text_encoder(mine.get("text_encoder", DEFAULT_TEXT_ENCODER), **dict(mine.get("text_options") or {})),
+    )
+
+
+def options_for_split(options: dict[str, Any], split: str) -> dict[str, Any]:
+    """Reader options with per-split values resolved: `num_images: {train: 1000, val: 100}` gives the split's
+    own value (an option keyed by split names that lacks this split is left out: the reader's default)."""
+    out = {}
+    for key, value in options.items():
+        if (
+            isinstance(value, dict)
+            and value
+            and set(value) <= {"train", "val", "test", "all"}
+            and key != "split_sizes"
+        ):
+            if split in value:
+                out[key] = value[split]
+        else:
+            out[key] = value
+    return out
+
+
+def split_features(name, root, split, reader_options, image_enc, text_enc, cache: Path, progress=True):
+    """The FeatureCache of one split of a caption set, extracted once (keyed by its items and encoders)."""
+    from imagexplore.matching.cache import cached_features
+    from imagexplore.matching.data import read_caption_set
+
+    captions = read_caption_set(name, root=root, split=split, **options_for_split(reader_options, split))
+    if len(captions) == 0:
+        raise ConfigError(f"data: the {split} split of {name} has no captions")
+    return cached_features(captions, image_enc, text_enc, cache, progress=progress)
+
+
+def build_datasets(cfg: ExperimentConfig, progress: bool = True):
+    d = cfg.data
+    mine, reader = split_options(dict(d.options))
+    image_enc, text_enc = encoders_from_options(mine)
+    cache = cache_root(mine)
+    train_cache = split_features(
+        d.name, d.root, mine.get("train_split", "train"), reader, image_enc, text_enc, cache, progress
+    )
+    val_cache = split_features(d.name, d.root, d.val_split, reader, image_enc, text_enc, cache, progress)
+    return PairFeatures(train_cache), PairFeatures(val_cache)
+
+
+def build_model(
+    cfg: ExperimentConfig, num_classes: int = 0, in_chans: int = 0, *, for_checkpoint=None, dims=None
+):
+    """cfg.model (default rrf_net) for features of `dims` = (image_dim, text_dim), or of the dims a checkpoint's
+    meta records (`for_checkpoint`)."""
+    if for_checkpoint is not None:
+        dims = (for_checkpoint["image_dim"], for_checkpoint["text_dim"])
+    if dims is None:
+        raise ValueError("build_model needs the feature dims")
+    name = cfg.model.name if cfg.model.name != "simple_cnn" else "rrf_net"
+    return models.create(name, image_dim=int(dims[0]), text_dim=int(dims[1]), **cfg.model.kwargs)
+
+
+def train(
+    cfg: ExperimentConfig, run_dir: str | Path, resume: bool | str = False, show_progress=None
+) -> dict[str, Any]:
+    bind_config(cfg, "match")  # a config of another task is refused; val/rsum picks the best checkpoint
+    spec = get_task("match")
+    loss_fn = spec.section(cfg, "loss").build()
+    evaluation = spec.section(cfg, "evaluation")
+    resume_from = resume_path(run_dir, resume)  # checked before any feature is extracted
+    train_set, val_set = build_datasets(cfg, progress=show_progress is not False)
+    seed_everything(cfg.train.seed)  # before the model exists: its initial weights depend on the seed alone
+    model = build_model(cfg, dims=(train_set.image_dim, train_set.text_dim))
+    mine, reader = split_options(dict(cfg.data.options))
+    meta = {
+        "dataset": cfg.data.name,
+        "image_dim": train_set.image_dim,
+        "text_dim": train_set.text_dim,
+        "image_encoder": train_set.cache.image_spec,
+        "text_encoder": train_set.cache.text_spec,
+        "reader_options": reader,
+        "batch_size": cfg.data.batch_size,
+    }
+    task = MatchingTask(loss_fn, meta, evaluation.chunk, sampler=mine.get("sampler", "shuffle"))
+    trainer = Trainer(cfg, model, task, train_set, val_set, run_dir, show_progress=show_progress)
+    return trainer.fit(resume=resume_from or False)
