@@ -251,7 +251,35 @@ RETRIEVE = [
 ]
 
 
-@pytest.mark.parametrize("cmd, expected", GENERAL + CLASSIFY + EDGES + RETRIEVE)
+MATCH = [
+    (
+        "match eval --checkpoint {ckpt}",
+        "was trained by the classify task, not match (use imagexplore classify",
+    ),
+    ("match eval --checkpoint {file}", "is not a checkpoint (or not a safe one)"),
+    ("match eval --checkpoint {tmp}/none.pt", "{tmp}/none.pt"),
+    ("match index --checkpoint {ckpt} --images {dir} --out {file}", "--out {file} is a file, not a folder"),
+    ("match index --checkpoint {ckpt} --images {dir} --out {tmp}/mi", "not match"),
+    ("match search --text hello", "--index is required for a text query"),
+    ("match search --index {dir} --text hello", "{dir}/format.json"),
+    ("match search --index {tmp}/none --text hello", "match index {tmp}/none not found"),
+    ("match search --index {dir} --text hello --top 0", "argument --top: must be ≥ 1, got 0"),
+    ("match search --image {img} --captions {file}", "needs --checkpoint"),
+    (
+        "match train --config configs/edges/shapes_rds_quick.yaml",
+        "is for the edges task (imagexplore edges train), not match",
+    ),
+    ("match train --set loss.name=triplet", "loss.name"),
+    ("match train --set loss.alphas=[1,2]", "loss.alphas needs 4 values"),
+    ("match train --set model.kwargs.steps=-1 --set data.name=shapes", "steps"),
+    ("match extract --data nowhere", "unknown caption set 'nowhere'"),
+    ("match extract --data caption-folder", "needs root="),
+    ("match extract --data shapes --image-encoder resnet152", "resnet152"),
+    ("match eval --checkpoint {ckpt} --protocol 3k", "argument --protocol: invalid choice"),
+]
+
+
+@pytest.mark.parametrize("cmd, expected", GENERAL + CLASSIFY + EDGES + RETRIEVE + MATCH)
 def test_bad_input_is_one_line(cmd, expected, places, capsys):
     rc, _, err = run_main(fill(cmd, places), capsys)
     assert_one_line_error(rc, err, expected.format(**places))

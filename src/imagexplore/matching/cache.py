@@ -434,10 +434,12 @@ def cached_features(
     cache_root: str | os.PathLike | None = None,
     batch_size: int = 64,
     progress: bool = True,
-) -> FeatureCache:
+    shard=None,
+) -> FeatureCache | Path:
     """Extract once by content: the cache folder is ``cache_root/<key>`` with key = hash of the set's content
     (images — with their files' sizes and times —, captions, labels) and both encoder specs; a later call
-    with the same content loads it (resuming a partial one). ``cache_root`` defaults to
+    with the same content loads it (resuming a partial one). With ``shard`` (``"env"`` under torchrun) only this
+    rank's rows are extracted; until every shard is done the shard folder's path is returned. ``cache_root`` defaults to
     ``$IMAGEXPLORE_CACHE/match`` (else ``~/.cache/imagexplore/match``)."""
     if cache_root is None:
         base = os.environ.get("IMAGEXPLORE_CACHE") or Path.home() / ".cache" / "imagexplore"
@@ -445,5 +447,7 @@ def cached_features(
     key = run_key(caption_set, image_encoder.spec, text_encoder.spec, stamps=True)
     folder = Path(cache_root) / f"{caption_set.name.replace(':', '_').replace('/', '_') or 'set'}-{key[:16]}"
     if _complete_key(folder) is None:
-        extract_features(caption_set, image_encoder, text_encoder, folder, batch_size, progress)
+        done = extract_features(caption_set, image_encoder, text_encoder, folder, batch_size, progress, shard)
+        if shard is not None and _complete_key(folder) is None:
+            return done  # this rank's shard; the last rank to finish merges them into `folder`
     return FeatureCache.load(folder, verify=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -95,20 +96,27 @@ def _train(args) -> int:
 
 
 def _extract(args) -> int:
+    from imagexplore.matching.data import read_caption_set
+    from imagexplore.matching.encoders import image_encoder, text_encoder
     from imagexplore.matching.train import cache_root, split_features
 
+    for split in args.split:  # the data is checked before any model loads
+        read_caption_set(args.data, root=args.root, split=split)
     image_opts = {"weights": args.image_weights} if args.image_weights else {}
     text_opts = {"features": args.text_features} if args.text_features else {}
-    from imagexplore.matching.encoders import image_encoder, text_encoder
-
     ienc, tenc = image_encoder(args.image_encoder, **image_opts), text_encoder(args.text_encoder, **text_opts)
     root = cache_root({"cache": args.cache})
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    shard = "env" if world > 1 else None  # under torchrun: each rank extracts its rows, the last one merges
     for split in args.split:
-        cache = split_features(args.data, args.root, split, {}, ienc, tenc, root, show_progress(args))
-        print(
-            f"{split}: {len(cache.images)} images, {len(cache.captions)} captions → {cache.root}",
-            file=sys.stderr,
-        )
+        cache = split_features(args.data, args.root, split, {}, ienc, tenc, root, show_progress(args), shard)
+        if isinstance(cache, Path):
+            print(f"{split}: rank {os.environ.get('RANK')} of {world} done → {cache}", file=sys.stderr)
+        else:
+            print(
+                f"{split}: {len(cache.images)} images, {len(cache.captions)} captions → {cache.root}",
+                file=sys.stderr,
+            )
     return 0
 
 

