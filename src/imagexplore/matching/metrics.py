@@ -136,7 +136,10 @@ def _as_members(emb) -> list[Tensor]:
         raise ValueError("an ensemble needs at least one embedding matrix")
     out = []
     for e in members:
-        t = (e if isinstance(e, Tensor) else torch.as_tensor(np.asarray(e))).detach()
+        if not isinstance(e, Tensor):
+            a = np.asarray(e)
+            e = torch.as_tensor(a if a.flags.writeable else a.copy())  # memory-mapped caches are read-only
+        t = e.detach()
         if t.dim() != 2 or not t.dtype.is_floating_point:
             raise ValueError(f"embeddings must be 2-D float matrices, got {tuple(t.shape)} {t.dtype}")
         out.append(t)

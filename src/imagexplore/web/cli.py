@@ -17,7 +17,7 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 def add_commands(sub) -> None:
     p = sub.add_parser(
         "serve",
-        help="the explorer: a web page and JSON API (classify, edges, segment, similar images) on localhost",
+        help="the explorer: a web page and JSON API (classify, edges, segment, similar images, text search) on localhost",
     )
     p.set_defaults(handler=run)
     p.add_argument(
@@ -37,7 +37,7 @@ def add_commands(sub) -> None:
         action="append",
         default=[],
         metavar="C",
-        help="a classify, segment or edges checkpoint (repeatable; its task decides its panel)",
+        help="a classify, segment, edges or match checkpoint (repeatable; its task decides its panel)",
     )
     p.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; others need a token)"
