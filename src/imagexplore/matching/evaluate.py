@@ -46,6 +46,7 @@ def evaluate(
 ) -> dict[str, Any]:
     from imagexplore.matching.matcher import Matcher
     from imagexplore.matching.metrics import coco_1k_folds, embedding_recalls
+    from imagexplore.matching.task import text_inputs
     from imagexplore.matching.train import cache_root, split_features
 
     if protocol not in PROTOCOLS:
@@ -68,7 +69,7 @@ def evaluate(
             caption_image = np.asarray(feats.caption_image, dtype=np.int64)
             num_images = len(feats.images)
         img_parts.append(m.embed_image_features(feats.image_feats))
-        txt_parts.append(m.embed_text_features(feats.text_feats))
+        txt_parts.append(m.embed_text_features(text_inputs(feats)))
     img = np.concatenate(img_parts, axis=1)
     txt = np.concatenate(txt_parts, axis=1)
     if protocol == "1k":

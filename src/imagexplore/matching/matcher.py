@@ -73,7 +73,17 @@ class Matcher:
         return np.concatenate(out) if out else np.zeros((0, self.model_dim), np.float32)
 
     @torch.inference_mode()
-    def embed_text_features(self, feats: np.ndarray, batch: int = 1024) -> np.ndarray:
+    def embed_text_features(self, feats, batch: int = 1024) -> np.ndarray:
+        """Joint-space embeddings of caption features — or, for a GRU model, of (word ids, lengths)."""
+        if isinstance(feats, tuple):
+            ids, lengths = (torch.from_numpy(np.array(a, dtype=np.int64)) for a in feats)
+            out = [
+                self.model.encode_text((ids[i : i + batch].to(self.device), lengths[i : i + batch]))
+                .cpu()
+                .numpy()
+                for i in range(0, len(ids), batch)
+            ]
+            return np.concatenate(out) if out else np.zeros((0, self.model_dim), np.float32)
         feats = np.asarray(feats, dtype=np.float32)
         self._check_width(feats, "text_dim", "text")
         out = [

@@ -51,12 +51,18 @@ class MatchEvaluationConfig:
 
 class PairFeatures(Dataset):
     """Caption-level pairs of a feature cache: item i = (its image's feature, caption i's feature, image id).
-    The features are read into memory once (float32 tensors); the cache stays memory-mapped on disk."""
+    The features are read into memory once (float32 tensors); the cache stays memory-mapped on disk. For a
+    `tokens` cache the caption item is (word ids, length), read by the model's own GRU."""
 
     def __init__(self, cache):
         self.cache = cache
         self.image_feats = torch.from_numpy(np.array(cache.image_feats, dtype=np.float32))
-        self.text_feats = torch.from_numpy(np.array(cache.text_feats, dtype=np.float32))
+        self.tokens = cache.text_kind == "tokens"
+        if self.tokens:
+            self.text_feats = torch.from_numpy(np.array(cache.text_feats, dtype=np.int64))
+            self.text_lengths = torch.from_numpy(np.array(cache.text_lengths, dtype=np.int64))
+        else:
+            self.text_feats = torch.from_numpy(np.array(cache.text_feats, dtype=np.float32))
         self.caption_image = torch.as_tensor(np.asarray(cache.caption_image), dtype=torch.long)
         self.groups = self.caption_image.tolist()  # for a GroupedEpochSampler
 
@@ -65,7 +71,8 @@ class PairFeatures(Dataset):
 
     def __getitem__(self, i):
         j = self.caption_image[i]
-        return self.image_feats[j], self.text_feats[i], j
+        text = (self.text_feats[i], self.text_lengths[i]) if self.tokens else self.text_feats[i]
+        return self.image_feats[j], text, j
 
     @property
     def image_dim(self) -> int:
@@ -73,7 +80,15 @@ class PairFeatures(Dataset):
 
     @property
     def text_dim(self) -> int:
-        return self.text_feats.shape[1]
+        """The caption features' width, or for word ids the vocabulary size."""
+        return int(self.cache.text_spec["dim"]) if self.tokens else self.text_feats.shape[1]
+
+
+def text_inputs(cache):
+    """What a model's text side reads from a FeatureCache: features, or (word ids, lengths)."""
+    if cache.text_kind == "tokens":
+        return np.asarray(cache.text_feats), np.asarray(cache.text_lengths)
+    return cache.text_feats
 
 
 def dedupe_images(img: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:

@@ -10,6 +10,7 @@ train), `cache` (a folder for the feature caches; default `$IMAGEXPLORE_CACHE/ma
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +94,40 @@ def split_features(
 def build_datasets(cfg: ExperimentConfig, progress: bool = True):
     d = cfg.data
     mine, reader = split_options(dict(d.options))
+    train_split = mine.get("train_split", "train")
+    if (
+        mine.get("text_encoder") == "tokens"
+    ):  # a learned GRU: its vocabulary comes from the training captions only
+        from imagexplore.matching.data import read_caption_set
+
+        train_captions = read_caption_set(
+            d.name, root=d.root, split=train_split, **options_for_split(reader, train_split)
+        )
+        mine = mine | {
+            "text_options": dict(mine.get("text_options") or {}) | {"train_captions": train_captions.captions}
+        }
     image_enc, text_enc = encoders_from_options(mine)
     cache = cache_root(mine)
-    train_cache = split_features(
-        d.name, d.root, mine.get("train_split", "train"), reader, image_enc, text_enc, cache, progress
-    )
+    train_cache = split_features(d.name, d.root, train_split, reader, image_enc, text_enc, cache, progress)
     val_cache = split_features(d.name, d.root, d.val_split, reader, image_enc, text_enc, cache, progress)
+    if train_cache.text_kind == "tokens":
+        unk, words = val_cache.unknown_words, val_cache.words
+        print(
+            f"[match] vocabulary: {len(text_enc.vocabulary)} ids from the {len(train_cache.captions)} training "
+            f"captions; {unk} of {words} words of the {d.val_split} captions are unknown ({100 * unk / max(words, 1):.1f} %) → <unk>",
+            file=sys.stderr,
+        )
     return PairFeatures(train_cache), PairFeatures(val_cache)
 
 
 def build_model(
-    cfg: ExperimentConfig, num_classes: int = 0, in_chans: int = 0, *, for_checkpoint=None, dims=None
+    cfg: ExperimentConfig,
+    num_classes: int = 0,
+    in_chans: int = 0,
+    *,
+    for_checkpoint=None,
+    dims=None,
+    text_kind=None,
 ):
     """cfg.model (default rrf_net) for features of `dims` = (image_dim, text_dim), or of the dims a checkpoint's
     meta records (`for_checkpoint`)."""
@@ -112,6 +136,9 @@ def build_model(
     if dims is None:
         raise ValueError("build_model needs the feature dims")
     name = cfg.model.name if cfg.model.name != "simple_cnn" else "rrf_net"
+    tokens = text_kind == "tokens" or (for_checkpoint or {}).get("text_encoder", {}).get("name") == "tokens"
+    if tokens and name == "rrf_net":
+        name = "rrf_gru_net"  # word ids in: the same RRF-Net behind a learned word embedding + GRU
     return models.create(name, image_dim=int(dims[0]), text_dim=int(dims[1]), **cfg.model.kwargs)
 
 
@@ -123,12 +150,14 @@ def train(
     loss_fn = spec.section(cfg, "loss").build()
     evaluation = spec.section(cfg, "evaluation")
     resume_from = resume_path(run_dir, resume)  # checked before any feature is extracted
-    build_model(
-        cfg, dims=(1, 1)
-    )  # the model's options too (a tiny stand-in: the real dims come with the data)
+    # the model's options are checked now too, on a tiny stand-in (the real dims come with the data)
+    planned_kind = "tokens" if cfg.data.options.get("text_encoder") == "tokens" else None
+    build_model(cfg, dims=(1, 4), text_kind=planned_kind)
     train_set, val_set = build_datasets(cfg, progress=show_progress is not False)
     seed_everything(cfg.train.seed)  # before the model exists: its initial weights depend on the seed alone
-    model = build_model(cfg, dims=(train_set.image_dim, train_set.text_dim))
+    model = build_model(
+        cfg, dims=(train_set.image_dim, train_set.text_dim), text_kind=train_set.cache.text_kind
+    )
     mine, reader = split_options(dict(cfg.data.options))
     meta = {
         "dataset": cfg.data.name,
