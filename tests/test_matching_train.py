@@ -251,3 +251,40 @@ def test_explorer_text_panel(runs, env, tmp_path):
         r = c.post("/api/captions", json={"id": ident, "k": 3})
         assert r.status_code == 200, r.text
         assert len(r.json()["captions"]) == 3  # among the shapes test captions the checkpoint trained with
+
+
+def test_explorer_text_panel_in_a_real_browser(runs, env, tmp_path):
+    """The page's text box: type a sentence, see the collection's images; an upload shows its captions."""
+    from pathlib import Path
+
+    from imagexplore.web.browser import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (make data installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from imagexplore.web.app import Settings
+    from imagexplore.web.background import serve_in_background
+    from imagexplore.web.browser import launch_chromium
+
+    photos = skimage_photos()[:3]
+    for p in photos:
+        shutil.copy(p, tmp_path / p.name)
+    settings = Settings(collection=tmp_path, checkpoints=[str(runs[0])], cache_dir=env, progress=False)
+    with serve_in_background(settings) as url, sync_api.sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.is_visible("#panel-text")
+        page.fill("[data-testid='text-query']", "a red circle")
+        page.press("[data-testid='text-query']", "Enter")
+        page.wait_for_selector("[data-testid='text-grid'] figure", timeout=120_000)
+        assert page.locator("[data-testid='text-grid'] figure").count() == 3
+        page.set_input_files("#file", str(photos[0]))
+        page.wait_for_selector("#panel-text[data-state='done']", timeout=180_000)
+        assert page.locator("[data-testid='captions'] li").count() == 5
+        page.screenshot(path=str(tmp_path / "text_panel.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
