@@ -99,3 +99,15 @@ def test_ranges_are_declared_once_and_checked_on_load():
         assert message in str(e.value)
     with pytest.raises(ConfigError, match="'train.accumulate' must be ≥ 1; got 0"):
         load_config(None, ["train.accumulate=0"])
+
+
+def test_config_by_bare_name():
+    """A shipped config by its bare name: the command's task folder first; a name two folders hold is refused."""
+    from imagexplore.config import builtin_config_dir, resolve_config_path
+    from imagexplore.errors import ConfigError
+
+    assert resolve_config_path("shapes_rrf_quick") == builtin_config_dir() / "match" / "shapes_rrf_quick.yaml"
+    assert resolve_config_path("shapes_plain_quick", "match").parent.name == "match"
+    assert resolve_config_path("shapes_plain_quick", "classify").parent.name == "classify"
+    with pytest.raises(ConfigError, match="ambiguous: give classify/shapes_plain_quick.yaml or match/"):
+        resolve_config_path("shapes_plain_quick")

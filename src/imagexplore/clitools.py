@@ -190,11 +190,14 @@ def run_train_command(args, task: str) -> int:
     the task's train(cfg, run_dir, ...) → summary.
 
     Under torchrun only rank 0 prints, and workers leave through `distributed.shutdown_and_exit`."""
-    from imagexplore.config import load_config
+    from imagexplore.config import load_config, resolve_config_path
     from imagexplore.engine import distributed as dist
     from imagexplore.tasks import bind_config, get_task
 
-    cfg = bind_config(load_config(args.config, args.overrides + flag_overrides(args)), task, args.config)
+    source = (
+        resolve_config_path(args.config, task) if args.config else None
+    )  # a bare name: the task's own first
+    cfg = bind_config(load_config(source, args.overrides + flag_overrides(args)), task, args.config)
     run_dir = run_dir_for(cfg, args)
     summary = get_task(task).load("train")(cfg, run_dir, resume=args.resume, show_progress=args.progress)
     if dist.is_main():

@@ -457,9 +457,10 @@ def builtin_config_dir() -> Path:
     return Path(__file__).parent / "configs"
 
 
-def resolve_config_path(path: str | Path) -> Path:
+def resolve_config_path(path: str | Path, task: str | None = None) -> Path:
     """A config path as given, or relative to the shipped configs ('classify/x.yaml' or 'configs/classify/x.yaml'),
-    or a shipped config's bare name ('shapes_rrf_quick', when one task folder holds it)."""
+    or a shipped config's bare name ('shapes_rrf_quick'): looked for in `task`'s folder first, else in every
+    task folder (a name two folders hold is refused, naming both)."""
     p = Path(path)
     if p.is_file():
         return p
@@ -468,7 +469,13 @@ def resolve_config_path(path: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     if len(p.parts) == 1:
-        found = sorted(builtin_config_dir().glob(f"*/{p.name.removesuffix('.yaml')}.yaml"))
+        stem = p.name.removesuffix(".yaml")
+        if task and (builtin_config_dir() / task / f"{stem}.yaml").is_file():
+            return builtin_config_dir() / task / f"{stem}.yaml"
+        found = sorted(builtin_config_dir().glob(f"*/{stem}.yaml"))
         if len(found) == 1:
             return found[0]
+        if len(found) > 1:
+            names = " or ".join(f"{f.parent.name}/{f.name}" for f in found)
+            raise ConfigError(f"config name {stem!r} is ambiguous: give {names}")
     return p

@@ -333,11 +333,13 @@ def _matching(report: Report, out: Path, quick: bool, device: str) -> dict:
         ("RRF-Net T = 3", "shapes_rrf_quick"),
     ):
         print(f"[demo] matching: training {name}")
-        cfg = load_config(name, common)
-        run = _fresh(out / "runs" / name)
+        cfg = load_config(f"match/{name}.yaml", common)
+        run = _fresh(
+            out / "runs" / name.replace("shapes_", "shapes_match_")
+        )  # the classifier has shapes_plain_quick
         train(cfg, run, show_progress=False)
         matchers[label] = Matcher.load(run)
-    mine, reader = split_options(dict(load_config("shapes_rrf_quick", common).data.options))
+    mine, reader = split_options(dict(load_config("match/shapes_rrf_quick.yaml", common).data.options))
     ienc, tenc = encoders_from_options(mine)
     test = split_features(
         "shapes", None, "test", options_for_split(reader, "test"), ienc, tenc, cache_root(), False
