@@ -12,10 +12,10 @@ from imagexplore.matching import data as md
 from imagexplore.matching.data import (
     CaptionSet,
     load_image,
-    parse_svg_metadata,
     precomputed_image_features,
     read_caption_set,
 )
+from imagexplore.matching.openclipart import parse_svg_metadata
 
 
 def _img(path: Path, colour=(200, 30, 30), size=(40, 30)) -> Path:

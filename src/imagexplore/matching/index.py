@@ -33,11 +33,10 @@ FORMAT_VERSION = 1
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The full sha256 of a checkpoint file (the encoders' helper, untruncated)."""
+    from imagexplore.matching.encoders import file_sha256 as sha
+
+    return sha(path, prefix=None)
 
 
 class MatchIndex:
