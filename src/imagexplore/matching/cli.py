@@ -17,7 +17,10 @@ from imagexplore.clitools import (
 )
 from imagexplore.errors import UserError
 
-READERS = "karpathy | precomputed | caption-folder | shapes | tuxpaint | openclipart"
+READERS = (
+    "karpathy | precomputed | caption-folder | shapes | tuxpaint | openclipart | cub | flowers | food101 | "
+    "pascal-sentences"
+)
 
 
 def add_commands(sub) -> None:

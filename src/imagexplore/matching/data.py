@@ -14,6 +14,11 @@ Readers (`read_caption_set(name, root, split, **options)` dispatches on the name
 - ``shapes``: the generated shapes world, 5 captions per scene (`ShapesCaptions`).
 - ``tuxpaint``: the Debian ``tuxpaint-stamps-default`` stamps, caption = the English line of the stamp's .txt.
 - ``openclipart``: the Debian ``openclipart-png`` + ``openclipart-svg`` drawings, captions from the SVG metadata.
+- ``cub`` / ``flowers``: Reed et al.'s ``text_c10/<class>/<image>.txt`` (10 captions) over CUB-200-2011 /
+  Oxford-102; Reed's zero-shot class split files when present, else a seeded per-class split (`labelled`).
+- ``food101``: UPMC Food-101, ``images/{train,test}/<class>/`` + ``texts/{train,test}_titles.csv`` (`labelled`).
+- ``pascal-sentences``: ``dataset/<class>/`` + ``sentence/<class>/`` (5 sentences), seeded per-class split
+  (`labelled`). These four carry a label per image (ch. 7, joint matching and classification).
 
 `load_image(item)` opens any item of any reader as an RGB Pillow image (shapes keys are rendered).
 """
@@ -39,7 +44,8 @@ from imagexplore.errors import ConfigError, DataError
 
 log = logging.getLogger("imagexplore.data")
 
-READERS = ("karpathy", "precomputed", "caption-folder", "shapes", "tuxpaint", "openclipart")
+LABELLED = ("cub", "flowers", "food101", "pascal-sentences")  # in `imagexplore.matching.labelled`
+READERS = ("karpathy", "precomputed", "caption-folder", "shapes", "tuxpaint", "openclipart", *LABELLED)
 SPLITS = ("train", "val", "test")
 TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
 OPENCLIPART = Path("/usr/share/openclipart")
@@ -589,6 +595,12 @@ def _openclipart_reader():
     return read_openclipart
 
 
+def _labelled_readers() -> dict:
+    from imagexplore.matching.labelled import READERS as labelled  # its own module; it imports this one
+
+    return labelled
+
+
 def read_caption_set(
     name: str, root: str | os.PathLike | None = None, split: str = "test", **options
 ) -> CaptionSet:
@@ -600,10 +612,11 @@ def read_caption_set(
         "shapes": read_shapes,
         "tuxpaint": read_tuxpaint,
         "openclipart": _openclipart_reader(),
+        **_labelled_readers(),
     }
     if name not in readers:
         raise ConfigError(f"unknown caption set {name!r}: choose from {', '.join(READERS)}")
-    if name in ("precomputed", "caption-folder") and root is None:
+    if name in ("precomputed", "caption-folder", *LABELLED) and root is None:
         raise ConfigError(f"caption set {name!r} needs root= the folder holding it")
     import inspect
 
