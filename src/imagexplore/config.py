@@ -176,6 +176,8 @@ class StageConfig:
     unit: Literal["iterations", "epochs"] = "iterations"
     freeze: list[str] = field(default_factory=list)  # regexes of parameter names
     optimizers: list[str] | None = None  # None = all
+    # the task's loss terms reweighted in this stage (JMC: {match: 0, cls: 1}); a term left out keeps its weight
+    loss_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -102,6 +102,10 @@ class Task:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+    def enter_stage(self, stage) -> None:
+        """Called when training enters a `train.stages` entry (a `StageConfig`; None before the first one or
+        without stages), also on resume: a task whose loss terms change by stage reads `stage.loss_weights`."""
+
     def after_evaluation(
         self, model: nn.Module, metrics: dict[str, float], run_dir: Path, iteration: int, tensorboard
     ) -> None:
@@ -361,6 +365,7 @@ class Trainer:
         self.active = [
             n for n in self.optimizers if stage is None or stage.optimizers is None or n in stage.optimizers
         ]
+        self.task.enter_stage(stage)
         for name in self.active:
             if not any(self.owner.get(p) == name and p not in self.frozen for p in self.params):
                 where = f"in stage '{stage.name or index}'" if stage else "with train.freeze"

@@ -25,7 +25,7 @@ READERS = (
 
 def add_commands(sub) -> None:
     m = sub.add_parser(
-        "match", help="chapters 5: image–text matching (RRF-Net, bi-rank loss), text → image search"
+        "match", help="chapters 5–7: image–text matching (RRF-Net, CycleMatch, JMC), text → image search"
     )
     m.set_defaults(handler=run)
     msub = m.add_subparsers(dest="cmd", metavar="SUBCOMMAND")
@@ -45,7 +45,9 @@ def add_commands(sub) -> None:
     p.add_argument("--cache", default=None, help="cache folder (default: $IMAGEXPLORE_CACHE/match)")
     add_no_progress(p)
 
-    p = msub.add_parser("train", help="train an RRF-Net (or the plain two-branch net) from a config")
+    p = msub.add_parser(
+        "train", help="train a matching model from a config (RRF-Net, plain, CycleMatch, JMC)"
+    )
     add_train_arguments(p)
 
     p = msub.add_parser("eval", help="R@1/5/10 both ways, median/mean rank, R@sum (an ensemble if several)")
@@ -60,6 +62,15 @@ def add_commands(sub) -> None:
         choices=["all", "1k", "5k"],
         default="all",
         help="all (default) | 1k (COCO 5 folds) | 5k",
+    )
+    p.add_argument(
+        "--fusion",
+        default=None,
+        choices=["latent", "dual", "reconstructed", "average", "adaptive", "fitted"],
+        help="CycleMatch late fusion of its three similarity spaces (default adaptive); refused for other models",
+    )
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="adaptive fusion: softmax temperature (default 1)"
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     add_no_progress(p)
@@ -80,6 +91,15 @@ def add_commands(sub) -> None:
     p.add_argument("--captions", default=None, help="caption file (one per line) for --image")
     p.add_argument("--checkpoint", default=None, help="the model (default: the one the index remembers)")
     p.add_argument("--top", type=POSITIVE_INT, default=5, help="results per query (default 5)")
+    p.add_argument(
+        "--fusion",
+        default=None,
+        choices=["latent", "dual", "reconstructed", "average", "adaptive", "fitted"],
+        help="CycleMatch late fusion of its three similarity spaces (default adaptive); refused for other models",
+    )
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="adaptive fusion: softmax temperature (default 1)"
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -133,6 +153,8 @@ def _eval(args) -> int:
         split=args.split,
         protocol=args.protocol,
         progress=show_progress(args),
+        fusion=args.fusion,
+        temperature=args.temperature,
     )
     if args.json:
         print(json.dumps(out))
@@ -149,6 +171,12 @@ def _eval(args) -> int:
         f"medr {out['t2i_medr']:.0f}  meanr {out['t2i_meanr']:.1f}"
     )
     print(f"R@sum {out['rsum']:.1f}")
+    if "fusion" in out:
+        w = out.get("fusion_weights")
+        print(f"fusion {out['fusion']}" + (f" (latent, dual, reconstructed weights {w})" if w else ""))
+    for key in ("acc_fused", "acc_image", "acc_text"):
+        if key in out:
+            print(f"classification {key[4:]}: {out[key]:.1f} %")
     if out.get("published_target"):
         print(f"published target (thesis): {out['published_target']}")
     return 0
@@ -172,7 +200,13 @@ def _search(args) -> int:
     from imagexplore.matching.index import MatchIndex
     from imagexplore.matching.matcher import Matcher
 
-    matcher = Matcher.load(args.checkpoint) if args.checkpoint else None
+    def load(ck):
+        return Matcher.load(ck, fusion=args.fusion, temperature=args.temperature)
+
+    matcher = load(args.checkpoint) if args.checkpoint else None
+    if matcher is None and args.index and args.fusion:  # the index's own checkpoint, with the asked fusion
+        ck = MatchIndex.load(args.index).meta.get("checkpoint")
+        matcher = load(ck) if ck and Path(ck).is_file() else None
     if args.image and args.captions:
         matcher = matcher or (MatchIndex.load(args.index).matcher if args.index else None)
         if matcher is None:

@@ -176,7 +176,8 @@ class MatchIndex:
         texts = [text] if isinstance(text, str) else list(text)
         if not len(self):
             return [] if isinstance(text, str) else [[] for _ in texts]
-        scores, ids = self._search(self.matcher.encode_text(texts), k)
+        q = self.matcher.fuse_queries(self.matcher.encode_text(texts), self.embeddings)
+        scores, ids = self._search(q, k)
         out = [
             [(self.paths[i], float(s)) for s, i in zip(row_s, row_i) if i >= 0]
             for row_s, row_i in zip(scores, ids)
@@ -187,7 +188,8 @@ class MatchIndex:
         """The `k` images of the index closest to an image in the joint space."""
         if not len(self):
             return []
-        scores, ids = self._search(self.matcher.encode_images([image]), k)
+        q = self.matcher.fuse_queries(self.matcher.encode_images([image]), self.embeddings)
+        scores, ids = self._search(q, k)
         return [(self.paths[i], float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
 
 

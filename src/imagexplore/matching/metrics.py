@@ -223,6 +223,7 @@ def coco_1k_folds(
     fold_size: int = 1000,
     ks: Sequence[int] = (1, 5, 10),
     chunk: int = 2048,
+    recalls=None,
 ) -> dict[str, float]:
     """The COCO-1K protocol: the mean over ``folds`` folds of ``fold_size`` images, the images taken in order
     (fold f = image rows [f·fold_size, (f+1)·fold_size)), each fold with its images' captions only. Returns the
@@ -245,5 +246,8 @@ def coco_1k_folds(
         if not bool(keep.any()):
             raise ValueError(f"fold {f} (images {lo}..{hi - 1}) has no caption")
         # `_joint` of a single pair is the pair itself, so the ensemble scaling is not applied twice
+        if recalls is not None:  # another scoring of one fold (CycleMatch's adaptive fusion)
+            runs.append(recalls(img[lo:hi], txt[keep], (ci[keep] - lo).numpy()))
+            continue
         runs.append(embedding_recalls(img[lo:hi], txt[keep], ci[keep] - lo, ks=ks, chunk=chunk))
     return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}

@@ -86,17 +86,25 @@ class RRFBranch(nn.Module):
         self.fc_out = _fc(dim, dim)
         self.bn_out = nn.BatchNorm1d(dim)
 
-    def hidden_states(self, x: Tensor) -> list[Tensor]:
-        """[h_0, h_1, ..., h_{T+1}] (only h_0 when T = 0)."""
-        h = F.relu(self.bn0(self.fc2(self.drop(F.relu(self.fc1(self.bn_in(x)))))))
+    def project(self, x: Tensor) -> Tensor:
+        """Steps 1–3: the input feature projected to h_0 (B×dim, non-negative). CycleMatch's P(x)."""
+        return F.relu(self.bn0(self.fc2(self.drop(F.relu(self.fc1(self.bn_in(x)))))))
+
+    def hidden_states(self, x: Tensor, projected: bool = False) -> list[Tensor]:
+        """[h_0, h_1, ..., h_{T+1}] (only h_0 when T = 0); `projected`: x is already h_0."""
+        h = x if projected else self.project(x)
         states = [h]
         for t in range(self.steps + 1 if self.steps > 0 else 0):
             h = h + F.relu(self.step_bns[t](self.rec(h)))
             states.append(h)
         return states
 
-    def forward(self, x: Tensor) -> Tensor:
-        states = self.hidden_states(x)
+    def embed(self, h0: Tensor) -> Tensor:
+        """Steps 4–6 from h_0: the L2-normalised embedding (CycleMatch's encoder E applied to a projection)."""
+        return self.forward(h0, projected=True)
+
+    def forward(self, x: Tensor, projected: bool = False) -> Tensor:
+        states = self.hidden_states(x, projected)
         if self.steps == 0:
             f = states[0]
         else:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from imagexplore.config import AtLeastOne, NonNegative
+from imagexplore.config import AtLeastOne, NonNegative, Positive
 from imagexplore.engine.evaluators import GatheringEvaluator
 from imagexplore.engine.trainer import Task
 from imagexplore.errors import ConfigError
@@ -28,6 +28,14 @@ class MatchLossConfig:
     )
     k: Annotated[int, AtLeastOne] = 50  # bi-rank: hardest violators kept per anchor and direction
     alphas: list[float] = field(default_factory=lambda: [1.0, 0.5, 2.0, 1.0])  # bi-rank α1..α4
+    # CycleMatch (ch. 6): L = L_lat + λ_d L_dual + λ_r L_rec, the reconstruction term a ranking or an L1 distance
+    dual_weight: Annotated[float, NonNegative] = 1.0
+    rec_weight: Annotated[float, NonNegative] = 1.0
+    rec_loss: Literal["rank", "l1"] = "rank"
+    # JMC (ch. 7): L = w_match L_match + w_cls (CE_fused + aux_weight (CE_image + CE_text)); stages reweight
+    match_weight: Annotated[float, NonNegative] = 1.0
+    cls_weight: Annotated[float, NonNegative] = 1.0  # λ
+    aux_weight: Annotated[float, NonNegative] = 0.5  # the unimodal auxiliary classifiers (model aux: true)
 
     def build(self):
         from imagexplore.matching.losses import make_loss
@@ -47,6 +55,9 @@ class MatchEvaluationConfig:
     """`evaluation:` of a match config."""
 
     chunk: Annotated[int, AtLeastOne] = 2048  # captions scored at a time (bounded memory)
+    # CycleMatch: the late fusion validation uses (adaptive needs whole rows; average is one dot product)
+    fusion: Literal["latent", "dual", "reconstructed", "average", "adaptive"] = "average"
+    adaptive_temperature: Annotated[float, Positive] = 1.0
 
 
 class PairFeatures(Dataset):
@@ -54,8 +65,15 @@ class PairFeatures(Dataset):
     The features are read into memory once (float32 tensors); the cache stays memory-mapped on disk. For a
     `tokens` cache the caption item is (word ids, length), read by the model's own GRU."""
 
-    def __init__(self, cache):
+    def __init__(self, cache, classes: list[str] | None = None):
         self.cache = cache
+        # with `classes` (JMC) an item also carries its image's class index (-1: no label, or a class unseen
+        # in training)
+        self.classes = classes
+        if classes is not None:
+            index = {c: k for k, c in enumerate(classes)}
+            labels = cache.labels or []
+            self.image_labels = torch.tensor([index.get(v, -1) for v in labels] or [-1] * len(cache.images))
         self.image_feats = torch.from_numpy(np.array(cache.image_feats, dtype=np.float32))
         self.tokens = cache.text_kind == "tokens"
         if self.tokens:
@@ -72,6 +90,8 @@ class PairFeatures(Dataset):
     def __getitem__(self, i):
         j = self.caption_image[i]
         text = (self.text_feats[i], self.text_lengths[i]) if self.tokens else self.text_feats[i]
+        if self.classes is not None:
+            return self.image_feats[j], text, j, self.image_labels[j]
         return self.image_feats[j], text, j
 
     @property
@@ -99,25 +119,80 @@ def dedupe_images(img: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, n
 
 
 class MatchRecall(GatheringEvaluator):
-    """R@1/5/10 image→text and text→image, median and mean rank, R@sum over the whole evaluation split."""
+    """R@1/5/10 image→text and text→image, median and mean rank, R@sum over the whole evaluation split; with
+    `adaptive` = (space dims, temperature), CycleMatch's adaptive late fusion; given logits and labels (JMC),
+    the accuracy of each kind of input as `acc_<kind>` (images counted once, captions once each)."""
 
-    def __init__(self, chunk: int = 2048):
-        self.chunk = chunk
+    def __init__(self, chunk: int = 2048, adaptive=None):
+        self.chunk, self.adaptive = chunk, adaptive
         self.reset()
 
-    def update(self, img: torch.Tensor, txt: torch.Tensor, image_ids: torch.Tensor) -> None:
-        self.keep(img=img.float(), txt=txt.float(), ids=image_ids.long())
+    def update(self, img, txt, image_ids, logits: dict | None = None, labels=None) -> None:
+        kept = {"img": img.float(), "txt": txt.float(), "ids": image_ids.long()}
+        if logits is not None:
+            kept.update({f"pred_{k}": v.argmax(1) for k, v in logits.items()}, label=labels.long())
+        self.keep(**kept)
 
     def _compute_all(self, indices, results):
         from imagexplore.matching.metrics import embedding_recalls
 
         images, caption_image = dedupe_images(results["img"], results["ids"])
-        return embedding_recalls(images, results["txt"], caption_image, chunk=self.chunk)
+        if self.adaptive is not None:
+            from imagexplore.matching.cyclematch import adaptive_recalls
+
+            dims, temperature = self.adaptive
+            out = adaptive_recalls(images, results["txt"], caption_image, dims, temperature, self.chunk)
+        else:
+            out = embedding_recalls(images, results["txt"], caption_image, chunk=self.chunk)
+        if "label" in results:
+            out.update(accuracies(results, caption_image))
+        return out
+
+
+def accuracies(results: dict, caption_image: np.ndarray) -> dict[str, float]:
+    """acc_fused over captions (each caption with its image), acc_text over captions, acc_image over images;
+    labelled items only, in %."""
+    labels = results["label"]
+    first = np.unique(caption_image, return_index=True)[1]
+    out = {}
+    for key, pred in results.items():
+        if not key.startswith("pred_"):
+            continue
+        kind = key[5:]
+        p, y = (pred[first], labels[first]) if kind == "image" else (pred, labels)
+        keep = y >= 0
+        out[f"acc_{kind}"] = (
+            float(100.0 * (p[keep] == y[keep]).double().mean()) if keep.any() else float("nan")
+        )
+    return out
 
 
 class MatchingTask(Task):
-    def __init__(self, loss_fn, meta: dict[str, Any], chunk: int = 2048, sampler: str = "shuffle"):
+    """One task for every matching model: RRF-Net / the plain net (a ranking loss on two embeddings), CycleMatch
+    (its cycle loss) and JMC (ranking + classification, reweighted by stage); the model's `kind` says which."""
+
+    def __init__(
+        self,
+        loss_fn,
+        meta: dict[str, Any],
+        chunk: int = 2048,
+        sampler: str = "shuffle",
+        loss_cfg: MatchLossConfig | None = None,
+        evaluation: MatchEvaluationConfig | None = None,
+    ):
         self.loss_fn, self.meta, self.chunk, self.sampler = loss_fn, meta, chunk, sampler
+        self.loss_cfg = loss_cfg or MatchLossConfig()
+        self.evaluation = evaluation or MatchEvaluationConfig(chunk=chunk)
+        self.kind = meta.get("kind", "rrf")
+        self.weights = {"match": self.loss_cfg.match_weight, "cls": self.loss_cfg.cls_weight}
+
+    def enter_stage(self, stage) -> None:
+        base = {"match": self.loss_cfg.match_weight, "cls": self.loss_cfg.cls_weight}
+        given = dict(stage.loss_weights) if stage is not None else {}
+        unknown = sorted(set(given) - set(base))
+        if unknown:
+            raise ConfigError(f"train.stages loss_weights: unknown term(s) {unknown}; terms: match, cls")
+        self.weights = base | {k: float(v) for k, v in given.items()}
 
     def build_train_sampler(self, dataset, *, seed: int, rank: int, world_size: int):
         if self.sampler != "grouped":
@@ -129,18 +204,44 @@ class MatchingTask(Task):
         )
 
     def training_step(self, model, batch, optimizer):
-        img, txt, ids = batch
-        a, b = model(img, txt)
-        loss = self.loss_fn(a, b, ids)
-        return loss, {"loss": float(loss.detach())}
+        img, txt, ids = batch[:3]
+        net = getattr(model, "module", model)  # under DDP the wrapper's forward, the model's own methods
+        if self.kind == "cyclematch":
+            from imagexplore.matching.cyclematch import cyclematch_loss
+
+            c = self.loss_cfg
+            loss, logs = cyclematch_loss(
+                net.cycle(img, txt), ids, self.loss_fn, c.dual_weight, c.rec_weight, c.rec_loss
+            )
+        elif self.kind == "jmc":
+            from imagexplore.matching.jmc import jmc_loss
+
+            loss, logs = jmc_loss(
+                net, model(img, txt), batch[3], ids, self.loss_fn, self.weights, self.loss_cfg.aux_weight
+            )
+        else:
+            a, b = model(img, txt)
+            loss, logs = self.loss_fn(a, b, ids), {}
+        return loss, {"loss": float(loss.detach()), **logs}
 
     def evaluators(self):
-        return {"": MatchRecall(self.chunk)}
+        adaptive = None
+        if self.kind == "cyclematch" and self.evaluation.fusion == "adaptive":
+            adaptive = (self.meta["space_dims"], self.evaluation.adaptive_temperature)
+        return {"": MatchRecall(self.chunk, adaptive)}
 
     def evaluation_step(self, model, batch, evaluators):
-        img, txt, ids = batch
+        img, txt, ids = batch[:3]
+        net = getattr(model, "module", model)
+        if self.kind == "cyclematch":
+            from imagexplore.matching.cyclematch import fusion_weights
+
+            net.set_fusion(fusion_weights(self.evaluation.fusion))
         a, b = model(img, txt)
-        evaluators[""].update(a, b, ids)
+        if self.kind == "jmc":
+            evaluators[""].update(a, b, ids, net.logits(a, b), batch[3])
+        else:
+            evaluators[""].update(a, b, ids)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return dict(self.meta)

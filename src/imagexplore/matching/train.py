@@ -133,13 +133,42 @@ def build_model(
     meta records (`for_checkpoint`)."""
     if for_checkpoint is not None:
         dims = (for_checkpoint["image_dim"], for_checkpoint["text_dim"])
+        num_classes = len(for_checkpoint.get("classes") or [])
     if dims is None:
         raise ValueError("build_model needs the feature dims")
     name = cfg.model.name if cfg.model.name != "simple_cnn" else "rrf_net"
     tokens = text_kind == "tokens" or (for_checkpoint or {}).get("text_encoder", {}).get("name") == "tokens"
     if tokens and name == "rrf_net":
         name = "rrf_gru_net"  # word ids in: the same RRF-Net behind a learned word embedding + GRU
-    return models.create(name, image_dim=int(dims[0]), text_dim=int(dims[1]), **cfg.model.kwargs)
+    elif tokens and name != "rrf_gru_net":
+        raise ConfigError(
+            f"model {name}: the learned GRU text encoder (text_encoder: tokens) works with rrf_net only"
+        )
+    kwargs = dict(cfg.model.kwargs)
+    if name == "jmc_net":
+        kwargs["num_classes"] = num_classes
+    return models.create(name, image_dim=int(dims[0]), text_dim=int(dims[1]), **kwargs)
+
+
+def model_kind(cfg: ExperimentConfig) -> str:
+    """rrf (RRF-Net and the plain net), cyclematch or jmc: what the task's loss and evaluation do."""
+    return {"cyclematch_net": "cyclematch", "jmc_net": "jmc"}.get(cfg.model.name, "rrf")
+
+
+def training_classes(cfg: ExperimentConfig, train_set) -> list[str]:
+    """The class names of a JMC run: the training images' labels, sorted; refused when the set has none."""
+    labels = train_set.cache.labels
+    if not labels:
+        raise ConfigError(
+            f"{cfg.model.name} needs class labels, and caption set {cfg.data.name!r} has none (labelled sets: "
+            "openclipart, tuxpaint, shapes, cub, flowers, food101, pascal-sentences, a caption folder of class folders)"
+        )
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ConfigError(
+            f"caption set {cfg.data.name!r}: its training labels have one class ({classes[0]!r}); JMC needs two or more"
+        )
+    return classes
 
 
 def train(
@@ -152,14 +181,23 @@ def train(
     resume_from = resume_path(run_dir, resume)  # checked before any feature is extracted
     # the model's options are checked now too, on a tiny stand-in (the real dims come with the data)
     planned_kind = "tokens" if cfg.data.options.get("text_encoder") == "tokens" else None
-    build_model(cfg, dims=(1, 4), text_kind=planned_kind)
+    kind = model_kind(cfg)
+    build_model(cfg, 2, dims=(1, 4), text_kind=planned_kind)
     train_set, val_set = build_datasets(cfg, progress=show_progress is not False)
+    classes = None
+    if kind == "jmc":  # items carry their image's class; the classes are the training labels
+        classes = training_classes(cfg, train_set)
+        train_set, val_set = PairFeatures(train_set.cache, classes), PairFeatures(val_set.cache, classes)
     seed_everything(cfg.train.seed)  # before the model exists: its initial weights depend on the seed alone
     model = build_model(
-        cfg, dims=(train_set.image_dim, train_set.text_dim), text_kind=train_set.cache.text_kind
+        cfg,
+        len(classes or []),
+        dims=(train_set.image_dim, train_set.text_dim),
+        text_kind=train_set.cache.text_kind,
     )
     mine, reader = split_options(dict(cfg.data.options))
     meta = {
+        "kind": kind,
         "dataset": cfg.data.name,
         "image_dim": train_set.image_dim,
         "text_dim": train_set.text_dim,
@@ -168,6 +206,12 @@ def train(
         "reader_options": reader,
         "batch_size": cfg.data.batch_size,
     }
-    task = MatchingTask(loss_fn, meta, evaluation.chunk, sampler=mine.get("sampler", "shuffle"))
+    if classes is not None:
+        meta["classes"] = classes
+    if kind == "cyclematch":
+        meta["space_dims"] = model.space_dims()
+    task = MatchingTask(
+        loss_fn, meta, evaluation.chunk, mine.get("sampler", "shuffle"), spec.section(cfg, "loss"), evaluation
+    )
     trainer = Trainer(cfg, model, task, train_set, val_set, run_dir, show_progress=show_progress)
     return trainer.fit(resume=resume_from or False)

@@ -24,6 +24,8 @@ _MODEL_MODULES = (
     "imagexplore.segmentation.models",
     "imagexplore.edges.models",
     "imagexplore.matching.models",
+    "imagexplore.matching.cyclematch",
+    "imagexplore.matching.jmc",
 )
 
 

@@ -49,6 +49,7 @@ class Settings:
     cache_dir: str | Path | None = None  # default: $IMAGEXPLORE_CACHE, else ~/.cache/imagexplore (+ /serve)
     max_side: int = 1024  # edges / segment run on the image shrunk to this longer side (0 = as uploaded)
     progress: bool = True  # progress bar while the index is built
+    fusion: str | None = None  # a CycleMatch text checkpoint's late fusion (default: its own, adaptive)
 
     def __post_init__(self):
         for name in ("max_upload_bytes", "workers"):

@@ -58,6 +58,12 @@ def add_commands(sub) -> None:
         metavar="N",
         help="largest upload in MB (default 20)",
     )
+    p.add_argument(
+        "--fusion",
+        default=None,
+        choices=["latent", "dual", "reconstructed", "average", "adaptive", "fitted"],
+        help="the text panel's late fusion for a CycleMatch checkpoint (default adaptive)",
+    )
     p.add_argument("--workers", type=POSITIVE_INT, default=2, help="inference threads (default 2)")
     p.add_argument(
         "--queue",
@@ -109,6 +115,7 @@ def settings_from_args(args):
         collection=args.collection,
         index=args.index,
         checkpoints=list(args.checkpoint),
+        fusion=args.fusion,
         token=token,
         max_upload_bytes=int(args.max_upload_mb * MB),
         workers=args.workers,

@@ -255,7 +255,7 @@ class Hub:
         from imagexplore.matching.matcher import Matcher
 
         s = self.settings
-        matcher = Matcher.load(self.checkpoints["text"], device=s.device)
+        matcher = Matcher.load(self.checkpoints["text"], device=s.device, fusion=s.fusion)
         key = hashlib.sha256(f"{self.index_dir().name}\0{file_sha256(matcher.checkpoint)}".encode())
         dest = cache_root(s) / "match_index" / key.hexdigest()[:16]
         index = None

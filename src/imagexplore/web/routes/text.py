@@ -27,12 +27,21 @@ def search_text(h, text: str, k: int) -> list[dict]:
     return results
 
 
-def captions(h, img, k: int) -> list[dict]:
+def captions(h, img, k: int) -> dict:
+    """The best captions; for a JMC checkpoint also the image's top categories and the category of the image with
+    its best caption (the fused classifier)."""
     matcher, _, pool = h.text_index()
     texts, emb = pool.get()
-    scores = emb @ matcher.encode_images([img])[0]
+    img_emb = matcher.encode_images([img])
+    scores = emb @ matcher.fuse_queries(img_emb, emb)[0]
     order = np.argsort(-scores, kind="stable")[:k]
-    return [{"text": texts[i], "score": round(float(scores[i]), 6)} for i in order]
+    out: dict = {"captions": [{"text": texts[i], "score": round(float(scores[i]), 6)} for i in order]}
+    if matcher.kind == "jmc":
+        out["categories"] = [{"name": c, "p": round(p, 6)} for c, p in matcher.classify_image(img, 3)]
+        fused = matcher.predictions(img_emb, emb[order[:1]]).get("fused")
+        if fused is not None:
+            out["category_with_caption"] = matcher.meta["classes"][int(fused[0])]
+    return out
 
 
 @router.post(
@@ -74,9 +83,10 @@ async def search_text_route(request: Request) -> dict:
 
 @router.post("/api/captions", openapi_extra=IMAGE_BODY, summary="an image → the best captions")
 async def captions_route(request: Request) -> dict:
-    """`{"captions": [{"text", "score"}], "ms"}`, best first, among the checkpoint's test-split captions."""
+    """`{"captions": [{"text", "score"}], "ms"}`, best first, among the checkpoint's test-split captions; a JMC
+    checkpoint adds `categories` [{"name", "p"}] (the image alone) and `category_with_caption`."""
     h = hub(request)
     t = Timer()
     img, _, extra = await request_image(request)
     k = int_field(extra, request, "k", 5, 1, MAX_K)
-    return {"captions": await h.run(captions, h, img, k), "ms": t.ms}
+    return {**await h.run(captions, h, img, k), "ms": t.ms}

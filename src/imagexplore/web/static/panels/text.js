@@ -50,8 +50,22 @@ export default {
   run: (query, ctx) => ctx.postImage("/api/captions", query, { k: 5 }),
   render: (r) =>
     h(
-      "ol",
-      { class: "captions", "data-testid": "captions" },
-      r.captions.map((c) => h("li", {}, h("span", {}, c.text), h("span", { class: "prob" }, c.score.toFixed(3)))),
+      "div",
+      {},
+      h(
+        "ol",
+        { class: "captions", "data-testid": "captions" },
+        r.captions.map((c) => h("li", {}, h("span", {}, c.text), h("span", { class: "prob" }, c.score.toFixed(3)))),
+      ),
+      // a JMC checkpoint also classifies: the image alone, and the image with its best caption
+      r.categories
+        ? h(
+            "p",
+            { class: "hint", "data-testid": "categories" },
+            "category: ",
+            r.categories.map((c) => `${c.name} ${(100 * c.p).toFixed(0)} %`).join(" · "),
+            r.category_with_caption ? ` — with its best caption: ${r.category_with_caption}` : "",
+          )
+        : "",
     ),
 };
