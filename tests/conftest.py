@@ -15,3 +15,10 @@ SHARED = ROOT.parent / "shared"
 @pytest.fixture
 def python_exe():
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def match_feature_cache(tmp_path_factory):
+    """One feature-cache folder for every end-to-end matching test module: the shapes scenes they share are
+    extracted (real Lite0 + MiniLM) once per session, not once per module."""
+    return tmp_path_factory.mktemp("match_cache")

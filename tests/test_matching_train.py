@@ -32,11 +32,10 @@ SHAPES = [
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(match_feature_cache):
     with pytest.MonkeyPatch.context() as mp:
-        cache = tmp_path_factory.mktemp("cache")
-        mp.setenv("IMAGEXPLORE_CACHE", str(cache))
-        yield cache
+        mp.setenv("IMAGEXPLORE_CACHE", str(match_feature_cache))
+        yield match_feature_cache
 
 
 @pytest.fixture(scope="module")

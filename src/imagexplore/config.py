@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -407,6 +408,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], cls=None) -> dic
         path, value = parse_override(text)
         node, node_cls = data, cls
         for i, part in enumerate(path):
+            item = _LIST_ITEM.fullmatch(part)  # `stages[1]`: an entry of a list of sections
+            part, at = (item.group(1), int(item.group(2))) if item else (part, None)
             if isinstance(node_cls, _AnyKeyOf):  # a free key (an optimizer's name); its value is a section
                 node_cls = node_cls.cls
             elif node_cls is not None:
@@ -414,10 +417,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], cls=None) -> dic
                 if part not in types_:
                     where = ".".join(path[:i]) or "<root>"
                     raise ConfigError(
-                        f"unknown config key '{'.'.join(path[: i + 1])}'; valid keys under '{where}': "
+                        f"unknown config key '{'.'.join([*path[:i], part])}'; valid keys under '{where}': "
                         f"{', '.join(types_)}"
                     )
-                node_cls = _section_class(types_[part])
+                tp = types_[part]
+                if at is not None:
+                    args = typing.get_args(tp)
+                    tp = args[0] if typing.get_origin(tp) is list and args else None
+                node_cls = _section_class(tp) if tp is not None else None
+            if at is not None:
+                entries = node.get(part)
+                if not isinstance(entries, list) or not 0 <= at < len(entries):
+                    have = len(entries) if isinstance(entries, list) else 0
+                    raise ConfigError(
+                        f"override {text!r}: '{'.'.join([*path[:i], part])}' has {have} entries; index {at} is not one"
+                    )
+                if i == len(path) - 1:
+                    entries[at] = value
+                    continue
+                node = entries[at]
+                continue
             if i == len(path) - 1:
                 node[part] = value
             else:
@@ -425,6 +444,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], cls=None) -> dic
                     node[part] = {}
                 node = node[part]
     return data
+
+
+_LIST_ITEM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]")
 
 
 def read_yaml_mapping(path: Path, what: str, expected: str) -> dict:
