@@ -97,11 +97,13 @@ class CycleMatchNet(nn.Module):
         fusion: str = "scalar",
         dropout: float = 0.5,
         map_hidden: int = 512,
+        image_stem: nn.Module | None = None,
+        text_stem: nn.Module | None = None,
     ):
         super().__init__()
         kw = dict(hidden=hidden, dim=dim, steps=steps, fusion=fusion, dropout=dropout)
-        self.image_branch = RRFBranch(image_dim, **kw)
-        self.text_branch = RRFBranch(text_dim, **kw)
+        self.image_branch = RRFBranch(image_dim, stem=image_stem, **kw)
+        self.text_branch = RRFBranch(text_dim, stem=text_stem, **kw)
         if isinstance(map_hidden, bool) or not isinstance(map_hidden, int) or map_hidden < 1:
             raise ConfigError(f"CycleMatch: map_hidden must be an integer >= 1, got {map_hidden!r}")
         self.v2t = DualMapping(dim, map_hidden)  # F_{v→t}
@@ -179,10 +181,14 @@ def cyclematch_net(
     fusion: str = "scalar",
     dropout: float = 0.5,
     map_hidden: int = 512,
+    image_stem: nn.Module | None = None,
+    text_stem: nn.Module | None = None,
 ) -> CycleMatchNet:
     """CycleMatch: latent, dual and reconstructed embeddings in two cycle branches (thesis ch. 6, reconstruction).
     `steps` = the RRF steps of each encoder (0: the plain branch)."""
-    return CycleMatchNet(image_dim, text_dim, steps, hidden, dim, fusion, dropout, map_hidden)
+    return CycleMatchNet(
+        image_dim, text_dim, steps, hidden, dim, fusion, dropout, map_hidden, image_stem, text_stem
+    )
 
 
 def cyclematch_loss(

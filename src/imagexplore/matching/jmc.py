@@ -55,6 +55,8 @@ class JMCNet(nn.Module):
         cls_dropout: float = 0.5,
         aux: bool = False,
         classify: str = "fused",
+        image_stem: nn.Module | None = None,
+        text_stem: nn.Module | None = None,
     ):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -66,7 +68,15 @@ class JMCNet(nn.Module):
         if not 0 <= cls_dropout < 1:
             raise ConfigError(f"JMC: cls_dropout must lie in [0, 1), got {cls_dropout!r}")
         self.match = RRFNet(
-            image_dim, text_dim, steps=steps, hidden=hidden, dim=dim, fusion=fusion, dropout=dropout
+            image_dim,
+            text_dim,
+            steps=steps,
+            hidden=hidden,
+            dim=dim,
+            fusion=fusion,
+            dropout=dropout,
+            image_stem=image_stem,
+            text_stem=text_stem,
         )
         self.cls_fusion, self.classify, self.num_classes, self.dim = cls_fusion, classify, num_classes, dim
         if classify == "fused" and cls_fusion in ("local", "concat", "sum"):
@@ -130,6 +140,8 @@ def jmc_net(
     cls_dropout: float = 0.5,
     aux: bool = False,
     classify: str = "fused",
+    image_stem: nn.Module | None = None,
+    text_stem: nn.Module | None = None,
 ) -> JMCNet:
     """Joint matching + classification: the ch. 5 two-branch net and a classifier on its fused embeddings (ch. 7).
     num_classes comes from the training set's labels."""
@@ -147,6 +159,8 @@ def jmc_net(
         cls_dropout=cls_dropout,
         aux=aux,
         classify=classify,
+        image_stem=image_stem,
+        text_stem=text_stem,
     )
 
 

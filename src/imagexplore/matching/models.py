@@ -56,8 +56,13 @@ class RRFBranch(nn.Module):
         steps: int = 3,
         fusion: str = "scalar",
         dropout: float = 0.5,
+        stem: nn.Module | None = None,
     ):
         super().__init__()
+        # a stem learned with the branch turns raw inputs (pixels, word ids) into its input feature
+        self.stem = stem
+        if stem is not None:
+            in_dim = int(stem.out_dim)
         in_dim, hidden, dim = (
             _positive_int(n, v) for n, v in (("in_dim", in_dim), ("hidden", hidden), ("dim", dim))
         )
@@ -88,6 +93,8 @@ class RRFBranch(nn.Module):
 
     def project(self, x: Tensor) -> Tensor:
         """Steps 1–3: the input feature projected to h_0 (B×dim, non-negative). CycleMatch's P(x)."""
+        if self.stem is not None:
+            x = self.stem(x)
         return F.relu(self.bn0(self.fc2(self.drop(F.relu(self.fc1(self.bn_in(x)))))))
 
     def hidden_states(self, x: Tensor, projected: bool = False) -> list[Tensor]:
@@ -127,11 +134,13 @@ class RRFNet(nn.Module):
         dim: int = 512,
         fusion: str = "scalar",
         dropout: float = 0.5,
+        image_stem: nn.Module | None = None,
+        text_stem: nn.Module | None = None,
     ):
         super().__init__()
         kw = dict(hidden=hidden, dim=dim, steps=steps, fusion=fusion, dropout=dropout)
-        self.image_branch = RRFBranch(image_dim, **kw)
-        self.text_branch = RRFBranch(text_dim, **kw)
+        self.image_branch = RRFBranch(image_dim, stem=image_stem, **kw)
+        self.text_branch = RRFBranch(text_dim, stem=text_stem, **kw)
         self.steps, self.dim, self.fusion = steps, dim, fusion
 
     def encode_image(self, x: Tensor) -> Tensor:
@@ -153,9 +162,22 @@ def rrf_net(
     dim: int = 512,
     fusion: str = "scalar",
     dropout: float = 0.5,
+    image_stem: nn.Module | None = None,
+    text_stem: nn.Module | None = None,
 ) -> RRFNet:
-    """RRF-Net: two-branch image-text embedding with recurrent residual fusion, T = steps (thesis ch. 5)."""
-    return RRFNet(image_dim, text_dim, steps=steps, hidden=hidden, dim=dim, fusion=fusion, dropout=dropout)
+    """RRF-Net: two-branch image-text embedding with recurrent residual fusion, T = steps (thesis ch. 5).
+    Stems (a small CNN over pixels, a GRU over word ids) come from the feature encoders, set by the trainer."""
+    return RRFNet(
+        image_dim,
+        text_dim,
+        steps=steps,
+        hidden=hidden,
+        dim=dim,
+        fusion=fusion,
+        dropout=dropout,
+        image_stem=image_stem,
+        text_stem=text_stem,
+    )
 
 
 class GRURRFNet(nn.Module):
