@@ -276,6 +276,14 @@ MATCH = [
     ("match extract --data caption-folder", "needs root="),
     ("match extract --data shapes --image-encoder resnet152", "resnet152"),
     ("match eval --checkpoint {ckpt} --protocol 3k", "argument --protocol: invalid choice"),
+    # chapters 6–7: CycleMatch and JMC options are checked before any feature is extracted
+    ("match eval --checkpoint {ckpt} --fusion median", "argument --fusion: invalid choice"),
+    ("match train --config shapes_cyclematch_quick --set loss.rec_loss=l2", "loss.rec_loss"),
+    ("match train --config shapes_cyclematch_quick --set model.kwargs.map_hidden=0", "map_hidden must be"),
+    ("match train --config shapes_jmc_quick --set model.kwargs.cls_fusion=max", "unknown cls_fusion 'max'"),
+    ("match train --config shapes_jmc_quick --set model.kwargs.classify=audio", "unknown classify 'audio'"),
+    ("match train --config shapes_jmc_quick --set train.stages[7].start=3", "has 3 entries; index 7"),
+    ("match train --config shapes_jmc_quick --set loss.cls_weight=-1", "loss.cls_weight"),
 ]
 
 
