@@ -22,8 +22,8 @@ from imagexplore.matching.evaluate import evaluate
 from imagexplore.matching.matcher import Matcher
 from imagexplore.matching.train import (
     cache_root,
+    config_features,
     encoders_from_options,
-    options_for_split,
     split_features,
     split_options,
     train,
@@ -65,11 +65,8 @@ def main() -> None:
 
     # zero-shot floor on the test split (and on the cross set)
     cfg = load_config(f"{args.data}_rrf_quick")
-    mine, reader = split_options(dict(cfg.data.options))
-    ienc, tenc = encoders_from_options(mine)
-    test = split_features(
-        args.data, cfg.data.root, "test", options_for_split(reader, "test"), ienc, tenc, cache_root()
-    )
+    test = config_features(cfg, "test")
+    ienc, tenc = encoders_from_options(split_options(dict(cfg.data.options))[0])
     results["zero_shot"] = {k: round(v, 2) for k, v in zero_shot_recalls(test).items()}
     if args.cross:
         cross = split_features(args.cross, None, "test", {}, ienc, tenc, cache_root())

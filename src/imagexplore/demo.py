@@ -301,18 +301,24 @@ MATCH_QUERIES = (
 PHOTO_QUERIES = ("a cat", "a cup of coffee", "a rocket on its launch pad", "a man in a space suit")
 
 
+def _text_grid(queries, query_emb, image_emb, paths, k: int = 5) -> list[list[Cell]]:
+    """One row per sentence: the sentence, then its k best images with their cosine scores."""
+    rows = []
+    for q, e in zip(queries, query_emb, strict=True):
+        scores = image_emb @ e
+        order = np.argsort(-scores)[:k]
+        rows.append(
+            [Cell(None, f"“{q}”")]
+            + [Cell(paths[i], f"rank {r + 1}: {scores[i]:.3f}") for r, i in enumerate(order)]
+        )
+    return rows
+
+
 def _matching(report: Report, out: Path, quick: bool, device: str) -> dict:
     from imagexplore.config import load_config
     from imagexplore.matching.evaluate import evaluate
     from imagexplore.matching.matcher import Matcher
-    from imagexplore.matching.train import (
-        cache_root,
-        encoders_from_options,
-        options_for_split,
-        split_features,
-        split_options,
-        train,
-    )
+    from imagexplore.matching.train import config_features, train
     from imagexplore.matching.zeroshot import ZeroShot, zero_shot_recalls
 
     report.heading("Chapter 5 — image–text matching (RRF-Net, bi-rank loss)")
@@ -339,11 +345,7 @@ def _matching(report: Report, out: Path, quick: bool, device: str) -> dict:
         )  # the classifier has shapes_plain_quick
         train(cfg, run, show_progress=False)
         matchers[label] = Matcher.load(run)
-    mine, reader = split_options(dict(load_config("match/shapes_rrf_quick.yaml", common).data.options))
-    ienc, tenc = encoders_from_options(mine)
-    test = split_features(
-        "shapes", None, "test", options_for_split(reader, "test"), ienc, tenc, cache_root(), False
-    )
+    test = config_features(load_config("match/shapes_rrf_quick.yaml", common), "test", progress=False)
     zs = ZeroShot()
     results = {"zero-shot floor (no training)": zero_shot_recalls(test, zs)}
     for label, m in matchers.items():
@@ -374,16 +376,10 @@ def _matching(report: Report, out: Path, quick: bool, device: str) -> dict:
         p = scene_dir / f"scene{i:03d}.png"
         load_image(key).save(p)
         paths.append(p)
-    img = rrf.embed_image_features(test.image_feats)
-    grid = []
-    for q, e in zip(MATCH_QUERIES, rrf.encode_text(MATCH_QUERIES), strict=True):
-        order = np.argsort(-(img @ e))[:5]
-        grid.append(
-            [Cell(None, f"“{q}”")]
-            + [Cell(paths[i], f"rank {r + 1}: {img[i] @ e:.3f}") for r, i in enumerate(order)]
-        )
     report.grid(
-        grid,
+        _text_grid(
+            MATCH_QUERIES, rrf.encode_text(MATCH_QUERIES), rrf.embed_image_features(test.image_feats), paths
+        ),
         ["text query", *(f"rank {k}" for k in range(1, 6))],
         "RRF-Net T = 3 (trained just now): the held-out scenes closest to each sentence, with cosine scores.",
         height=96,
@@ -393,16 +389,8 @@ def _matching(report: Report, out: Path, quick: bool, device: str) -> dict:
 
     photos = photo_sources()
     if photos:
-        pe = zs.encode_images(photos)
-        grid = []
-        for q, e in zip(PHOTO_QUERIES, zs.encode_text(PHOTO_QUERIES), strict=True):
-            order = np.argsort(-(pe @ e))[:5]
-            grid.append(
-                [Cell(None, f"“{q}”")]
-                + [Cell(photos[i], f"rank {r + 1}: {pe[i] @ e:.3f}") for r, i in enumerate(order)]
-            )
         report.grid(
-            grid,
+            _text_grid(PHOTO_QUERIES, zs.encode_text(PHOTO_QUERIES), zs.encode_images(photos), photos),
             ["text query", *(f"rank {k}" for k in range(1, 6))],
             f"Text search over the demo's {len(photos)} photos with the zero-shot embedder (ImageNet classes → "
             "MiniLM; no training). A model trained on Open Clip Art (`make data`, configs/match/"

@@ -123,8 +123,8 @@ def _extract(args) -> int:
     from imagexplore.matching.encoders import image_encoder, text_encoder
     from imagexplore.matching.train import cache_root, split_features
 
-    for split in args.split:  # the data is checked before any model loads
-        read_caption_set(args.data, root=args.root, split=split)
+    # the data is checked before any model loads (and read once)
+    sets = {split: read_caption_set(args.data, root=args.root, split=split) for split in args.split}
     image_opts = {"weights": args.image_weights} if args.image_weights else {}
     text_opts = {"features": args.text_features} if args.text_features else {}
     ienc, tenc = image_encoder(args.image_encoder, **image_opts), text_encoder(args.text_encoder, **text_opts)
@@ -132,7 +132,18 @@ def _extract(args) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     shard = "env" if world > 1 else None  # under torchrun: each rank extracts its rows, the last one merges
     for split in args.split:
-        cache = split_features(args.data, args.root, split, {}, ienc, tenc, root, show_progress(args), shard)
+        cache = split_features(
+            args.data,
+            args.root,
+            split,
+            {},
+            ienc,
+            tenc,
+            root,
+            show_progress(args),
+            shard,
+            captions=sets[split],
+        )
         if isinstance(cache, Path):
             print(f"{split}: rank {os.environ.get('RANK')} of {world} done → {cache}", file=sys.stderr)
         else:

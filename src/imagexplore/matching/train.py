@@ -78,17 +78,36 @@ def options_for_split(options: dict[str, Any], split: str) -> dict[str, Any]:
 
 
 def split_features(
-    name, root, split, reader_options, image_enc, text_enc, cache: Path, progress=True, shard=None
+    name,
+    root,
+    split,
+    reader_options,
+    image_enc,
+    text_enc,
+    cache: Path,
+    progress=True,
+    shard=None,
+    captions=None,
 ):
     """The FeatureCache of one split of a caption set, extracted once (keyed by its items and encoders); with
-    `shard`, this rank's part (a folder path until every rank is done)."""
+    `shard`, this rank's part (a folder path until every rank is done). `captions`: the split, already read."""
     from imagexplore.matching.cache import cached_features
     from imagexplore.matching.data import read_caption_set
 
-    captions = read_caption_set(name, root=root, split=split, **options_for_split(reader_options, split))
+    if captions is None:
+        captions = read_caption_set(name, root=root, split=split, **options_for_split(reader_options, split))
     if len(captions) == 0:
         raise ConfigError(f"data: the {split} split of {name} has no captions")
     return cached_features(captions, image_enc, text_enc, cache, progress=progress, shard=shard)
+
+
+def config_features(cfg: ExperimentConfig, split: str, progress: bool = True):
+    """The FeatureCache of one split of a config's caption set, with the config's encoders (cached by content)."""
+    mine, reader = split_options(dict(cfg.data.options))
+    image_enc, text_enc = encoders_from_options(mine)
+    return split_features(
+        cfg.data.name, cfg.data.root, split, reader, image_enc, text_enc, cache_root(mine), progress
+    )
 
 
 def build_datasets(cfg: ExperimentConfig, progress: bool = True):
