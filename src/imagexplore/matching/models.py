@@ -26,7 +26,7 @@ from torch import Tensor
 from imagexplore.errors import ConfigError
 from imagexplore.models import register_model
 
-__all__ = ["FUSIONS", "GRURRFNet", "RRFBranch", "RRFNet", "rrf_gru_net", "rrf_net"]
+__all__ = ["FUSIONS", "RRFBranch", "RRFNet", "rrf_net"]
 
 FUSIONS = ("scalar", "local")
 INIT_STD = 0.05
@@ -177,63 +177,4 @@ def rrf_net(
         dropout=dropout,
         image_stem=image_stem,
         text_stem=text_stem,
-    )
-
-
-class GRURRFNet(nn.Module):
-    """RRF-Net whose text side reads word ids through a learned word embedding + GRU (`GRUTextEncoder`): the
-    text branch's input is the GRU's sentence vector, trained end to end with the branches. ``text_dim`` is the
-    vocabulary size (the ids of the training captions' `Vocabulary`)."""
-
-    def __init__(
-        self,
-        image_dim: int,
-        vocab_size: int,
-        word_dim: int = 300,
-        gru_hidden: int = 1024,
-        gru_pooling: str = "last",
-        **rrf,
-    ):
-        super().__init__()
-        from imagexplore.matching.encoders import GRUTextEncoder
-
-        self.text_encoder = GRUTextEncoder(vocab_size, word_dim, gru_hidden, pooling=gru_pooling)
-        self.net = RRFNet(image_dim, self.text_encoder.dim, **rrf)
-
-    def encode_image(self, x: Tensor) -> Tensor:
-        return self.net.encode_image(x)
-
-    def encode_text(self, tokens_and_lengths) -> Tensor:
-        tokens, lengths = tokens_and_lengths
-        return self.net.encode_text(self.text_encoder(tokens, lengths))
-
-    def forward(self, image_feats: Tensor, text) -> tuple[Tensor, Tensor]:
-        return self.encode_image(image_feats), self.encode_text(text)
-
-
-@register_model(task="match")
-def rrf_gru_net(
-    image_dim: int,
-    text_dim: int,
-    steps: int = 3,
-    hidden: int = 2048,
-    dim: int = 512,
-    fusion: str = "scalar",
-    dropout: float = 0.5,
-    word_dim: int = 300,
-    gru_hidden: int = 1024,
-    gru_pooling: str = "last",
-) -> GRURRFNet:
-    """RRF-Net with a learned word-embedding + GRU text encoder (text_dim = vocabulary size; `tokens` captions)."""
-    return GRURRFNet(
-        image_dim,
-        text_dim,
-        word_dim,
-        gru_hidden,
-        gru_pooling,
-        steps=steps,
-        hidden=hidden,
-        dim=dim,
-        fusion=fusion,
-        dropout=dropout,
     )

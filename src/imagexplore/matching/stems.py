@@ -85,7 +85,7 @@ def build_stem(kind: str, spec: dict, **options) -> nn.Module | None:
     encoder ``spec`` describes: ``pixels`` → `SmallCNN` (``size`` from the spec; option ``channels``),
     ``tokens`` → `TokenStem` over a `GRUTextEncoder` of the spec's vocabulary size (options ``word_dim`` 300,
     ``gru_hidden`` 1024, ``pooling`` "last", ``num_layers`` 1, ``bidirectional`` False, ``dropout`` 0, as
-    `GRURRFNet`); any other encoder gives fixed features: None (its options are ignored)."""
+    the former `rrf_gru_net`); any other encoder gives fixed features: None (its options are ignored)."""
     if kind not in ("image", "text"):
         raise ConfigError(f"build_stem: kind must be 'image' or 'text', got {kind!r}")
     if not isinstance(spec, dict) or "name" not in spec:

@@ -138,6 +138,26 @@ def build_datasets(cfg: ExperimentConfig, progress: bool = True):
     return PairFeatures(train_cache), PairFeatures(val_cache)
 
 
+# model.kwargs that configure a learned stem (not the model): a GRU over word ids, a small CNN over pixels
+STEM_KEYS = {
+    "image": {"cnn_channels": "channels"},
+    "text": {"word_dim": "word_dim", "gru_hidden": "gru_hidden", "gru_pooling": "pooling"},
+}
+
+
+def planned_specs(cfg: ExperimentConfig) -> tuple[dict, dict]:
+    """Stand-in encoder specs of a config (before any extraction): enough to build its stems at a tiny size."""
+    opts = cfg.data.options
+    image = {
+        "modality": "image",
+        "name": opts.get("image_encoder", DEFAULT_IMAGE_ENCODER),
+        "size": 8,
+        "dim": 1,
+    }
+    text = {"modality": "text", "name": opts.get("text_encoder", DEFAULT_TEXT_ENCODER), "dim": 4}
+    return image, text
+
+
 def build_model(
     cfg: ExperimentConfig,
     num_classes: int = 0,
@@ -145,24 +165,27 @@ def build_model(
     *,
     for_checkpoint=None,
     dims=None,
-    text_kind=None,
+    specs=None,
 ):
-    """cfg.model (default rrf_net) for features of `dims` = (image_dim, text_dim), or of the dims a checkpoint's
-    meta records (`for_checkpoint`)."""
+    """cfg.model (default rrf_net) for features of `dims` = (image_dim, text_dim) from encoders `specs` (a pixels
+    or tokens encoder gets its learned stem inside the branch), or as a checkpoint's meta records them."""
+    from imagexplore.matching.stems import build_stem
+
     if for_checkpoint is not None:
         dims = (for_checkpoint["image_dim"], for_checkpoint["text_dim"])
+        specs = (for_checkpoint["image_encoder"], for_checkpoint["text_encoder"])
         num_classes = len(for_checkpoint.get("classes") or [])
-    if dims is None:
-        raise ValueError("build_model needs the feature dims")
+    if dims is None or specs is None:
+        raise ValueError("build_model needs the feature dims and the encoder specs")
     name = cfg.model.name if cfg.model.name != "simple_cnn" else "rrf_net"
-    tokens = text_kind == "tokens" or (for_checkpoint or {}).get("text_encoder", {}).get("name") == "tokens"
-    if tokens and name == "rrf_net":
-        name = "rrf_gru_net"  # word ids in: the same RRF-Net behind a learned word embedding + GRU
-    elif tokens and name != "rrf_gru_net":
-        raise ConfigError(
-            f"model {name}: the learned GRU text encoder (text_encoder: tokens) works with rrf_net only"
-        )
+    if name == "rrf_gru_net":  # the GRU variant's former name: rrf_net with a tokens stem
+        name = "rrf_net"
     kwargs = dict(cfg.model.kwargs)
+    for side, spec in zip(("image", "text"), specs, strict=True):
+        options = {opt: kwargs.pop(key) for key, opt in STEM_KEYS[side].items() if key in kwargs}
+        stem = build_stem(side, spec, **options)
+        if stem is not None:
+            kwargs[f"{side}_stem"] = stem
     if name == "jmc_net":
         kwargs["num_classes"] = num_classes
     return models.create(name, image_dim=int(dims[0]), text_dim=int(dims[1]), **kwargs)
@@ -198,9 +221,8 @@ def train(
     evaluation = spec.section(cfg, "evaluation")
     resume_from = resume_path(run_dir, resume)  # checked before any feature is extracted
     # the model's options are checked now too, on a tiny stand-in (the real dims come with the data)
-    planned_kind = "tokens" if cfg.data.options.get("text_encoder") == "tokens" else None
     kind = model_kind(cfg)
-    build_model(cfg, 2, dims=(1, 4), text_kind=planned_kind)
+    build_model(cfg, 2, dims=(1, 4), specs=planned_specs(cfg))
     train_set, val_set = build_datasets(cfg, progress=show_progress is not False)
     classes = None
     if kind == "jmc":  # items carry their image's class; the classes are the training labels
@@ -211,7 +233,7 @@ def train(
         cfg,
         len(classes or []),
         dims=(train_set.image_dim, train_set.text_dim),
-        text_kind=train_set.cache.text_kind,
+        specs=(train_set.cache.image_spec, train_set.cache.text_spec),
     )
     mine, reader = split_options(dict(cfg.data.options))
     meta = {
