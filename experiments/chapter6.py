@@ -47,9 +47,12 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+EXTRA: list[str] = []  # --set
+
+
 def trained(config: str, run: Path, overrides: list[str]) -> Path:
     if not (run / "checkpoints" / "best.pt").is_file():
-        train(load_config(config, overrides + ["train.tensorboard=false"]), run, show_progress=False)
+        train(load_config(config, [*EXTRA, *overrides, "train.tensorboard=false"]), run, show_progress=False)
     return run
 
 
@@ -72,10 +75,18 @@ def main() -> None:
     ap.add_argument("--data", default="shapes", choices=["shapes", "openclipart"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--encoders", action="store_true", help="the feature-encoder study instead")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides of the base config, before each run's own",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    EXTRA.extend(args.set)
     out = Path(args.out or f"runs/chapter6_{args.data}")
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list] = {}
@@ -103,7 +114,9 @@ def main() -> None:
         table(f"{args.data} test split, CycleMatch by feature encoder, {len(args.seeds)} seed(s)", summary)
         return
 
-    ch5 = Path(f"runs/chapter5_{args.data}")
+    ch5 = (
+        Path(f"runs/chapter5_{args.data}") if not args.set else out / "chapter5"
+    )  # reuse only at equal budget
     for seed in args.seeds:
         for steps, label in ((0, "plain two-branch (ch. 5)"), (3, "RRF-Net T=3 (ch. 5)")):
             run = trained(

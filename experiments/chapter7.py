@@ -97,6 +97,13 @@ def main() -> None:
     ap.add_argument(
         "--analysis", action="store_true", help="also the parameter and component analysis (seed 0)"
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides of the base config, before each variant's own",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -115,7 +122,9 @@ def main() -> None:
         slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
         run = out / f"{slug}_seed{seed}"
         if not (run / "checkpoints" / "best.pt").is_file():
-            cfg = load_config(config, runs[name] + [f"train.seed={seed}", "train.tensorboard=false"])
+            cfg = load_config(
+                config, [*args.set, *runs[name], f"train.seed={seed}", "train.tensorboard=false"]
+            )
             train(cfg, run, show_progress=False)
         r = evaluate(None, split="test", matchers=[Matcher.load(run)], progress=False)
         rows.setdefault(name, []).append({k: r[k] for k in KEYS if k in r} | {"seed": seed})

@@ -7,8 +7,8 @@ losses. [reconstruction — ours; every choice is a config option]
 - **Matching** = the chapter-5 two-branch network (`RRFNet`: `steps` = 0 is the plain net) with its ranking loss
   (bi-rank by default).
 - **Classification** = fuse e_v and e_t (`cls_fusion`): `local` (chapter 2's per-dimension fusion, weights 1/2,
-  bias 0, then ReLU — the default), `concat` (FC over [e_v, e_t] → ReLU), `sum` (ReLU(e_v + e_t)), `product`
-  (e_v ⊙ e_t) → FC `cls_hidden` → ReLU → dropout → FC C → softmax; plus, with `aux: true`, one linear classifier on
+  no bias — the default), `concat` (FC over [e_v, e_t]), `sum` (e_v + e_t), `product` (e_v ⊙ e_t), each then
+  BN → ReLU (product: BN only), as chapter 2's fusion → FC `cls_hidden` → ReLU → dropout → FC C → softmax; plus, with `aux: true`, one linear classifier on
   each embedding alone (auxiliary, loss weight `loss.aux_weight`).
 - `classify: image | text` builds the **unimodal baseline** instead: the classifier reads that one embedding.
 - Loss L = w_match · L_match + w_cls · (CE_fused + aux_weight · (CE_image + CE_text)), w_cls = `loss.cls_weight`
@@ -79,8 +79,14 @@ class JMCNet(nn.Module):
             text_stem=text_stem,
         )
         self.cls_fusion, self.classify, self.num_classes, self.dim = cls_fusion, classify, num_classes, dim
+        # the fused vector is batch-normalised before its ReLU, as chapter 2's fusion (CFN-11: local, init 1/S,
+        # no bias → BN → ReLU): the embeddings are L2-normalised (entries ~ 1/√dim), too small to classify from
         if classify == "fused" and cls_fusion in ("local", "concat", "sum"):
-            self.fuse = Fusion(cls_fusion, 2, dim, bias=True)
+            self.fuse = Fusion(cls_fusion, 2, dim, bias=cls_fusion == "concat", bn=True)
+        elif classify == "fused":
+            self.fuse_bn = nn.BatchNorm1d(dim)
+        else:
+            self.input_bn = nn.BatchNorm1d(dim)
         self.classifier = nn.Sequential(
             _fc(dim, cls_hidden), nn.ReLU(), nn.Dropout(cls_dropout), _fc(cls_hidden, num_classes)
         )
@@ -101,7 +107,7 @@ class JMCNet(nn.Module):
     # ------------------------------------------------------------------------------------------ classification
     def fused(self, e_v: Tensor, e_t: Tensor) -> Tensor:
         if self.cls_fusion == "product":
-            return e_v * e_t
+            return self.fuse_bn(e_v * e_t)
         return self.fuse([e_v, e_t])
 
     def logits(self, e_v: Tensor | None, e_t: Tensor | None) -> dict[str, Tensor]:
@@ -110,7 +116,7 @@ class JMCNet(nn.Module):
         if self.classify != "fused":
             e = e_v if self.classify == "image" else e_t
             if e is not None:
-                out[self.classify] = self.classifier(e)
+                out[self.classify] = self.classifier(self.input_bn(e))
             return out
         if e_v is not None and e_t is not None:
             out["fused"] = self.classifier(self.fused(e_v, e_t))
