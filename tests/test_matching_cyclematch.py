@@ -263,3 +263,33 @@ def test_index_search_with_every_fusion(run, capsys, tmp_path, match_feature_cac
     assert [p.name for p, _ in got] == [index.paths[i].name for i in np.argsort(-ref, kind="stable")]
     caps = m.search_image(folder / "scene0.png", cs.captions[:10], k=3)
     assert len(caps) == 3 and all(c in cs.captions[:10] for c, _ in caps)
+
+
+def test_explorer_searches_with_the_fusion_asked(run, tmp_path, match_feature_cache, monkeypatch):
+    pytest.importorskip("fastapi")
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from imagexplore.data.assets import skimage_photos
+    from imagexplore.web.app import Settings, create_app
+
+    monkeypatch.setenv("IMAGEXPLORE_CACHE", str(match_feature_cache))
+    for p in skimage_photos()[:3]:
+        shutil.copy(p, tmp_path / p.name)
+    scores = {}
+    for fusion in ("latent", "adaptive"):
+        settings = Settings(
+            collection=tmp_path,
+            checkpoints=[str(run)],
+            cache_dir=match_feature_cache,
+            progress=False,
+            fusion=fusion,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+            r = c.post("/api/search_text", json={"text": "a red circle", "k": 3})
+            assert r.status_code == 200, r.text
+            scores[fusion] = [x["score"] for x in r.json()["results"]]
+            ident = r.json()["results"][0]["id"]
+            assert c.post("/api/captions", json={"id": ident, "k": 2}).status_code == 200
+    assert len(scores["latent"]) == 3 and scores["latent"] != scores["adaptive"]  # one index, two fusions

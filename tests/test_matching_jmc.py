@@ -227,3 +227,28 @@ def test_jmc_needs_labels(env, tmp_path, capsys):
     )  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "needs class labels" in err[-1], err
+
+
+def test_explorer_shows_a_jmc_category(run, env, tmp_path):
+    pytest.importorskip("fastapi")
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from imagexplore.data.assets import skimage_photos
+    from imagexplore.matching.matcher import Matcher
+    from imagexplore.web.app import Settings, create_app
+
+    for p in skimage_photos()[:2]:
+        shutil.copy(p, tmp_path / p.name)
+    classes = set(Matcher.load(run).meta["classes"])
+    app = create_app(Settings(collection=tmp_path, checkpoints=[str(run)], cache_dir=env, progress=False))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        ident = c.get("/api/collection").json()["items"][0]["id"]
+        r = c.post("/api/captions", json={"id": ident, "k": 2})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["captions"]) == 2 and len(body["categories"]) == 3
+        assert {x["name"] for x in body["categories"]} <= classes and body["category_with_caption"] in classes
+        probs = [x["p"] for x in body["categories"]]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6

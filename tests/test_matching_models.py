@@ -151,3 +151,29 @@ def test_learns_synthetic_matching():
     after = r1()
     assert after[0] >= 90 and after[1] >= 90, (before, after)
     assert after[1] > before[1] + 30
+
+
+def test_learned_stems_come_from_the_encoder_specs():
+    """A pixels image encoder puts a small CNN in front of the image branch, a tokens text encoder a GRU in front
+    of the text branch — for every matching model; fixed features get none."""
+    from imagexplore.config import load_config
+    from imagexplore.matching.stems import SmallCNN, TokenStem
+    from imagexplore.matching.train import build_model
+
+    pixels = {"modality": "image", "name": "pixels", "size": 16, "dim": 3 * 16 * 16}
+    tokens = {"modality": "text", "name": "tokens", "dim": 30}
+    minilm = {"modality": "text", "name": "minilm", "dim": 384}
+    for name, extra in (("rrf_net", []), ("cyclematch_net", []), ("jmc_net", [])):
+        cfg = load_config(
+            None,
+            [f"model.name={name}", "model.kwargs={hidden: 16, dim: 8, word_dim: 6, gru_hidden: 10}", *extra],
+        )
+        model = build_model(cfg, 3, dims=(768, 30), specs=(pixels, tokens)).eval()
+        branches = [m for m in model.modules() if hasattr(m, "stem")]
+        assert [type(b.stem) for b in branches] == [SmallCNN, TokenStem]
+        img = torch.rand(2, 768)
+        txt = (torch.randint(1, 30, (2, 5)), torch.tensor([5, 3]))
+        a, b = model(img, txt)
+        assert a.shape[0] == b.shape[0] == 2
+        plain = build_model(cfg, 3, dims=(768, 384), specs=(pixels | {"name": "lite0"}, minilm))
+        assert all(m.stem is None for m in plain.modules() if hasattr(m, "stem"))
