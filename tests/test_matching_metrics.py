@@ -159,7 +159,9 @@ def test_ensemble_is_the_mean_of_similarities():
 
 
 def test_ensemble_with_ties_matches_its_similarity_exactly():
-    cases = [random_case(s, m=15, ties=True) for s in (4, 4, 4)]
+    # four members: the image side is divided by 4, exact in binary (a third is not, and how a third's rounding
+    # adds up depends on the BLAS kernel, so 3 members tie differently on some CPUs)
+    cases = [random_case(s, m=15, ties=True) for s in (4, 4, 4, 4)]
     ci = cases[0][2]
     rng = np.random.default_rng(0)
     imgs = [c[0] for c in cases]
