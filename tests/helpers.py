@@ -69,3 +69,17 @@ TINY_RUN = [
 
 def tiny_classifier_cfg(*overrides: str):
     return load_config("classify/shapes_baseline_quick.yaml", [*TINY_RUN, *overrides])
+
+
+# The small shapes caption set every end-to-end matching test trains on (`--set` overrides of a match config):
+# the same scenes and encoders, so the session's shared feature cache extracts them once.
+MATCH_SHAPES = [
+    "data.options={num_images: {train: 120, val: 30, test: 40}, size: 48}",
+    "data.batch_size=64",
+    "data.eval_batch_size=400",
+    "train.iterations=150",
+    "train.eval_every_iters=150",
+    "schedule.milestones=[100]",
+    "train.tensorboard=false",
+    "train.log_every=50",
+]

