@@ -172,23 +172,11 @@ class CycleMatchNet(nn.Module):
 
 
 @register_model(task="match")
-def cyclematch_net(
-    image_dim: int,
-    text_dim: int,
-    steps: int = 0,
-    hidden: int = 2048,
-    dim: int = 512,
-    fusion: str = "scalar",
-    dropout: float = 0.5,
-    map_hidden: int = 512,
-    image_stem: nn.Module | None = None,
-    text_stem: nn.Module | None = None,
-) -> CycleMatchNet:
+def cyclematch_net(image_dim: int, text_dim: int, **kwargs) -> CycleMatchNet:
     """CycleMatch: latent, dual and reconstructed embeddings in two cycle branches (thesis ch. 6, reconstruction).
-    `steps` = the RRF steps of each encoder (0: the plain branch)."""
-    return CycleMatchNet(
-        image_dim, text_dim, steps, hidden, dim, fusion, dropout, map_hidden, image_stem, text_stem
-    )
+    Options as `CycleMatchNet`: steps (the RRF steps of each encoder; 0 = the plain branch), hidden, dim, fusion,
+    dropout, map_hidden."""
+    return CycleMatchNet(image_dim, text_dim, **kwargs)
 
 
 def cyclematch_loss(

@@ -132,42 +132,11 @@ class JMCNet(nn.Module):
 
 
 @register_model(task="match")
-def jmc_net(
-    image_dim: int,
-    text_dim: int,
-    num_classes: int = 0,
-    steps: int = 0,
-    hidden: int = 2048,
-    dim: int = 512,
-    fusion: str = "scalar",
-    dropout: float = 0.5,
-    cls_fusion: str = "local",
-    cls_hidden: int = 512,
-    cls_dropout: float = 0.5,
-    aux: bool = False,
-    classify: str = "fused",
-    image_stem: nn.Module | None = None,
-    text_stem: nn.Module | None = None,
-) -> JMCNet:
+def jmc_net(image_dim: int, text_dim: int, num_classes: int = 0, **kwargs) -> JMCNet:
     """Joint matching + classification: the ch. 5 two-branch net and a classifier on its fused embeddings (ch. 7).
-    num_classes comes from the training set's labels."""
-    return JMCNet(
-        image_dim,
-        text_dim,
-        num_classes,
-        steps=steps,
-        hidden=hidden,
-        dim=dim,
-        fusion=fusion,
-        dropout=dropout,
-        cls_fusion=cls_fusion,
-        cls_hidden=cls_hidden,
-        cls_dropout=cls_dropout,
-        aux=aux,
-        classify=classify,
-        image_stem=image_stem,
-        text_stem=text_stem,
-    )
+    num_classes comes from the training set's labels; options as `JMCNet` (steps, hidden, dim, cls_fusion,
+    cls_hidden, cls_dropout, aux, classify, ...)."""
+    return JMCNet(image_dim, text_dim, num_classes, **kwargs)
 
 
 def jmc_loss(
