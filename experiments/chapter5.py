@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import torch
 
+from common import ensure_trained, mean_std
 from imagexplore.config import load_config
 from imagexplore.matching.evaluate import evaluate
 from imagexplore.matching.matcher import Matcher
@@ -26,7 +26,6 @@ from imagexplore.matching.train import (
     encoders_from_options,
     split_features,
     split_options,
-    train,
 )
 from imagexplore.matching.zeroshot import zero_shot_recalls
 
@@ -39,12 +38,7 @@ def label(steps: int) -> str:
 
 
 def summarise(rows: list[dict]) -> dict:
-    out = {}
-    for k in KEYS:
-        vals = [r[k] for r in rows]
-        out[k] = round(statistics.fmean(vals), 2)
-        out[f"{k}_std"] = round(statistics.stdev(vals), 2) if len(vals) > 1 else 0.0
-    return out
+    return mean_std(rows, KEYS)
 
 
 def main() -> None:
@@ -82,9 +76,8 @@ def main() -> None:
                 overrides = [f"model.kwargs.steps={steps}", f"train.seed={seed}", "train.tensorboard=false"]
                 if args.iterations:
                     overrides.append(f"train.iterations={args.iterations}")
-                cfg = load_config(f"{args.data}_{LOSS_CONFIG[loss]}_quick", overrides)
-                if not (run / "checkpoints" / "best.pt").is_file():
-                    train(cfg, run, show_progress=False)
+                config = f"{args.data}_{LOSS_CONFIG[loss]}_quick"
+                ensure_trained(lambda: load_config(config, overrides), run)  # noqa: B023 (called at once)
                 m = Matcher.load(run)
                 r = evaluate(None, split="test", matchers=[m], progress=False)
                 results["rows"].setdefault(name, []).append({k: r[k] for k in KEYS} | {"seed": seed})

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import torch
 
+from common import ensure_trained, mean_std
 from imagexplore.config import load_config
 from imagexplore.matching.evaluate import evaluate
 from imagexplore.matching.matcher import Matcher
-from imagexplore.matching.train import train
 
 KEYS = ("i2t_r1", "t2i_r1", "rsum")
 FUSIONS = ("latent", "dual", "reconstructed", "average", "adaptive", "fitted")
@@ -39,21 +38,14 @@ ENCODER_STUDY = [  # (image encoder, text encoder); one side changed at a time
 
 
 def summarise(rows: list[dict]) -> dict:
-    out = {}
-    for k in KEYS:
-        vals = [r[k] for r in rows]
-        out[k] = round(statistics.fmean(vals), 2)
-        out[f"{k}_std"] = round(statistics.stdev(vals), 2) if len(vals) > 1 else 0.0
-    return out
+    return mean_std(rows, KEYS)
 
 
 EXTRA: list[str] = []  # --set
 
 
 def trained(config: str, run: Path, overrides: list[str]) -> Path:
-    if not (run / "checkpoints" / "best.pt").is_file():
-        train(load_config(config, [*EXTRA, *overrides, "train.tensorboard=false"]), run, show_progress=False)
-    return run
+    return ensure_trained(lambda: load_config(config, [*EXTRA, *overrides, "train.tensorboard=false"]), run)
 
 
 def scores(run: Path, fusion: str | None = None) -> dict:

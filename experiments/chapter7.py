@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from common import ensure_trained, mean_std
 from imagexplore.config import load_config
 from imagexplore.matching.evaluate import evaluate
 from imagexplore.matching.matcher import Matcher
-from imagexplore.matching.train import train
 
 KEYS = ("acc_fused", "acc_image", "acc_text", "rsum")
 ALONE = ["train.stages=[]", "train.best_metric=val/rsum"]
@@ -44,6 +43,13 @@ VARIANTS = {
     ],
     "matching trained alone": ["loss.cls_weight=0", *ALONE],
 }
+# what each baseline trains: its other heads stay at their random initialisation, so their numbers mean nothing
+# and the table prints "—" for them (results.json keeps them all)
+TRAINED = {
+    "image-only classifier, trained alone": ("acc_image",),
+    "text-only classifier, trained alone": ("acc_text",),
+    "matching trained alone": ("rsum",),
+}
 ANALYSIS = {  # one seed each: the parameter analysis, then the component analysis
     "λ = 0.1": ["loss.cls_weight=0.1"],
     "λ = 10": ["loss.cls_weight=10"],
@@ -61,13 +67,7 @@ ANALYSIS = {  # one seed each: the parameter analysis, then the component analys
 
 
 def summarise(rows: list[dict]) -> dict:
-    out = {}
-    for k in KEYS:
-        vals = [r[k] for r in rows if k in r and r[k] == r[k]]
-        if vals:
-            out[k] = round(statistics.fmean(vals), 2)
-            out[f"{k}_std"] = round(statistics.stdev(vals), 2) if len(vals) > 1 else 0.0
-    return out
+    return mean_std(rows, KEYS)
 
 
 def cost(run: Path) -> dict:
@@ -86,8 +86,10 @@ def cost(run: Path) -> dict:
     return {"params": params, "ms_per_pair": round(ms, 4)}
 
 
-def fmt(s: dict, k: str) -> str:
-    return f"{s[k]:.1f} ± {s[k + '_std']:.1f}" if k in s else "—"
+def fmt(s: dict, k: str, name: str) -> str:
+    if k not in s or k not in TRAINED.get(name, KEYS):
+        return "—"
+    return f"{s[k]:.1f} ± {s[k + '_std']:.1f}"
 
 
 def main() -> None:
@@ -121,11 +123,8 @@ def main() -> None:
     for name, seed in plan:
         slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
         run = out / f"{slug}_seed{seed}"
-        if not (run / "checkpoints" / "best.pt").is_file():
-            cfg = load_config(
-                config, [*args.set, *runs[name], f"train.seed={seed}", "train.tensorboard=false"]
-            )
-            train(cfg, run, show_progress=False)
+        overrides = [*args.set, *runs[name], f"train.seed={seed}", "train.tensorboard=false"]
+        ensure_trained(lambda: load_config(config, overrides), run)  # noqa: B023 (called at once)
         r = evaluate(None, split="test", matchers=[Matcher.load(run)], progress=False)
         rows.setdefault(name, []).append({k: r[k] for k in KEYS if k in r} | {"seed": seed})
         costs.setdefault(name, cost(run))
@@ -138,8 +137,8 @@ def main() -> None:
     for name, s in summary.items():
         c = costs[name]
         print(
-            f"| {name} ({len(rows[name])} seed{'s' if len(rows[name]) > 1 else ''}) | {fmt(s, 'acc_fused')} | "
-            f"{fmt(s, 'acc_image')} | {fmt(s, 'acc_text')} | {fmt(s, 'rsum')} | {c['params'] / 1e6:.2f} M | "
+            f"| {name} ({len(rows[name])} seed{'s' if len(rows[name]) > 1 else ''}) | {fmt(s, 'acc_fused', name)} | "
+            f"{fmt(s, 'acc_image', name)} | {fmt(s, 'acc_text', name)} | {fmt(s, 'rsum', name)} | {c['params'] / 1e6:.2f} M | "
             f"{c['ms_per_pair']:.3f} |"
         )
 

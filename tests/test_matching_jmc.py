@@ -247,3 +247,42 @@ def test_explorer_shows_a_jmc_category(run, env, tmp_path):
         assert {x["name"] for x in body["categories"]} <= classes and body["category_with_caption"] in classes
         probs = [x["p"] for x in body["categories"]]
         assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+
+
+def test_explorer_jmc_category_in_a_real_browser(run, env, tmp_path):
+    """The page itself: an uploaded image's panel prints the JMC category line beside its captions."""
+    from pathlib import Path
+
+    from imagexplore.web.browser import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (make data installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import shutil
+
+    from imagexplore.data.assets import skimage_photos
+    from imagexplore.matching.matcher import Matcher
+    from imagexplore.web.app import Settings
+    from imagexplore.web.background import serve_in_background
+    from imagexplore.web.browser import launch_chromium
+
+    photos = skimage_photos()[:2]
+    for p in photos:
+        shutil.copy(p, tmp_path / p.name)
+    classes = Matcher.load(run).meta["classes"]
+    settings = Settings(collection=tmp_path, checkpoints=[str(run)], cache_dir=env, progress=False)
+    with serve_in_background(settings) as url, sync_api.sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready='1']")
+        page.set_input_files("#file", str(photos[0]))
+        page.wait_for_selector("#panel-text[data-state='done']", timeout=180_000)
+        line = page.inner_text("[data-testid='categories']")
+        browser.close()
+    assert not errors, errors
+    assert line.startswith("category: ") and "with its best caption: " in line, line
+    named = [c for c in classes if f"{c} " in line.split(" — ")[0]]
+    assert len(named) == 3, (line, classes)  # the top 3 categories, each with its probability
