@@ -11,7 +11,7 @@ import json
 import sys
 
 from imagexplore import __version__
-from imagexplore.clitools import POSITIVE_INT, Parser, check_out_dir, int_range
+from imagexplore.clitools import NON_NEGATIVE_INT, POSITIVE_INT, Parser, check_out_dir, int_range
 from imagexplore.errors import UserError
 
 # Task command groups: each module has add_commands(subparsers) and run(args). Later chapters append theirs.
@@ -56,6 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=int_range(32, 256), default=96, help="canvas size in pixels, 32–256 (default 96)"
     )
     p.add_argument("-n", "--num", type=POSITIVE_INT, default=16, help="scenes per sheet (default 16)")
+    p = dsub.add_parser(
+        "export-persons", help="shapes persons as NAME.png + NAME.pose.json + NAME.parsing.png"
+    )
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--count", type=POSITIVE_INT, required=True, help="how many persons")
+    p.add_argument(
+        "--size", type=int_range(32, 256), default=64, help="image size in pixels, 32–256 (default 64)"
+    )
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="world seed (default 0)")
+    p = dsub.add_parser(
+        "convert-persons", help="DeepFashion / Market-1501 (pose-transfer layout) → person files"
+    )
+    p.add_argument("--from", dest="source", choices=["deepfashion", "market"], required=True, help="layout")
+    p.add_argument(
+        "--root", required=True, help="the dataset folder (annotation and pairs CSVs, images, parsing/)"
+    )
+    p.add_argument("--out", required=True, help="output folder: OUT/train, OUT/test (created if missing)")
+    p.add_argument("--split", choices=["train", "test"], default=None, help="one split (default: both)")
+    p.add_argument("--limit", type=POSITIVE_INT, default=None, help="at most N persons per split")
 
     mdl = sub.add_parser("models", help="the model registry")
     msub = mdl.add_subparsers(dest="cmd", metavar="SUBCOMMAND")
@@ -92,6 +111,10 @@ def cmd_data(args) -> int:
         for p in paths:
             print(p)
         return 0
+    if args.cmd in ("export-persons", "convert-persons"):
+        from imagexplore.synthesis.persons import run_data_command
+
+        return run_data_command(args)
     return _missing(args)
 
 
