@@ -431,3 +431,10 @@ def test_expensive_responses_are_cached_on_disk(tmp_path, monkeypatch):
     assert len(files) == 1 and files[0].name == "000001.npy" and files[0].parent.name.startswith("hed-")
     again = build_edge_dataset("shapes", "train", train=True, num_samples=2, options=opts)[1]
     assert len(calls) == 1 and torch.equal(first[1], again[1])  # the second dataset read the cache
+
+
+def test_detectors_refuse_uint8_images():
+    """A uint8 image would be read as 0..255 'probability' units: refused, not silently wrong."""
+    img = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="divide uint8 by 255"):
+        canny_response(img)
