@@ -283,10 +283,11 @@ def test_composite_models_children_are_the_networks():
         abstract_chans=1, photo_chans=3, style_dim=3, g_kwargs={"depth": 5, "ngf": 4},
         e_kwargs={"ndf": 4}, d_kwargs={"ndf": 4},
     )  # fmt: skip
-    assert {n for n, _ in inst.named_children()} == {"G", "F", "E", "D", "D_rev"}
-    assert inst.G.style_dim == 3 and inst.F.style_dim == 0
-    assert (inst.G.in_chans, inst.G.out_chans, inst.F.in_chans, inst.F.out_chans) == (1, 3, 3, 1)
-    assert inst.D.in_chans == inst.D_rev.in_chans == 4
+    assert {n for n, _ in inst.named_children()} == {"G", "D"}  # one child per optimizer
+    assert set(inst.G) == {"G", "F", "E"} and set(inst.D) == {"fwd", "rev"}
+    assert inst.G.G.style_dim == 3 and inst.G.F.style_dim == 0
+    assert (inst.G.G.in_chans, inst.G.G.out_chans, inst.G.F.in_chans, inst.G.F.out_chans) == (1, 3, 3, 1)
+    assert inst.D.fwd.in_chans == inst.D.rev.in_chans == 4
     inst.eval()
     a = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
@@ -294,14 +295,14 @@ def test_composite_models_children_are_the_networks():
         again = inst.sample(a, 3, generator=torch.Generator().manual_seed(0))
     assert s.shape == (2, 3, 3, 32, 32) and torch.equal(s, again)
     assert (s[:, 0] - s[:, 1]).abs().mean() > 0.05 * s.abs().mean()  # several instantiations of one input
-    mu, logvar = inst.E(s[:, 0])
+    mu, logvar = inst.G("E", s[:, 0])  # through the group's forward, as a training step calls it
     assert mu.shape == (2, 3)
 
     sw = SwapGAN(g_kwargs={"depth": 5, "ngf": 4}, d_kwargs={"ndf": 4})
     k, s_ = len(KEYPOINT_NAMES), len(PARSING_LABELS)
     assert (k, s_) == (14, 8) and (sw.pose_channels, sw.parsing_labels) == (14, 8)
-    assert {n for n, _ in sw.named_children()} == {"G1", "G2", "G3", "D"}
-    assert (sw.G1.in_chans, sw.G2.in_chans, sw.G3.in_chans, sw.D.in_chans) == (
+    assert {n for n, _ in sw.named_children()} == {"G", "D"} and set(sw.G) == {"G1", "G2", "G3"}
+    assert (sw.G.G1.in_chans, sw.G.G2.in_chans, sw.G.G3.in_chans, sw.D.in_chans) == (
         3 + k,
         3 + s_,
         3 + k + s_,

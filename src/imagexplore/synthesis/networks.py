@@ -49,11 +49,13 @@ constructor argument):
   conditional PatchGAN ``D`` on (P ⊕ S ⊕ image): the real pair (P_B, S_B, I_B) against the two fakes
   (P_A, S_A, G2 output) and (P_B, S_B, G3 output). U-Net generators by default.
 
-Composite models are one `nn.Module` whose children are the networks (``model.G``, ``model.D``, …), so the engine
-gives each its own optimizer (docs/engine.md, "Several networks"). A training step calls the networks directly
-(``model.G(x)``, ``model.D(torch.cat([x, y], 1))``): under DDP the network being stepped is then its DDP wrapper.
-The helper methods (`InstantiationNet.sample`, `SwapGAN.swap`) call the plain networks and are meant for
-inference. Channel order of every concatenation: condition first, image last, as listed above.
+Composite models are one `nn.Module` with one child per optimizer — ``G`` (every generator and encoder, trained
+together) and ``D`` (every discriminator) — so the engine gives each its own optimizer and, under DDP, one
+wrapper (docs/engine.md, "Several networks"). Where a side holds several networks it is a `NetworkGroup`, called
+through its own forward with the member's name (``model.G("F", y)``, ``model.D("rev", pair)``): a DDP wrapper
+only synchronises what runs through its forward. Members are also plain attributes for inference
+(``model.G.F(y)``). The helper methods (`InstantiationNet.sample`, `SwapGAN.swap`) call the plain networks and
+are meant for inference. Channel order of every concatenation: condition first, image last, as listed above.
 """
 
 from __future__ import annotations
@@ -509,6 +511,16 @@ def _options(owner: str, what: str, given: Mapping | None, fixed: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- composite models
 
 
+class NetworkGroup(nn.ModuleDict):
+    """Networks trained by one optimizer, called through one forward: ``group(name, *args)`` = ``group[name](*args)``.
+
+    The engine wraps each optimizer's child in one DDP module, which synchronises only what runs through its
+    forward; routing every member through ``forward`` keeps that true for a side with several networks."""
+
+    def forward(self, name: str, *args, **kwargs):
+        return self[name](*args, **kwargs)
+
+
 class Pix2Pix(nn.Module):
     """pix2pix (published): generator ``G`` (input → output) and conditional PatchGAN ``D`` on input ⊕ output.
 
@@ -541,10 +553,10 @@ class Pix2Pix(nn.Module):
 class InstantiationNet(nn.Module):
     """The instantiation network (THESIS.md 8.1, **reconstruction**; module docstring).
 
-    Children: ``G`` abstract → photo with a ``style_dim`` style code, ``F`` photo → abstract (no style code),
-    ``E`` a `StyleEncoder` on photos, ``D`` conditional PatchGAN on (abstract ⊕ photo), ``D_rev`` on (photo ⊕
-    abstract). ``g_kwargs`` go to both generators, ``e_kwargs`` to E, ``d_kwargs`` to both discriminators.
-    ``forward(x, z=None)`` = ``G(x, z)``.
+    Children (`NetworkGroup` s): ``G`` = {``G``: abstract → photo with a ``style_dim`` style code, ``F``: photo →
+    abstract (no style code), ``E``: a `StyleEncoder` on photos} and ``D`` = {``fwd``: conditional PatchGAN on
+    (abstract ⊕ photo), ``rev``: on (photo ⊕ abstract)}. ``g_kwargs`` go to both generators, ``e_kwargs`` to E,
+    ``d_kwargs`` to both discriminators. ``forward(x, z=None)`` = ``G.G(x, z)``.
     """
 
     def __init__(
@@ -562,35 +574,48 @@ class InstantiationNet(nn.Module):
         self.style_dim = _positive_int(own, "style_dim", style_dim)
         self.abstract_chans, self.photo_chans = abstract_chans, photo_chans
         a, p = abstract_chans, photo_chans
-        self.G = build_generator(
-            generator,
-            **_options(own, "g_kwargs", g_kwargs, {"in_chans": a, "out_chans": p, "style_dim": style_dim}),
+        self.G = NetworkGroup(
+            {
+                "G": build_generator(
+                    generator,
+                    **_options(
+                        own, "g_kwargs", g_kwargs, {"in_chans": a, "out_chans": p, "style_dim": style_dim}
+                    ),
+                ),
+                "F": build_generator(
+                    generator,
+                    **_options(own, "g_kwargs", g_kwargs, {"in_chans": p, "out_chans": a, "style_dim": 0}),
+                ),
+                "E": build_encoder(
+                    **_options(own, "e_kwargs", e_kwargs, {"in_chans": p, "style_dim": style_dim})
+                ),
+            }
         )
-        self.F = build_generator(
-            generator, **_options(own, "g_kwargs", g_kwargs, {"in_chans": p, "out_chans": a, "style_dim": 0})
+        self.D = NetworkGroup(
+            {
+                "fwd": build_discriminator(**_options(own, "d_kwargs", d_kwargs, {"in_chans": a + p})),
+                "rev": build_discriminator(**_options(own, "d_kwargs", d_kwargs, {"in_chans": p + a})),
+            }
         )
-        self.E = build_encoder(**_options(own, "e_kwargs", e_kwargs, {"in_chans": p, "style_dim": style_dim}))
-        self.D = build_discriminator(**_options(own, "d_kwargs", d_kwargs, {"in_chans": a + p}))
-        self.D_rev = build_discriminator(**_options(own, "d_kwargs", d_kwargs, {"in_chans": p + a}))
 
     def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
-        return self.G(x, z)
+        return self.G.G(x, z)
 
     def sample(self, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` instantiations of every input (B×n×photo_chans×H×W), each with its own z ~ N(0, I)."""
         n = _positive_int("InstantiationNet.sample", "n", n)
         b = x.shape[0]
         z = torch.randn(b * n, self.style_dim, generator=generator, device=x.device, dtype=x.dtype)
-        out = self.G(x.repeat_interleave(n, 0), z)
+        out = self.G.G(x.repeat_interleave(n, 0), z)
         return out.view(b, n, *out.shape[1:])
 
 
 class SwapGAN(nn.Module):
     """SwapGAN (THESIS.md 8.2: **published** structure, **reconstructed** details; module docstring).
 
-    Children: ``G1`` on I_B ⊕ P_A (3 + pose_channels), ``G2`` on G1's output ⊕ S_A (3 + parsing_labels), ``G3``
-    on G2's output ⊕ P_B ⊕ S_B (3 + pose_channels + parsing_labels), one conditional PatchGAN ``D`` on
-    P ⊕ S ⊕ image. Pose maps are ``pose_channels`` heat maps (default ``len(KEYPOINT_NAMES)`` = 14), parsing maps
+    Children: ``G`` (a `NetworkGroup`, trained end to end by one optimizer) = {``G1`` on I_B ⊕ P_A (3 +
+    pose_channels), ``G2`` on G1's output ⊕ S_A (3 + parsing_labels), ``G3`` on G2's output ⊕ P_B ⊕ S_B (3 +
+    pose_channels + parsing_labels)}, and one conditional PatchGAN ``D`` on P ⊕ S ⊕ image. Pose maps are ``pose_channels`` heat maps (default ``len(KEYPOINT_NAMES)`` = 14), parsing maps
     one-hot over ``parsing_labels`` (default ``len(PARSING_LABELS)`` = 8) — the shapes persons' conventions.
     ``forward`` = `swap`.
     """
@@ -615,12 +640,12 @@ class SwapGAN(nn.Module):
                 generator, **_options(own, "g_kwargs", g_kwargs, {"in_chans": c + extra, "out_chans": c})
             )
 
-        self.G1, self.G2, self.G3 = gen(k), gen(s), gen(k + s)
+        self.G = NetworkGroup({"G1": gen(k), "G2": gen(s), "G3": gen(k + s)})
         self.D = build_discriminator(**_options(own, "d_kwargs", d_kwargs, {"in_chans": k + s + c}))
 
     def swap(self, image_b: Tensor, pose_a: Tensor, parsing_a: Tensor) -> Tensor:
         """Person B's clothes in A's pose and layout: G2(G1(I_B ⊕ P_A) ⊕ S_A)."""
-        return self.G2(torch.cat([self.G1(torch.cat([image_b, pose_a], 1)), parsing_a], 1))
+        return self.G.G2(torch.cat([self.G.G1(torch.cat([image_b, pose_a], 1)), parsing_a], 1))
 
     def forward(self, image_b: Tensor, pose_a: Tensor, parsing_a: Tensor) -> Tensor:
         return self.swap(image_b, pose_a, parsing_a)
