@@ -21,6 +21,7 @@ TASK_CLIS = (
     "imagexplore.edges.cli",
     "imagexplore.retrieval.cli",
     "imagexplore.matching.cli",
+    "imagexplore.synthesis.cli",
     "imagexplore.web.cli",
 )
 
@@ -30,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="imagexplore",
         description="Deep learning for image classification, retrieval and synthesis. Built: CFN classification "
         "and FCFN segmentation (ch. 2), HED/RDS edges with a BSDS benchmark (ch. 3), DeepIndex retrieval (ch. 4), "
-        "RRF-Net image-text matching and text search (ch. 5), the explorer (serve). Planned, not yet built: "
-        "CycleMatch and joint matching + classification (ch. 6-7), synthesis (ch. 8).",
+        "RRF-Net image-text matching and text search (ch. 5), CycleMatch and joint matching + classification "
+        "(ch. 6-7), image synthesis: pix2pix, the instantiation network and SwapGAN (ch. 8), the explorer (serve).",
     )
     parser.add_argument("--version", action="version", version=f"imagexplore {__version__}")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")

@@ -130,7 +130,7 @@ class OptimConfig:
 class ScheduleConfig:
     """Learning-rate schedule, evaluated per optimizer step (iteration) so epoch and iteration budgets agree."""
 
-    name: Literal["constant", "step", "multistep", "cosine"] = "cosine"
+    name: Literal["constant", "step", "multistep", "cosine", "linear"] = "cosine"
     step_size: Annotated[int, NonNegative] = (
         0  # 'step': decay every step_size iterations (0 = a third of training)
     )
@@ -138,7 +138,9 @@ class ScheduleConfig:
         default_factory=list
     )  # 'multistep': iterations at which lr *= gamma
     gamma: Annotated[float, Positive] = 0.1
-    min_lr_ratio: Annotated[float, Fraction] = 0.0  # 'cosine': final lr = lr × min_lr_ratio
+    min_lr_ratio: Annotated[float, Fraction] = 0.0  # 'cosine', 'linear': final lr = lr × min_lr_ratio
+    # 'linear' (pix2pix / CycleGAN): constant for this fraction of training, then linear down to min_lr_ratio
+    decay_start: Annotated[float, Fraction] = 0.5
     warmup_iters: Annotated[int, NonNegative] = 0
     warmup_factor: Annotated[float, Range(0, 1, lo_open=True)] = (
         0.1  # lr starts at lr × warmup_factor and rises linearly

@@ -175,3 +175,19 @@ register_task(
         },
     )
 )
+register_task(
+    TaskSpec(
+        name="synth",
+        description="chapter 8: image synthesis (pix2pix, instantiation network, SwapGAN)",
+        train="imagexplore.synthesis.train:train",
+        build_datasets="imagexplore.synthesis.train:build_datasets",
+        build_model="imagexplore.synthesis.train:build_model",
+        task_class="imagexplore.synthesis.task:SynthTask",
+        best_metric="val/ssim",
+        model_needs_meta=True,
+        sections={
+            "loss": "imagexplore.synthesis.task:SynthLossConfig",
+            "evaluation": "imagexplore.synthesis.task:SynthEvaluationConfig",
+        },
+    )
+)

@@ -126,7 +126,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"detectors take an RGB H×W×3 image, got shape {img.shape}")
-    if not np.issubdtype(img.dtype, np.floating):  # a uint8 image cast to 0..255 floats would be read as [0, 1]
+    if not np.issubdtype(
+        img.dtype, np.floating
+    ):  # a uint8 image cast to 0..255 floats would be read as [0, 1]
         raise ValueError(f"detectors take a float RGB image in [0, 1], got {img.dtype} (divide uint8 by 255)")
     return img.astype(np.float32, copy=False)
 

@@ -90,8 +90,14 @@ def lr_factor(cfg: ScheduleConfig, it: int, total: int, iters_per_epoch: int = 1
         span = max(1, total - warmup)
         t = min(1.0, max(0, it - warmup) / span)
         f = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    elif cfg.name == "linear":
+        start = cfg.decay_start * total
+        t = min(1.0, max(0.0, it - start) / max(1.0, total - start))
+        f = 1 - (1 - cfg.min_lr_ratio) * t
     else:
-        raise ConfigError(f"schedule.name must be one of constant, step, multistep, cosine; got {cfg.name!r}")
+        raise ConfigError(
+            f"schedule.name must be one of constant, step, multistep, cosine, linear; got {cfg.name!r}"
+        )
     return warm * f
 
 

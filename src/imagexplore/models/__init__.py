@@ -26,6 +26,7 @@ _MODEL_MODULES = (
     "imagexplore.matching.models",
     "imagexplore.matching.cyclematch",
     "imagexplore.matching.jmc",
+    "imagexplore.synthesis.networks",
 )
 
 

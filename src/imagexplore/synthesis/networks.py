@@ -70,6 +70,7 @@ from torch import Tensor
 
 from imagexplore.data.shapes.persons import KEYPOINT_NAMES, PARSING_LABELS
 from imagexplore.errors import ConfigError
+from imagexplore.models import register_model
 
 __all__ = [
     "DISCRIMINATORS",
@@ -649,3 +650,25 @@ class SwapGAN(nn.Module):
 
     def forward(self, image_b: Tensor, pose_a: Tensor, parsing_a: Tensor) -> Tensor:
         return self.swap(image_b, pose_a, parsing_a)
+
+
+# ---------------------------------------------------------------------------------------------- model registry
+# the synth task's models by the names configs use (`model.name`); channel counts come from the data
+
+
+@register_model(task="synth")
+def pix2pix(in_chans: int = 3, out_chans: int = 3, **kwargs) -> Pix2Pix:
+    """pix2pix: U-Net (or ResNet) generator + 70×70 conditional PatchGAN (chapter 8.1 baseline, published)."""
+    return Pix2Pix(in_chans, out_chans, **kwargs)
+
+
+@register_model(task="synth")
+def instantiation_net(**kwargs) -> InstantiationNet:
+    """Instantiation network: both directions, cycle consistency, a style code (chapter 8.1, reconstruction)."""
+    return InstantiationNet(**kwargs)
+
+
+@register_model(task="synth")
+def swapgan(**kwargs) -> SwapGAN:
+    """SwapGAN: G1 pose-, G2 parsing-conditioned, G3 back-mapping, one PatchGAN on two fake pairs (chapter 8.2)."""
+    return SwapGAN(**kwargs)

@@ -1,0 +1,231 @@
+"""`synth eval | translate | swap`: a trained synth checkpoint scored on a split, applied to files, or used to
+swap two persons' clothes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imagexplore.errors import ConfigError, DataError
+
+
+def load_synth(checkpoint: str | Path, device: str = "cpu"):
+    """(model in eval mode on ``device``, cfg, meta) of a `synth train` checkpoint; other tasks' are refused."""
+    from imagexplore.engine.checkpoint import restore_model
+
+    model, cfg, meta = restore_model(checkpoint, task="synth")
+    return model.to(device).eval(), cfg, meta
+
+
+def _size_multiple(model) -> int:
+    g = model.G
+    nets = [g] if not isinstance(g, torch.nn.ModuleDict) else list(g.values())
+    return max(int(getattr(n, "size_multiple", 1)) for n in nets)
+
+
+def _segmenter(checkpoint: str | Path | None, device: str):
+    if checkpoint is None:
+        return None
+    from imagexplore.engine.checkpoint import restore_model
+
+    seg, _, meta = restore_model(checkpoint, task="segment")
+    return seg.to(device).eval(), meta
+
+
+def evaluate(
+    checkpoint: str | Path,
+    *,
+    split: str = "test",
+    num_samples: int | None = None,
+    batch_size: int = 16,
+    fd: bool = True,
+    fid_weights: str | Path | None = None,
+    segmenter: str | Path | None = None,
+    samples: int | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Flat metrics of a checkpoint on ``split`` of the data it was trained on: ``ssim psnr l1`` (on [0, 1]
+    images), ``fd_lite0`` (Fréchet distance on the bundled EfficientNet-Lite0's pooled features — not FID),
+    ``fid`` with ``fid_weights``; label→photo with a ``segmenter`` (a `segment train` checkpoint of the same
+    domain): ``fcn_pixel_acc fcn_mean_acc fcn_miou``; photo→label on the shapes world: ``label_pixel_acc
+    label_mean_acc label_miou``; the instantiation network: ``diversity_l1`` (mean pairwise L1 of ``samples``
+    samples per input); persons: ``mask_l1`` against the exact swap."""
+    from tqdm import tqdm
+
+    from imagexplore.synthesis.metrics import TranslationMetrics, label_palette, labels_from_palette
+    from imagexplore.synthesis.task import generate
+    from imagexplore.synthesis.train import build_split
+
+    model, cfg, meta = load_synth(checkpoint, device)
+    persons = meta.get("data_kind") == "persons"
+    data = build_split(cfg, split, train=False, num_samples=num_samples or cfg.data.val_samples)
+    options: dict[str, Any] = {"fd": fd, "fid_weights": fid_weights}
+    label_in = not persons and meta.get("input_kind") == "label"
+    label_out = not persons and meta.get("target_kind") == "label"
+    palette = None
+    if segmenter is not None:
+        if not label_in:
+            raise ConfigError("--segmenter scores label → photo models (the FCN-score); this one is not")
+        seg, seg_meta = _segmenter(segmenter, device)
+        options |= {
+            "segmenter": seg,
+            "num_classes": len(seg_meta["classes"]),
+            "segmenter_mean": seg_meta.get("mean"),
+            "segmenter_std": seg_meta.get("std"),
+        }
+    if label_in or label_out:
+        world = getattr(getattr(data, "scenes", None), "world", None)
+        palette = label_palette(world.num_classes + 1) if world is not None else None
+    if label_out and palette is not None:
+        options["palette"] = palette
+    if persons:
+        options["mask_labels"] = list(range(meta["parsing_labels"]))
+    metrics = TranslationMetrics(**options)
+    metrics.reset()
+    kind = meta["kind"]
+    n_samples = samples if samples is not None else (cfg.evaluation or {}).get("samples", 3)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    torch.manual_seed(0)  # the instantiation network's samples: the same numbers every run
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="synth eval", disable=not progress):
+            batch = (
+                {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                if persons
+                else [t.to(device) for t in batch]
+            )
+            out = generate(model, kind, batch, persons, samples=n_samples if kind == "instantiation" else 0)
+            if persons:
+                parsing = batch.get("truth_parsing", batch["parsing_A"])
+                metrics.update(out["output"], out["target"], parsing=parsing)
+                continue
+            labels = None
+            if label_in and palette is not None:
+                labels = labels_from_palette(out["input"], palette)
+            elif label_out and palette is not None:
+                labels = labels_from_palette(out["target"], palette)
+            if labels is None and (segmenter is not None or "palette" in options):
+                raise DataError("the true labels of this data cannot be read from its label colours")
+            metrics.update(out["output"], out["target"], labels=labels, samples=out.get("samples"))
+    res = metrics.compute()
+    return {"checkpoint": str(checkpoint), "split": split, "kind": kind, "dataset": meta.get("dataset")} | res
+
+
+def _to_signed(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Reflect-pad a 3×H×W (or C×H×W) tensor up to multiples of ``multiple``; the pad, for `unpad`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = torch.nn.functional.pad(x[None], pad, mode=mode)[0]
+    return x, pad
+
+
+def translate(
+    checkpoint: str | Path,
+    images: list[str | Path],
+    out_dir: str | Path,
+    *,
+    samples: int = 1,
+    device: str = "cpu",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Each image translated by the checkpoint's generator at the image's own size (reflect-padded to the
+    generator's size multiple, then cut back): ``OUT/<stem>.png``, or ``<stem>_<k>.png`` for k = 1..samples.
+    Samples differ by the style code z ~ N(0, I) (instantiation network) or by test-time dropout (pix2pix)."""
+    from imagexplore.data.images import load_image
+    from imagexplore.synthesis.data import unpad
+    from imagexplore.synthesis.gallery import save_png
+    from imagexplore.synthesis.networks import set_dropout_at_test
+
+    model, _, meta = load_synth(checkpoint, device)
+    if meta.get("data_kind") == "persons":
+        raise ConfigError("this checkpoint swaps persons' clothes: use imagexplore synth swap")
+    if samples > 1 and meta["kind"] == "pix2pix":
+        set_dropout_at_test(model.G, True)  # pix2pix's only noise is its dropout
+    multiple = _size_multiple(model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    torch.manual_seed(seed)
+    written = []
+    with torch.inference_mode():
+        for path in images:
+            path = Path(path)
+            x, pad = _pad_to(_to_signed(np.asarray(load_image(path))), multiple)
+            x = x[None].to(device)
+            if meta["kind"] == "instantiation":
+                z = torch.randn(samples, model.G.G.style_dim, generator=gen).to(device)
+                ys = model.G("G", x.expand(samples, -1, -1, -1), z)
+            else:
+                ys = torch.cat([model.G(x) for _ in range(samples)])
+            files = []
+            for k, y in enumerate(ys):
+                name = f"{path.stem}.png" if samples == 1 else f"{path.stem}_{k + 1}.png"
+                files.append(str(save_png(unpad(y.cpu(), pad), out_dir / name)))
+            written.append({"input": str(path), "outputs": files})
+    return written
+
+
+def swap_clothes(
+    checkpoint: str | Path,
+    person: str | Path,
+    clothes: str | Path,
+    out: str | Path,
+    *,
+    person_pose=None,
+    person_parsing=None,
+    clothes_pose=None,
+    clothes_parsing=None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Person A (``person``) wearing person B's (``clothes``) clothes → ``out`` (PNG, A's size). Each person is
+    our on-disk form: the image with ``NAME.pose.json`` and ``NAME.parsing.png`` beside it (the flags name other
+    files). A SwapGAN checkpoint runs G2(G1(I_B ⊕ P_A) ⊕ S_A'); its pix2pix baseline G(I_B ⊕ P_A)."""
+    from imagexplore.synthesis.data import unpad
+    from imagexplore.synthesis.gallery import save_png
+    from imagexplore.synthesis.persons import (
+        parsing_onehot,
+        pose_heatmaps,
+        read_person,
+        swap_clothes_parsing,
+    )
+    from imagexplore.synthesis.task import generate
+
+    model, _, meta = load_synth(checkpoint, device)
+    if meta.get("data_kind") != "persons":
+        raise ConfigError("this checkpoint translates images: use imagexplore synth translate")
+    order = meta["order"]
+    a = read_person(person, person_pose, person_parsing, order=order)
+    b = read_person(clothes, clothes_pose, clothes_parsing, order=order)
+    if a.image.shape != b.image.shape:
+        raise DataError(
+            f"{clothes}: size {b.image.shape[1]}×{b.image.shape[0]} differs from {person}'s "
+            f"{a.image.shape[1]}×{a.image.shape[0]}; give two persons of the same size"
+        )
+    size = a.image.shape[:2]
+    multiple = _size_multiple(model)
+    labels = meta["parsing_labels"]
+    parts = {
+        "I_A": _to_signed(a.image),
+        "I_B": _to_signed(b.image),
+        "P_A": torch.from_numpy(pose_heatmaps(a.keypoints, size)),
+        "S_A_with_B_clothes": parsing_onehot(swap_clothes_parsing(a.parsing, b.parsing, order), labels),
+    }
+    padded = {}
+    pad = (0, 0, 0, 0)
+    for k, v in parts.items():
+        padded[k], pad = _pad_to(v, multiple)
+    batch = {k: v[None].to(device) for k, v in padded.items()}
+    with torch.inference_mode():
+        y = generate(model, meta["kind"], batch | {"I_A": batch["I_A"]}, True)["output"][0]
+    path = save_png(unpad(y.cpu(), pad), out)
+    return {"person": str(person), "clothes": str(clothes), "output": str(path), "kind": meta["kind"]}
