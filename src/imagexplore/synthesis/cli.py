@@ -18,7 +18,18 @@ def add_commands(sub) -> None:
     p = s.add_parser(
         "eval", help="SSIM, PSNR, L1, Lite0 Fréchet distance (and FCN-score, mask L1) of a checkpoint"
     )
-    p.add_argument("--checkpoint", required=True, help="a checkpoint (or run folder) of `synth train`")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint (or run folder) of `synth train`")
+    p.add_argument(
+        "--baseline",
+        choices=["identity", "copy-paste"],
+        default=None,
+        help="instead of a checkpoint: a trivial baseline (identity: output = input; copy-paste: B's clothes "
+        "boxes pasted on A's layout) on the data of --config",
+    )
+    p.add_argument("--config", default=None, help="with --baseline: the synth config whose data to use")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="with --config"
+    )
     p.add_argument("--split", default="test", help="split of the data trained on (default: test)")
     p.add_argument("--limit", type=POSITIVE_INT, default=None, help="evaluate the first N items only")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="items per batch (default 16)")
@@ -71,8 +82,15 @@ def run(args) -> int | None:
     if args.cmd == "eval":
         from imagexplore.synthesis.evaluate import evaluate
 
+        if (args.checkpoint is None) == (args.baseline is None):
+            from imagexplore.errors import ConfigError
+
+            raise ConfigError("synth eval needs --checkpoint, or --baseline with --config")
         res = evaluate(
             args.checkpoint,
+            config=args.config,
+            baseline=args.baseline,
+            overrides=args.overrides,
             split=args.split,
             num_samples=args.limit,
             batch_size=args.batch_size,

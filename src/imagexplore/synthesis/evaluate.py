@@ -36,8 +36,11 @@ def _segmenter(checkpoint: str | Path | None, device: str):
 
 
 def evaluate(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None = None,
     *,
+    config: str | Path | None = None,
+    baseline: str | None = None,
+    overrides: list[str] | None = None,
     split: str = "test",
     num_samples: int | None = None,
     batch_size: int = 16,
@@ -48,21 +51,35 @@ def evaluate(
     device: str = "cpu",
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Flat metrics of a checkpoint on ``split`` of the data it was trained on: ``ssim psnr l1`` (on [0, 1]
-    images), ``fd_lite0`` (Fréchet distance on the bundled EfficientNet-Lite0's pooled features — not FID),
-    ``fid`` with ``fid_weights``; label→photo with a ``segmenter`` (a `segment train` checkpoint of the same
-    domain): ``fcn_pixel_acc fcn_mean_acc fcn_miou``; photo→label on the shapes world: ``label_pixel_acc
-    label_mean_acc label_miou``; the instantiation network: ``diversity_l1`` (mean pairwise L1 of ``samples``
-    samples per input); persons: ``mask_l1`` against the exact swap."""
+    """Flat metrics of a checkpoint on ``split`` of the data it was trained on — or of a trivial ``baseline``
+    (`synthesis.baselines`: ``identity`` for paired data, ``copy-paste`` for persons) on the data of ``config``:
+    ``ssim psnr l1`` (on [0, 1] images), ``fd_lite0`` (Fréchet distance on the bundled EfficientNet-Lite0's
+    pooled features — not FID), ``fid`` with ``fid_weights``; label→photo with a ``segmenter`` (a `segment train`
+    checkpoint of the same domain): ``fcn_pixel_acc fcn_mean_acc fcn_miou``; photo→label on the shapes world:
+    ``label_pixel_acc label_mean_acc label_miou``; the instantiation network: ``diversity_l1`` (mean pairwise L1
+    of ``samples`` samples per input); persons: ``mask_l1`` against the exact swap."""
     from tqdm import tqdm
 
     from imagexplore.synthesis.metrics import TranslationMetrics, label_palette, labels_from_palette
     from imagexplore.synthesis.task import generate
-    from imagexplore.synthesis.train import build_split
+    from imagexplore.synthesis.train import build_split, data_meta
 
-    model, cfg, meta = load_synth(checkpoint, device)
+    if (checkpoint is None) == (baseline is None):
+        raise ConfigError("evaluate a checkpoint, or a baseline on a config's data (not both)")
+    if checkpoint is not None:
+        model, cfg, meta = load_synth(checkpoint, device)
+        data = build_split(cfg, split, train=False, num_samples=num_samples or cfg.data.val_samples)
+    else:
+        from imagexplore.config import load_config
+        from imagexplore.tasks import bind_config
+
+        if config is None:
+            raise ConfigError("a baseline is evaluated on the data of a config: give --config")
+        cfg = bind_config(load_config(config, overrides or []), "synth")
+        data = build_split(cfg, split, train=False, num_samples=num_samples or cfg.data.val_samples)
+        meta = data_meta(cfg, data) | {"kind": baseline}
     persons = meta.get("data_kind") == "persons"
-    data = build_split(cfg, split, train=False, num_samples=num_samples or cfg.data.val_samples)
+    produce = _baseline(baseline, meta) if baseline else None
     options: dict[str, Any] = {"fd": fd, "fid_weights": fid_weights}
     label_in = not persons and meta.get("input_kind") == "label"
     label_out = not persons and meta.get("target_kind") == "label"
@@ -92,12 +109,16 @@ def evaluate(
     torch.manual_seed(0)  # the instantiation network's samples: the same numbers every run
     with torch.inference_mode():
         for batch in tqdm(loader, desc="synth eval", disable=not progress):
-            batch = (
-                {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                if persons
-                else [t.to(device) for t in batch]
-            )
-            out = generate(model, kind, batch, persons, samples=n_samples if kind == "instantiation" else 0)
+            if persons:
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            else:
+                batch = [t.to(device) for t in batch]
+            if produce is not None:
+                out = produce(batch)
+            else:
+                out = generate(
+                    model, kind, batch, persons, samples=n_samples if kind == "instantiation" else 0
+                )
             if persons:
                 parsing = batch.get("truth_parsing", batch["parsing_A"])
                 metrics.update(out["output"], out["target"], parsing=parsing)
@@ -111,7 +132,24 @@ def evaluate(
                 raise DataError("the true labels of this data cannot be read from its label colours")
             metrics.update(out["output"], out["target"], labels=labels, samples=out.get("samples"))
     res = metrics.compute()
-    return {"checkpoint": str(checkpoint), "split": split, "kind": kind, "dataset": meta.get("dataset")} | res
+    source = str(checkpoint) if checkpoint is not None else f"baseline {baseline} on {cfg.name}"
+    return {"checkpoint": source, "split": split, "kind": kind, "dataset": meta.get("dataset")} | res
+
+
+def _baseline(name: str, meta: dict):
+    """The output maker of a trivial baseline, as `task.generate` is for a model."""
+    from imagexplore.synthesis import baselines
+    from imagexplore.synthesis.persons import PERSON_ORDERS
+    from imagexplore.synthesis.task import swap_target
+
+    kind = meta["data_kind"]
+    if name not in baselines.BASELINES[kind]:
+        valid = ", ".join(baselines.BASELINES[kind])
+        raise ConfigError(f"baseline {name!r} does not apply to {kind} data; baselines for it: {valid}")
+    if kind == "pairs":
+        return lambda batch: {"input": batch[0], "output": baselines.identity(batch), "target": batch[1]}
+    clothes = tuple(label for zone in PERSON_ORDERS[meta["order"]].clothes for label in zone)
+    return lambda batch: {"output": baselines.copy_paste(batch, clothes), "target": swap_target(batch)}
 
 
 def _to_signed(image: np.ndarray) -> torch.Tensor:
