@@ -95,8 +95,16 @@ def _upload(data: bytes, name="x.png", ctype="image/png"):
 def test_health_panels_and_version(client):
     h = client.get("/api/health").json()
     assert h["ok"] is True and h["version"]
-    assert h["panels"] == {"classify": True, "edges": True, "segment": False, "similar": True, "text": False}
-    assert set(h["models"]) == {"classify", "edges", "segment", "similar", "text"}
+    assert h["panels"] == {
+        "classify": True,
+        "edges": True,
+        "segment": False,
+        "similar": True,
+        "text": False,
+        "translate": False,
+        "swap": False,
+    }
+    assert set(h["models"]) == {"classify", "edges", "segment", "similar", "text", "translate", "swap"}
     assert h["collection"] == 3
 
 

@@ -167,6 +167,47 @@ def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, in
     return x, pad
 
 
+def translate_array(
+    model,
+    meta: dict,
+    image: np.ndarray,
+    *,
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+    device: str = "cpu",
+) -> list[np.ndarray]:
+    """One H×W×3 uint8 image → ``samples`` H×W×3 uint8 translations at its own size (reflect-padded to the
+    generator's size multiple, then cut back). The instantiation network draws each sample's style code
+    z ~ N(0, I) from ``generator`` (CPU; default: torch's global one); pix2pix's samples differ by test-time
+    dropout (global RNG), switched on for ``samples`` > 1 and off again after. The in-memory core of
+    `translate` (and of the explorer's translate panel); ``model`` and ``meta`` as `load_synth` returns them."""
+    from imagexplore.synthesis.data import unpad
+    from imagexplore.synthesis.gallery import to_uint8
+    from imagexplore.synthesis.networks import set_dropout_at_test
+
+    if meta.get("data_kind") == "persons":
+        raise ConfigError("this checkpoint swaps persons' clothes: use imagexplore synth swap")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise DataError(f"expected an H×W×3 uint8 image, got {image.dtype} {image.shape}")
+    dropout = samples > 1 and meta["kind"] == "pix2pix"  # pix2pix's only noise is its dropout
+    x, pad = _pad_to(_to_signed(image), _size_multiple(model))
+    x = x[None].to(device)
+    try:
+        if dropout:
+            set_dropout_at_test(model.G, True)
+        with torch.inference_mode():
+            if meta["kind"] == "instantiation":
+                z = torch.randn(samples, model.G.G.style_dim, generator=generator).to(device)
+                ys = model.G("G", x.expand(samples, -1, -1, -1), z)
+            else:
+                ys = torch.cat([model.G(x) for _ in range(samples)])
+    finally:
+        if dropout:
+            set_dropout_at_test(model.G, False)
+    return [to_uint8(unpad(y, pad)).permute(1, 2, 0).numpy() for y in ys]
+
+
 def translate(
     checkpoint: str | Path,
     images: list[str | Path],
@@ -178,75 +219,54 @@ def translate(
 ) -> list[dict[str, Any]]:
     """Each image translated by the checkpoint's generator at the image's own size (reflect-padded to the
     generator's size multiple, then cut back): ``OUT/<stem>.png``, or ``<stem>_<k>.png`` for k = 1..samples.
-    Samples differ by the style code z ~ N(0, I) (instantiation network) or by test-time dropout (pix2pix)."""
+    Samples differ by the style code z ~ N(0, I) (instantiation network) or by test-time dropout (pix2pix).
+    Each image goes through `translate_array`."""
+    from PIL import Image
+
     from imagexplore.data.images import load_image
-    from imagexplore.synthesis.data import unpad
-    from imagexplore.synthesis.gallery import save_png
-    from imagexplore.synthesis.networks import set_dropout_at_test
 
     model, _, meta = load_synth(checkpoint, device)
     if meta.get("data_kind") == "persons":
         raise ConfigError("this checkpoint swaps persons' clothes: use imagexplore synth swap")
-    if samples > 1 and meta["kind"] == "pix2pix":
-        set_dropout_at_test(model.G, True)  # pix2pix's only noise is its dropout
-    multiple = _size_multiple(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     torch.manual_seed(seed)
     written = []
-    with torch.inference_mode():
-        for path in images:
-            path = Path(path)
-            x, pad = _pad_to(_to_signed(np.asarray(load_image(path))), multiple)
-            x = x[None].to(device)
-            if meta["kind"] == "instantiation":
-                z = torch.randn(samples, model.G.G.style_dim, generator=gen).to(device)
-                ys = model.G("G", x.expand(samples, -1, -1, -1), z)
-            else:
-                ys = torch.cat([model.G(x) for _ in range(samples)])
-            files = []
-            for k, y in enumerate(ys):
-                name = f"{path.stem}.png" if samples == 1 else f"{path.stem}_{k + 1}.png"
-                files.append(str(save_png(unpad(y.cpu(), pad), out_dir / name)))
-            written.append({"input": str(path), "outputs": files})
+    for path in images:
+        path = Path(path)
+        ys = translate_array(
+            model, meta, np.asarray(load_image(path)), samples=samples, generator=gen, device=device
+        )
+        files = []
+        for k, y in enumerate(ys):
+            name = f"{path.stem}.png" if samples == 1 else f"{path.stem}_{k + 1}.png"
+            Image.fromarray(y).save(out_dir / name)
+            files.append(str(out_dir / name))
+        written.append({"input": str(path), "outputs": files})
     return written
 
 
-def swap_clothes(
-    checkpoint: str | Path,
-    person: str | Path,
-    clothes: str | Path,
-    out: str | Path,
-    *,
-    person_pose=None,
-    person_parsing=None,
-    clothes_pose=None,
-    clothes_parsing=None,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Person A (``person``) wearing person B's (``clothes``) clothes → ``out`` (PNG, A's size). Each person is
-    our on-disk form: the image with ``NAME.pose.json`` and ``NAME.parsing.png`` beside it (the flags name other
-    files). A SwapGAN checkpoint runs G2(G1(I_B ⊕ P_A) ⊕ S_A'); its pix2pix baseline G(I_B ⊕ P_A)."""
+def swap_array(model, meta: dict, person, clothes, *, device: str = "cpu") -> np.ndarray:
+    """Person A (``person``, a `persons.Person`) wearing person B's (``clothes``) clothes: H×W×3 uint8 at A's
+    size. Both must have A's size and the checkpoint's keypoint order. A SwapGAN checkpoint runs
+    G2(G1(I_B ⊕ P_A) ⊕ S_A'); its pix2pix baseline G(I_B ⊕ P_A). The in-memory core of `swap_clothes` (and of
+    the explorer's swap panel); ``model`` and ``meta`` as `load_synth` returns them."""
     from imagexplore.synthesis.data import unpad
-    from imagexplore.synthesis.gallery import save_png
-    from imagexplore.synthesis.persons import (
-        parsing_onehot,
-        pose_heatmaps,
-        read_person,
-        swap_clothes_parsing,
-    )
+    from imagexplore.synthesis.gallery import to_uint8
+    from imagexplore.synthesis.persons import parsing_onehot, pose_heatmaps, swap_clothes_parsing
     from imagexplore.synthesis.task import generate
 
-    model, _, meta = load_synth(checkpoint, device)
     if meta.get("data_kind") != "persons":
         raise ConfigError("this checkpoint translates images: use imagexplore synth translate")
     order = meta["order"]
-    a = read_person(person, person_pose, person_parsing, order=order)
-    b = read_person(clothes, clothes_pose, clothes_parsing, order=order)
+    for who in (person, clothes):
+        if who.order != order:
+            raise DataError(f"a person of keypoint order {who.order!r}; this checkpoint takes {order!r}")
+    a, b = person, clothes
     if a.image.shape != b.image.shape:
         raise DataError(
-            f"{clothes}: size {b.image.shape[1]}×{b.image.shape[0]} differs from {person}'s "
+            f"the clothes' person is {b.image.shape[1]}×{b.image.shape[0]}, the person "
             f"{a.image.shape[1]}×{a.image.shape[0]}; give two persons of the same size"
         )
     size = a.image.shape[:2]
@@ -264,6 +284,41 @@ def swap_clothes(
         padded[k], pad = _pad_to(v, multiple)
     batch = {k: v[None].to(device) for k, v in padded.items()}
     with torch.inference_mode():
-        y = generate(model, meta["kind"], batch | {"I_A": batch["I_A"]}, True)["output"][0]
-    path = save_png(unpad(y.cpu(), pad), out)
-    return {"person": str(person), "clothes": str(clothes), "output": str(path), "kind": meta["kind"]}
+        y = generate(model, meta["kind"], batch, True)["output"][0]
+    return to_uint8(unpad(y, pad)).permute(1, 2, 0).numpy()
+
+
+def swap_clothes(
+    checkpoint: str | Path,
+    person: str | Path,
+    clothes: str | Path,
+    out: str | Path,
+    *,
+    person_pose=None,
+    person_parsing=None,
+    clothes_pose=None,
+    clothes_parsing=None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Person A (``person``) wearing person B's (``clothes``) clothes → ``out`` (PNG, A's size). Each person is
+    our on-disk form: the image with ``NAME.pose.json`` and ``NAME.parsing.png`` beside it (the flags name other
+    files). A SwapGAN checkpoint runs G2(G1(I_B ⊕ P_A) ⊕ S_A'); its pix2pix baseline G(I_B ⊕ P_A) (`swap_array`)."""
+    from PIL import Image
+
+    from imagexplore.synthesis.persons import read_person
+
+    model, _, meta = load_synth(checkpoint, device)
+    if meta.get("data_kind") != "persons":
+        raise ConfigError("this checkpoint translates images: use imagexplore synth translate")
+    order = meta["order"]
+    a = read_person(person, person_pose, person_parsing, order=order)
+    b = read_person(clothes, clothes_pose, clothes_parsing, order=order)
+    if a.image.shape != b.image.shape:
+        raise DataError(
+            f"{clothes}: size {b.image.shape[1]}×{b.image.shape[0]} differs from {person}'s "
+            f"{a.image.shape[1]}×{a.image.shape[0]}; give two persons of the same size"
+        )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(swap_array(model, meta, a, b, device=device)).save(out)
+    return {"person": str(person), "clothes": str(clothes), "output": str(out), "kind": meta["kind"]}

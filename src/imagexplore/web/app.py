@@ -40,7 +40,9 @@ class Settings:
 
     collection: str | Path | None = None  # a folder of images (recursive); default: the demo's photos
     index: str | Path | None = None  # an existing DeepIndex directory (`imagexplore retrieve build`)
-    checkpoints: list[str] = field(default_factory=list)  # classify / segment / edges checkpoints
+    checkpoints: list[str] = field(
+        default_factory=list
+    )  # classify / segment / edges / match / synth checkpoints
     token: str | None = None  # required on every /api call when set
     max_upload_bytes: int = 20 * MB
     workers: int = 2  # inference threads
@@ -50,9 +52,13 @@ class Settings:
     max_side: int = 1024  # edges / segment run on the image shrunk to this longer side (0 = as uploaded)
     progress: bool = True  # progress bar while the index is built
     fusion: str | None = None  # a CycleMatch text checkpoint's late fusion (default: its own, adaptive)
+    persons: str | Path | None = (
+        None  # the swap panel's persons (our person form); default: shapes-world ones
+    )
+    gallery_size: int = 8  # shapes-world persons exported for the swap panel when `persons` is not given
 
     def __post_init__(self):
-        for name in ("max_upload_bytes", "workers"):
+        for name in ("max_upload_bytes", "workers", "gallery_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if self.queue_size < 0 or self.max_side < 0:

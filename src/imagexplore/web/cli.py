@@ -17,7 +17,8 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 def add_commands(sub) -> None:
     p = sub.add_parser(
         "serve",
-        help="the explorer: a web page and JSON API (classify, edges, segment, similar images, text search) on localhost",
+        help="the explorer: a web page and JSON API (classify, edges, segment, similar images, text search, "
+        "image synthesis) on localhost",
     )
     p.set_defaults(handler=run)
     p.add_argument(
@@ -37,7 +38,15 @@ def add_commands(sub) -> None:
         action="append",
         default=[],
         metavar="C",
-        help="a classify, segment, edges or match checkpoint (repeatable; its task decides its panel)",
+        help="a classify, segment, edges, match or synth checkpoint (repeatable; its task decides its panel: a "
+        "synth checkpoint on paired data → translate, on person data → swap)",
+    )
+    p.add_argument(
+        "--persons",
+        default=None,
+        metavar="DIR",
+        help="the swap panel's persons: a folder of NAME.png + NAME.pose.json + NAME.parsing.png (default: 8 "
+        "shapes-world persons at the checkpoint's size, exported into the cache)",
     )
     p.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; others need a token)"
@@ -116,6 +125,7 @@ def settings_from_args(args):
         index=args.index,
         checkpoints=list(args.checkpoint),
         fusion=args.fusion,
+        persons=args.persons,
         token=token,
         max_upload_bytes=int(args.max_upload_mb * MB),
         workers=args.workers,

@@ -26,9 +26,15 @@ from imagexplore.web.uploads import RequestError
 if TYPE_CHECKING:
     from imagexplore.web.app import Settings
 
-PANELS = ("classify", "edges", "segment", "similar", "text")
-# task → panel
-CHECKPOINT_PANELS = {"classify": "classify", "segment": "segment", "edges": "edges", "match": "text"}
+PANELS = ("classify", "edges", "segment", "similar", "text", "translate", "swap")
+# task → panel; a synth checkpoint's panel is decided by its data (`_panel_of`)
+CHECKPOINT_PANELS = {
+    "classify": "classify",
+    "segment": "segment",
+    "edges": "edges",
+    "match": "text",
+    "synth": "translate | swap",
+}
 DEFAULT_CLASSIFIER = "efficientnet-lite0 (ImageNet, bundled)"
 DEFAULT_EDGES = "hed-bsds500"
 RETRY_AFTER_S = 2
@@ -110,14 +116,21 @@ class Hub:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.version = __version__
-        self.checkpoints = _checkpoints_by_panel(settings.checkpoints)
+        infos = _checkpoints_by_panel(settings.checkpoints)
+        self.checkpoints: dict[str, str] = {panel: info["path"] for panel, info in infos.items()}
+        # what a checkpoint's meta (and the data section of its config) says, for the synth panels' info routes
+        self.checkpoint_meta: dict[str, dict] = {panel: info["meta"] for panel, info in infos.items()}
+        self.checkpoint_data: dict[str, dict] = {panel: info["data"] for panel, info in infos.items()}
         self.models: dict[str, Model] = {
             "classify": self._classify_model(),
             "edges": self._edges_model(),
             "segment": self._segment_model(),
             "similar": self._similar_model(),
             "text": self._text_model(),
+            "translate": self._translate_model(),
+            "swap": self._swap_model(),
         }
+        self.persons = self._person_gallery()
         self.collection = Collection(self._collection_files())
         self._index_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="imagexplore-serve")
@@ -162,6 +175,55 @@ class Hub:
         if ck is None:
             return Model("none", False, "start with --checkpoint of a match run (imagexplore match train)")
         return Model(_checkpoint_name(ck), True)
+
+    def _translate_model(self) -> Model:
+        ck = self.checkpoints.get("translate")
+        if ck is None:
+            return Model(
+                "none",
+                False,
+                "start with --checkpoint of a synth run on paired data (imagexplore synth train)",
+            )
+        meta = self.checkpoint_meta["translate"]
+        return Model(f"{_checkpoint_name(ck)} ({meta.get('input_kind')} → {meta.get('target_kind')})", True)
+
+    def _swap_model(self) -> Model:
+        ck = self.checkpoints.get("swap")
+        if ck is None:
+            return Model(
+                "none",
+                False,
+                "start with --checkpoint of a synth run on person data (imagexplore synth train)",
+            )
+        return Model(f"{_checkpoint_name(ck)} ({self.checkpoint_meta['swap'].get('kind')})", True)
+
+    def _person_gallery(self):
+        """The swap panel's persons: ``--persons DIR``, else shapes-world persons exported into the cache at the
+        checkpoint's image size (a coco18 checkpoint needs ``--persons``: the panel is off without it)."""
+        from imagexplore.web.persons import PersonGallery
+
+        s = self.settings
+        if not self.models["swap"].available:
+            if s.persons is not None:
+                raise UserError(
+                    "--persons needs a --checkpoint of a synth run on person data (the swap panel)"
+                )
+            return None
+        meta = self.checkpoint_meta["swap"]
+        try:
+            if s.persons is not None:
+                return PersonGallery.from_folder(s.persons, meta["order"])
+            if meta.get("order") != "shapes":
+                reason = f"this {meta.get('order')} checkpoint needs --persons DIR (persons in our form)"
+                self.models["swap"] = Model(self.models["swap"].name, False, reason)
+                return None
+            return PersonGallery.shapes(
+                cache_root(s) / "persons", meta.get("image_size") or 64, s.gallery_size
+            )
+        except UserError:
+            raise
+        except Exception as exc:  # a library error (DataError, ConfigError) is the user's to fix: one line
+            raise UserError(f"the swap panel's persons: {exc}") from None
 
     def _collection_files(self) -> list[Path]:
         from imagexplore.data.images import list_images
@@ -318,9 +380,17 @@ class CaptionPool:
             return self._captions, self._emb
 
 
-def _checkpoints_by_panel(checkpoints) -> dict[str, str]:
-    """Each `--checkpoint` goes to the panel of the task its meta records; one per panel."""
-    out: dict[str, str] = {}
+def _panel_of(task: str | None, meta: dict) -> str | None:
+    if task == "synth":
+        return "swap" if meta.get("data_kind") == "persons" else "translate"
+    return CHECKPOINT_PANELS.get(task or "")
+
+
+def _checkpoints_by_panel(checkpoints) -> dict[str, dict]:
+    """Each `--checkpoint` goes to the panel of the task its meta records (a synth checkpoint: translate for
+    paired data, swap for person data); one per panel. panel → {"path", "meta", "data" (the config's data
+    section)}."""
+    out: dict[str, dict] = {}
     if not checkpoints:
         return out
     from imagexplore.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
@@ -329,12 +399,15 @@ def _checkpoints_by_panel(checkpoints) -> dict[str, str]:
     for ck in checkpoints:
         path = resolve_checkpoint_path(ck)
         state = load_checkpoint(path)
-        task = checkpoint_task(state.get("meta", {}) or {})
-        panel = CHECKPOINT_PANELS.get(task or "")
+        meta = state.get("meta", {}) or {}
+        task = checkpoint_task(meta)
+        panel = _panel_of(task, meta)
         if panel is None:
             known = ", ".join(CHECKPOINT_PANELS)
             raise UserError(f"checkpoint {ck} is of task {task!r}; serve takes checkpoints of: {known}")
         if panel in out:
-            raise UserError(f"two checkpoints for the {panel} panel: {out[panel]} and {ck}; give one")
-        out[panel] = str(path)
+            raise UserError(f"two checkpoints for the {panel} panel: {out[panel]['path']} and {ck}; give one")
+        config = state.get("config") if isinstance(state.get("config"), dict) else {}
+        data = config.get("data") if isinstance(config.get("data"), dict) else {}
+        out[panel] = {"path": str(path), "meta": dict(meta), "data": dict(data)}
     return out

@@ -8,4 +8,6 @@ ROUTE_MODULES = (
     "imagexplore.web.routes.segment",
     "imagexplore.web.routes.similar",
     "imagexplore.web.routes.text",
+    "imagexplore.web.routes.translate",
+    "imagexplore.web.routes.swap",
 )

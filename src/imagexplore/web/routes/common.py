@@ -41,6 +41,13 @@ def hub(request: Request):
     return request.app.state.hub
 
 
+def panel_on(h, panel: str) -> None:
+    """503 (the one-line JSON error) when ``panel`` is off, before any work (e.g. reading an upload) is done."""
+    m = h.models[panel]
+    if not m.available:
+        raise RequestError(503, f"the {panel} panel is off: {m.reason or 'no model'}")
+
+
 class Timer:
     def __init__(self):
         self.start = time.perf_counter()

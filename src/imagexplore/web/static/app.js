@@ -6,7 +6,7 @@ import { h, ms } from "./dom.js";
 import { PANELS } from "./panels/index.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { health: null, cards: [], run: 0, page: 1, pages: 1 };
+const state = { health: null, cards: [], page: 1, pages: 1 };
 
 // ------------------------------------------------------------------------------------------- panels
 function buildPanels(health) {
@@ -19,46 +19,55 @@ function buildPanels(health) {
     }
     const model = health.models[panel.name]?.name || "";
     const time = h("span", { class: "time", "data-testid": "time" });
-    const body = h("div", { class: "panel-body" }, h("p", { class: "hint" }, "waiting for an image"));
-    const controls = panel.init ? panel.init(body, { api, apiUrl, postImage, query }) : null;
-    const card = h(
+    const hint = panel.hint ?? (panel.run ? "waiting for an image" : "");
+    const body = h("div", { class: "panel-body" }, hint ? h("p", { class: "hint" }, hint) : "");
+    const entry = { panel, body, time, card: null, run: 0 };
+    // ctx.show(fn): run fn() → result now and show it in this card, as a query would (state, time, error)
+    entry.ctx = { api, apiUrl, postImage, query, show: (fn) => show(entry, fn) };
+    const controls = panel.init ? panel.init(body, entry.ctx) : null;
+    entry.card = h(
       "section",
       { class: "card panel", id: `panel-${panel.name}`, "data-testid": `panel-${panel.name}`, "data-state": "idle" },
       h("h2", {}, panel.title, h("span", { class: "model" }, model), time),
       controls,
       body,
     );
-    $("panels").append(card);
-    state.cards.push({ panel, card, body, time });
+    $("panels").append(entry.card);
+    state.cards.push(entry);
   }
   $("off").textContent = off.join(" · ");
 }
 
-// Run every panel on the query; each card shows its own result, error and time as soon as it has them.
+// One card's answer: `fn()` → result, rendered with its time, or the server's one-line error. Only the latest
+// answer of a card is shown (a newer query or a panel's own request takes over).
+async function show(entry, fn) {
+  const { panel, card, body, time } = entry;
+  const run = ++entry.run;
+  card.dataset.state = "running";
+  time.textContent = "working…";
+  try {
+    const result = await fn();
+    if (run !== entry.run) return;
+    body.replaceChildren(panel.render(result, entry.ctx));
+    time.textContent = `${ms(result.ms)} server · ${ms(result.roundtrip_ms)} round trip`;
+    card.dataset.state = "done";
+  } catch (err) {
+    if (run !== entry.run) return;
+    body.replaceChildren(h("p", { class: "error", "data-testid": "error" }, err.message));
+    time.textContent = "";
+    card.dataset.state = "error";
+  }
+}
+
+// Run every panel that answers images on the query (those without `run`, e.g. swap, keep what they show);
+// each card shows its own result, error and time as soon as it has them.
 async function query(q) {
-  const run = ++state.run;
   showView("explore");
   $("query").hidden = false;
   $("query-img").src = q.file ? URL.createObjectURL(q.file) : apiUrl(q.url);
   $("query-name").textContent = q.name || "";
-  const ctx = { api, apiUrl, postImage, query };
   await Promise.all(
-    state.cards.map(async ({ panel, card, body, time }) => {
-      card.dataset.state = "running";
-      time.textContent = "working…";
-      try {
-        const result = await panel.run(q, ctx);
-        if (run !== state.run) return; // a newer query took over
-        body.replaceChildren(panel.render(result, ctx));
-        time.textContent = `${ms(result.ms)} server · ${ms(result.roundtrip_ms)} round trip`;
-        card.dataset.state = "done";
-      } catch (err) {
-        if (run !== state.run) return;
-        body.replaceChildren(h("p", { class: "error", "data-testid": "error" }, err.message));
-        time.textContent = "";
-        card.dataset.state = "error";
-      }
-    }),
+    state.cards.filter((e) => e.panel.run).map((e) => show(e, () => e.panel.run(q, e.ctx))),
   );
 }
 
