@@ -10,6 +10,9 @@
    code needs (scikit-image, scipy) is missing on the device.
 4. Chapter 4: DeepIndex patch features on CUDA agree with the CPU's (same network), the patch rate, and a 2-D
    index over them finds each query view first (skipped when FAISS is missing on the device).
+5. Chapter 8: pix2pix at its published size (U-Net-256 generator, 70×70 PatchGAN, 256 px) — GAN iterations
+   (G step + D step) per second in bf16 at batch 1 and 16, through the synth task's own training step; the
+   losses must stay finite.
 Exits 0 when everything passed, 1 when a check failed; prints "SKIPPED" without a CUDA device.
 Runs with the machine's own Python and torch: `PYTHONPATH=src python3 bench/gpu_check.py`.
 """
@@ -212,6 +215,34 @@ def retrieval_check(images: int = 64) -> dict:
     return out
 
 
+def synth_check(steps: int = 20) -> dict:
+    """pix2pix GAN iterations per second (bf16 autocast) at 256 px, batch 1 and 16: the synth task's step."""
+    from imagexplore.synthesis.networks import Pix2Pix
+    from imagexplore.synthesis.task import SynthEvaluationConfig, SynthLossConfig, SynthTask
+
+    torch.manual_seed(0)
+    model = Pix2Pix(g_kwargs={"depth": 8, "ngf": 64, "norm": "batch"}, d_kwargs={"ndf": 64}).cuda()
+    opts = {n: torch.optim.Adam(getattr(model, n).parameters(), 2e-4, betas=(0.5, 0.999)) for n in ("G", "D")}
+    task = SynthTask("pix2pix", SynthLossConfig(), SynthEvaluationConfig(), {"data_kind": "pairs"})
+    out: dict = {"finite": True}
+    for batch in (1, 16):
+        x, y = torch.rand(2, batch, 3, 256, 256, device="cuda").mul(2).sub(1)
+        for i in range(steps + 5):
+            if i == 5:  # warm-up done (cudnn autotuning)
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+            for name in ("G", "D"):
+                opts[name].zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss, _ = task.training_step(model, (x, y), name)
+                loss.backward()
+                opts[name].step()
+                out["finite"] &= bool(torch.isfinite(loss))
+        torch.cuda.synchronize()
+        out[f"iters_per_s_batch{batch}"] = steps / (time.perf_counter() - t)
+    return out
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu-check: SKIPPED (no CUDA device)")
@@ -281,8 +312,16 @@ def main() -> int:
     except ImportError as e:
         print(f"  retrieval check SKIPPED: {e}", flush=True)
         retrieval, r_ok = None, True
+    synth = synth_check()
+    s_ok = synth["finite"]
+    print(
+        f"  pix2pix (U-Net-256 + 70×70 PatchGAN, bf16) at 256 px: {synth['iters_per_s_batch1']:.1f} GAN it/s at "
+        f"batch 1, {synth['iters_per_s_batch16']:.1f} it/s at batch 16, losses finite [{'ok' if s_ok else 'FAIL'}]",
+        flush=True,
+    )
     out = {
         "device": torch.cuda.get_device_name(),
+        "synth": synth,
         "edges": edges,
         "retrieval": retrieval,
         "train": res,
@@ -290,7 +329,7 @@ def main() -> int:
         "step_time_ratio": ratio,
         "compiled_step": compiled,
         "inference_images_per_s": {"cfn": icfn, "plain": iplain},
-        "passed": bool(falls and counted and e_ok and r_ok),
+        "passed": bool(falls and counted and e_ok and r_ok and s_ok),
         "seconds": round(time.time() - t0, 1),
     }
     print("gpu-check JSON: " + json.dumps(out))
