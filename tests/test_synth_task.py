@@ -271,3 +271,21 @@ def test_pix2pix_learns_through_the_engine(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     l1 = [x["val/l1"] for x in lines if "val/l1" in x]
     assert l1[-1] < 0.5 * l1[0], l1
+
+
+def test_real_persons_are_padded_to_the_generator_multiple():
+    """DeepFashion-sized items (here 6×4) are padded evenly to the multiple: white images, empty maps."""
+    from imagexplore.synthesis.train import PaddedPersons
+
+    item = {
+        "I_A": torch.zeros(3, 6, 4),
+        "P_A": torch.ones(14, 6, 4),
+        "parsing_A": torch.ones(6, 4),
+        "name_A": "a",
+    }
+    padded = PaddedPersons([item], 8)[0]
+    assert padded["I_A"].shape == (3, 8, 8) and padded["P_A"].shape == (14, 8, 8)
+    assert (
+        padded["I_A"][:, 0, 0].eq(1).all() and padded["I_A"][:, 1:7, 2:6].eq(0).all()
+    )  # 1 row, 2 cols each side
+    assert padded["P_A"][:, 0].eq(0).all() and padded["parsing_A"].sum() == 24 and padded["name_A"] == "a"

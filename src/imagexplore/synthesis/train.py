@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from imagexplore.config import ExperimentConfig
 from imagexplore.engine import Trainer, seed_everything
 from imagexplore.errors import ConfigError
@@ -44,12 +46,41 @@ def build_split(cfg: ExperimentConfig, split: str, *, train: bool, num_samples: 
         reader = persons.DeepFashionPersons if d.name == "deepfashion" else persons.MarketPersons
         if not d.root:
             raise ConfigError(f"dataset '{d.name}' needs data.root (its pose-transfer folder)")
-        return reader(d.root, split=split, **opts)
+        multiple = int(opts.pop("multiple", 256))
+        return PaddedPersons(reader(d.root, split=split, **opts), multiple)
     from imagexplore.synthesis.data import build_pairs
 
     if not train:
         opts.pop("jitter", None)
     return build_pairs(d.name, d.root, split, opts, size=d.image_size, num_samples=n, seed=d.seed)
+
+
+class PaddedPersons(torch.utils.data.Dataset):
+    """Real persons padded to the generators' size multiple (DeepFashion's 256×176 → 256×256 for U-Net-256):
+    images with white (the studio background), pose heat maps and parsing with zeros (background); the pad is
+    split evenly left/right (top/bottom), so `synth swap` cuts the same pad back."""
+
+    def __init__(self, base, multiple: int):
+        self.base, self.multiple = base, multiple
+        for name in ("order", "num_keypoints", "num_labels", "names"):
+            if hasattr(base, name):
+                setattr(self, name, getattr(base, name))
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.base[i])
+        for k, v in item.items():
+            if not torch.is_tensor(v) or v.dim() < 2:
+                continue
+            h, w = v.shape[-2:]
+            ph, pw = (-h) % self.multiple, (-w) % self.multiple
+            if ph or pw:
+                pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+                fill = 1.0 if k.startswith("I_") else 0.0  # [-1, 1] images: white; maps and labels: 0
+                item[k] = torch.nn.functional.pad(v, pad, value=fill)
+        return item
 
 
 def build_datasets(cfg: ExperimentConfig):
