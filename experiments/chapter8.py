@@ -6,6 +6,8 @@ Writes runs/chapter8/results.json and prints markdown tables (mean ± std over s
 - label → photo: pix2pix vs the instantiation network (equal data, generator size, iterations) vs the identity
   baseline: FCN-score (the FCFN segmenter of configs/segment/shapes_fcfn_quick.yaml, trained here once on the
   same 4-class world), Lite0 Fréchet distance, SSIM / L1, and the instantiation network's sample diversity;
+- real sketch → photo on the Tux Paint stamps (XDoG sketches): pix2pix (tuxpaint_sketch2photo_quick) vs the
+  identity baseline: SSIM, L1, Lite0 Fréchet distance (needs `make data`);
 - clothes swap: SwapGAN vs its single-generator pix2pix baseline (shapes_swap_pix2pix_quick) vs copy-paste:
   SSIM, mask L1 and Lite0 Fréchet distance against the exact swap (persons of the test split never seen).
 """
@@ -47,7 +49,7 @@ def table(title: str, summary: dict, keys: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--only", choices=["translation", "swap"], default=None)
+    ap.add_argument("--only", choices=["translation", "tuxpaint", "swap"], default=None)
     ap.add_argument("--limit", type=int, default=200, help="test items scored per model")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="runs/chapter8")
@@ -69,6 +71,15 @@ def main() -> None:
                 run = trained(config, out / f"{config}_seed{seed}", [f"train.seed={seed}"])
                 rows.setdefault(name, []).append(evaluate(run, segmenter=seg, **common) | {"seed": seed})
                 print(f"{name} seed {seed}: {rows[name][-1]}", flush=True)
+    if args.only in (None, "tuxpaint"):
+        config = "tuxpaint_sketch2photo_quick"
+        rows["Tux Paint: identity (sketch as the photo)"] = [
+            evaluate(config=f"synth/{config}.yaml", baseline="identity", **common)
+        ]
+        for seed in args.seeds:
+            run = trained(config, out / f"{config}_seed{seed}", [f"train.seed={seed}"])
+            rows.setdefault("Tux Paint: pix2pix", []).append(evaluate(run, **common) | {"seed": seed})
+            print(f"Tux Paint pix2pix seed {seed}: {rows['Tux Paint: pix2pix'][-1]}", flush=True)
     if args.only in (None, "swap"):
         rows["copy-paste"] = [
             evaluate(config=f"synth/{SWAP['SwapGAN']}.yaml", baseline="copy-paste", **common)
@@ -81,7 +92,8 @@ def main() -> None:
     summary = {n: mean_std(r, KEYS) for n, r in rows.items()}
     (out / "results.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
     labels = [n for n in summary if n in TRANSLATION or n.startswith("identity")]
-    swaps = [n for n in summary if n not in labels]
+    tux = [n for n in summary if n.startswith("Tux Paint")]
+    swaps = [n for n in summary if n not in labels and n not in tux]
     keys = ["fcn_pixel_acc", "fcn_miou", "fd_lite0", "ssim", "l1", "diversity_l1"]
     table("shapes label → photo, test split", {n: summary[n] for n in labels}, keys)
     table(
