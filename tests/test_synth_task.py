@@ -289,3 +289,37 @@ def test_real_persons_are_padded_to_the_generator_multiple():
         padded["I_A"][:, 0, 0].eq(1).all() and padded["I_A"][:, 1:7, 2:6].eq(0).all()
     )  # 1 row, 2 cols each side
     assert padded["P_A"][:, 0].eq(0).all() and padded["parsing_A"].sum() == 24 and padded["name_A"] == "a"
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    """A 2-iteration FCFN on the same 4-class 32-px shapes world: enough to run the FCN-score, not to be good."""
+    out = tmp_path_factory.mktemp("seg") / "fcfn"
+    over = ["data.image_size=32", "data.train_samples=16", "data.val_samples=8", "train.iterations=2"]
+    args = [
+        "segment",
+        "train",
+        "--config",
+        "segment/shapes_fcfn_quick.yaml",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main([*args, *_sets(over)]) == 0
+    return out
+
+
+def test_fcn_score_in_eval_and_in_validation(runs, segmenter, tmp_path, capsys):
+    """label → photo: `synth eval --segmenter` adds the FCN-score keys; `evaluation.segmenter` in the config adds
+    them to every validation; a photo → label model refuses a segmenter in one line."""
+    capsys.readouterr()
+    args = ["synth", "eval", "--checkpoint", str(runs["pix2pix"]), "--json", "--limit", "4", "--no-fd"]
+    assert main([*args, "--segmenter", str(segmenter)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {"fcn_pixel_acc", "fcn_mean_acc", "fcn_miou"} <= set(res) and 0 <= res["fcn_miou"] <= 1
+    run = _train("shapes_pix2pix_quick", tmp_path / "with_seg", f"evaluation.segmenter={segmenter}")
+    logged = (run / "metrics.jsonl").read_text()
+    assert "val/fcn_miou" in logged and "val/fcn_pixel_acc" in logged
+    swap = ["synth", "eval", "--checkpoint", str(runs["swapgan"]), "--no-fd", "--segmenter", str(segmenter)]
+    assert main(swap) == 2
+    assert "label → photo" in capsys.readouterr().err.strip().splitlines()[-1]

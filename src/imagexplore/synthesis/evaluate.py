@@ -26,15 +26,6 @@ def _size_multiple(model) -> int:
     return max(int(getattr(n, "size_multiple", 1)) for n in nets)
 
 
-def _segmenter(checkpoint: str | Path | None, device: str):
-    if checkpoint is None:
-        return None
-    from imagexplore.engine.checkpoint import restore_model
-
-    seg, _, meta = restore_model(checkpoint, task="segment")
-    return seg.to(device).eval(), meta
-
-
 def evaluate(
     checkpoint: str | Path | None = None,
     *,
@@ -60,8 +51,8 @@ def evaluate(
     of ``samples`` samples per input); persons: ``mask_l1`` against the exact swap."""
     from tqdm import tqdm
 
-    from imagexplore.synthesis.metrics import TranslationMetrics, label_palette, labels_from_palette
-    from imagexplore.synthesis.task import generate
+    from imagexplore.synthesis.metrics import TranslationMetrics, label_palette
+    from imagexplore.synthesis.task import fcn_options, generate, true_labels
     from imagexplore.synthesis.train import build_split, data_meta
 
     if (checkpoint is None) == (baseline is None):
@@ -81,24 +72,17 @@ def evaluate(
     persons = meta.get("data_kind") == "persons"
     produce = _baseline(baseline, meta) if baseline else None
     options: dict[str, Any] = {"fd": fd, "fid_weights": fid_weights}
-    label_in = not persons and meta.get("input_kind") == "label"
-    label_out = not persons and meta.get("target_kind") == "label"
-    palette = None
-    if segmenter is not None:
-        if not label_in:
-            raise ConfigError("--segmenter scores label → photo models (the FCN-score); this one is not")
-        seg, seg_meta = _segmenter(segmenter, device)
-        options |= {
-            "segmenter": seg,
-            "num_classes": len(seg_meta["classes"]),
-            "segmenter_mean": seg_meta.get("mean"),
-            "segmenter_std": seg_meta.get("std"),
-        }
-    if label_in or label_out:
+    if not persons and "label_classes" not in meta:  # a checkpoint from before label_classes was recorded
         world = getattr(getattr(data, "scenes", None), "world", None)
-        palette = label_palette(world.num_classes + 1) if world is not None else None
-    if label_out and palette is not None:
-        options["palette"] = palette
+        if world is not None:
+            meta["label_classes"] = int(world.num_classes) + 1
+    segmenter = segmenter or (cfg.evaluation or {}).get("segmenter")
+    if segmenter is not None and meta.get("input_kind") != "label":
+        raise ConfigError("--segmenter scores label → photo models (the FCN-score); this one is not")
+    options |= fcn_options(segmenter, meta, device)
+    label_out = not persons and meta.get("target_kind") == "label" and "label_classes" in meta
+    if label_out:
+        options["palette"] = label_palette(meta["label_classes"])
     if persons:
         options["mask_labels"] = list(range(meta["parsing_labels"]))
     metrics = TranslationMetrics(**options)
@@ -123,13 +107,7 @@ def evaluate(
                 parsing = batch.get("truth_parsing", batch["parsing_A"])
                 metrics.update(out["output"], out["target"], parsing=parsing)
                 continue
-            labels = None
-            if label_in and palette is not None:
-                labels = labels_from_palette(out["input"], palette)
-            elif label_out and palette is not None:
-                labels = labels_from_palette(out["target"], palette)
-            if labels is None and (segmenter is not None or "palette" in options):
-                raise DataError("the true labels of this data cannot be read from its label colours")
+            labels = true_labels(out, meta) if ("segmenter" in options or label_out) else None
             metrics.update(out["output"], out["target"], labels=labels, samples=out.get("samples"))
     res = metrics.compute()
     source = str(checkpoint) if checkpoint is not None else f"baseline {baseline} on {cfg.name}"

@@ -62,6 +62,9 @@ class SynthEvaluationConfig:
     )
     samples: Annotated[int, AtLeastOne] = 3  # instantiation network: samples per input (diversity, gallery)
     gallery: Annotated[int, NonNegative] = 8  # rows of RUN/gallery/index.html (0: none)
+    # label → photo: a `segment train` checkpoint of the same domain; validation and `synth eval` then report
+    # the FCN-score (fcn_pixel_acc, fcn_mean_acc, fcn_miou) of the generated photos
+    segmenter: str | None = None
 
 
 def person_condition(batch: dict) -> torch.Tensor:
@@ -83,6 +86,9 @@ class SynthTask(Task):
         self.gan = GANLoss(loss.gan_mode)
         self._kept: tuple[Any, dict] | None = None  # (the batch's input tensor, what the G step generated)
         self._shown: dict[str, torch.Tensor] = {}
+        self._fcn: dict | None = (
+            None  # FCN-score options (the loaded segmenter), made at the first evaluation
+        )
 
     # ------------------------------------------------------------------------------------------------- training
     def _keep(self, key: torch.Tensor, **fakes: torch.Tensor) -> None:
@@ -217,18 +223,24 @@ class SynthTask(Task):
         from imagexplore.synthesis.metrics import TranslationMetrics
 
         self._shown = {}
-        mask_labels = list(range(self.meta["parsing_labels"])) if self.persons else None
-        return {"": TranslationMetrics(fd=self.evaluation.fd, mask_labels=mask_labels)}
+        if self.persons:
+            labels = list(range(self.meta["parsing_labels"]))
+            return {"": TranslationMetrics(fd=self.evaluation.fd, mask_labels=labels)}
+        if self._fcn is None:  # the segmenter is loaded once per run
+            self._fcn = fcn_options(self.evaluation.segmenter, self.meta)
+        return {"": TranslationMetrics(fd=self.evaluation.fd, **self._fcn)}
 
     def evaluation_step(self, model, batch, evaluators):
         out = generate(model, self.kind, batch, self.persons, samples=self.evaluation.samples)
         metrics = evaluators[""]
         if self.persons:
-            metrics.update(
-                out["output"], out["target"], parsing=batch.get("truth_parsing", batch["parsing_A"])
-            )
+            parsing = batch.get("truth_parsing", batch["parsing_A"])
+            metrics.update(out["output"], out["target"], parsing=parsing)
         else:
-            metrics.update(out["output"], out["target"], samples=out.get("samples"))
+            if metrics.segmenter is not None:
+                metrics.segmenter.to(out["output"].device)
+            labels = true_labels(out, self.meta) if metrics.segmenter is not None else None
+            metrics.update(out["output"], out["target"], labels=labels, samples=out.get("samples"))
         self._remember(out)
 
     def _remember(self, out: dict[str, torch.Tensor]) -> None:
@@ -263,6 +275,36 @@ class SynthTask(Task):
 
     def checkpoint_meta(self):
         return {"task": "synth", **self.meta}
+
+
+def fcn_options(segmenter: str | None, meta: dict, device: str = "cpu") -> dict:
+    """`TranslationMetrics` options of the FCN-score: the segmenter checkpoint loaded, its classes and input
+    normalisation — for a label → photo model whose label colours are known (the shapes world's), else {}."""
+    if not segmenter or meta.get("input_kind") != "label":
+        return {}
+    if not meta.get("label_classes"):
+        from imagexplore.errors import ConfigError
+
+        raise ConfigError(
+            "the FCN-score needs label maps in known colours (the shapes world's); this data has none"
+        )
+    from imagexplore.engine.checkpoint import restore_model
+
+    seg, _, seg_meta = restore_model(segmenter, task="segment")
+    return {
+        "segmenter": seg.to(device).eval(),
+        "num_classes": len(seg_meta["classes"]),
+        "segmenter_mean": seg_meta.get("mean"),
+        "segmenter_std": seg_meta.get("std"),
+    }
+
+
+def true_labels(out: dict, meta: dict) -> torch.Tensor:
+    """Class ids of a label-map batch read back from its colours (exact for the shapes world's palette)."""
+    from imagexplore.synthesis.metrics import label_palette, labels_from_palette
+
+    side = out["input"] if meta.get("input_kind") == "label" else out["target"]
+    return labels_from_palette(side, label_palette(meta["label_classes"]).to(side.device))
 
 
 def swap(model, batch: dict) -> torch.Tensor:

@@ -101,6 +101,9 @@ def data_meta(cfg: ExperimentConfig, train_set) -> dict[str, Any]:
         kinds = (train_set.input_kind, train_set.target_kind)
         meta |= {"data_kind": "pairs", "input_kind": kinds[0], "target_kind": kinds[1]}
         meta["multiple"] = int(getattr(train_set, "multiple", 1))
+        world = getattr(getattr(train_set, "scenes", None), "world", None)
+        if world is not None and "label" in kinds:  # label colours = the palette of background + the classes
+            meta["label_classes"] = int(world.num_classes) + 1
     return meta
 
 
