@@ -323,3 +323,23 @@ def test_fcn_score_in_eval_and_in_validation(runs, segmenter, tmp_path, capsys):
     swap = ["synth", "eval", "--checkpoint", str(runs["swapgan"]), "--no-fd", "--segmenter", str(segmenter)]
     assert main(swap) == 2
     assert "label → photo" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_trains_the_instantiation_network(tmp_path):
+    """DDP (gloo, CPU): each side of the instantiation network is one DDP module called several times per step
+    through its `NetworkGroup` forward; 2 processes train and validate every sample once."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    over = [*TINY, "model.kwargs.e_kwargs.ndf=8", "train.device=cpu"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    cmd += ["imagexplore", "synth", "train", "--config", "shapes_instantiation_quick", "--out", str(tmp_path)]
+    proc = subprocess.run(
+        [*cmd, "--no-progress", *_sets(over)], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["final"]["val/count"] == 8 and summary["iterations"] == 4
