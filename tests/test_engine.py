@@ -148,6 +148,8 @@ def test_schedules_by_hand():
     assert lr_factor(cos, 5, 110) == pytest.approx(0.55)
     assert lr_factor(cos, 10, 110) == pytest.approx(1.0)
     assert lr_factor(cos, 60, 110) == pytest.approx(0.5)
+    lin = ScheduleConfig(name="linear", decay_start=0.5)  # pix2pix: constant for half, then linear to 0
+    assert [lr_factor(lin, i, 200) for i in (0, 99, 100, 150, 200)] == pytest.approx([1, 1, 1, 0.5, 0])
     assert lr_factor(cos, 110, 110) == pytest.approx(0.0, abs=1e-12)
     ep = ScheduleConfig(name="multistep", milestones=[2], unit="epochs")
     assert (
