@@ -285,9 +285,33 @@ MATCH = [
     ("match train --config shapes_jmc_quick --set train.stages[7].start=3", "has 3 entries; index 7"),
     ("match train --config shapes_jmc_quick --set loss.cls_weight=-1", "loss.cls_weight"),
 ]
+SYNTH = [
+    ("synth eval", "synth eval needs --checkpoint, or --baseline with --config"),
+    ("synth eval --baseline identity", "give --config"),
+    ("synth eval --baseline copy-paste --config shapes_pix2pix_quick", "does not apply to pairs data"),
+    (
+        "synth eval --checkpoint {ckpt}",
+        "was trained by the classify task, not synth (use imagexplore classify",
+    ),
+    ("synth translate --checkpoint {ckpt} {img} --out {tmp}/t", "not synth"),
+    (
+        "synth translate --checkpoint {ckpt} {img} --out {tmp}/t --samples 0",
+        "argument --samples: must be ≥ 1",
+    ),
+    ("synth swap --checkpoint {ckpt} --person {img} --clothes {img} --out {tmp}/s.png", "not synth"),
+    ("synth train --config shapes_pix2pix_quick --set loss.gan_mode=wgan", "loss.gan_mode"),
+    ("synth train --config shapes_pix2pix_quick --set model.kwargs.g_kwargs.depth=1", "depth"),
+    ("synth train --config shapes_pix2pix_quick --set data.options.fit=stretch", "fit"),
+    ("synth train --config shapes_pix2pix_quick --set data.name=nowhere", "nowhere"),
+    ("synth train --config shapes_pix2pix_quick --set optimizers.E.module=D", "two optimizers, G (generators) and D"),
+    (
+        "synth train --config shapes_swapgan_quick --set model.name=instantiation_net",
+        "person data is for swapgan",
+    ),
+]
 
 
-@pytest.mark.parametrize("cmd, expected", GENERAL + CLASSIFY + EDGES + RETRIEVE + MATCH)
+@pytest.mark.parametrize("cmd, expected", GENERAL + CLASSIFY + EDGES + RETRIEVE + MATCH + SYNTH)
 def test_bad_input_is_one_line(cmd, expected, places, capsys):
     rc, _, err = run_main(fill(cmd, places), capsys)
     assert_one_line_error(rc, err, expected.format(**places))
