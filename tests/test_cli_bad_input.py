@@ -303,7 +303,10 @@ SYNTH = [
     ("synth train --config shapes_pix2pix_quick --set model.kwargs.g_kwargs.depth=1", "depth"),
     ("synth train --config shapes_pix2pix_quick --set data.options.fit=stretch", "fit"),
     ("synth train --config shapes_pix2pix_quick --set data.name=nowhere", "nowhere"),
-    ("synth train --config shapes_pix2pix_quick --set optimizers.E.module=D", "two optimizers, G (generators) and D"),
+    (
+        "synth train --config shapes_pix2pix_quick --set optimizers.E.module=D",
+        "two optimizers, G (generators) and D",
+    ),
     (
         "synth train --config shapes_swapgan_quick --set model.name=instantiation_net",
         "person data is for swapgan",
