@@ -2,7 +2,7 @@
 (the dataset's `*_jmc_quick.yaml`), over seeds; then the parameter analysis (λ, the classifier's fusion), the
 component analysis (one part left out) and the computational cost.
 
-Run: python experiments/chapter7.py --data openclipart|tuxpaint|shapes [--seeds 0 1 2] [--analysis]
+Run: python experiments/chapter7.py --data openclipart|tuxpaint|shapes [--seeds 0 1 2] [--analysis] [--only TEXT...]
 Writes runs/chapter7_<data>/results.json and prints markdown tables: accuracy of the fused, image-only and text-only
 classifiers and matching R@sum on the test split (mean ± std over seeds).
 
@@ -106,6 +106,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="overrides of the base config, before each variant's own",
     )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="TEXT",
+        help="run only the variants whose name contains one of these (e.g. --only 'no stage 2' 'one stage')",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -118,6 +125,10 @@ def main() -> None:
     if args.analysis:
         runs.update(ANALYSIS)
         plan += [(name, args.seeds[0]) for name in ANALYSIS]
+    if args.only:
+        plan = [(n, s) for n, s in plan if any(t.lower() in n.lower() for t in args.only)]
+        if not plan:
+            ap.error(f"--only {args.only} matches no variant of: {', '.join(runs)}")
     rows: dict[str, list] = {}
     costs: dict[str, dict] = {}
     for name, seed in plan:
