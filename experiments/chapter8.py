@@ -26,7 +26,7 @@ from imagexplore.synthesis.evaluate import evaluate
 
 KEYS = ("fcn_pixel_acc", "fcn_miou", "fd_lite0", "ssim", "l1", "diversity_l1", "mask_l1")
 TRANSLATION = {"pix2pix": "shapes_pix2pix_quick", "instantiation network": "shapes_instantiation_quick"}
-SWAP = {"SwapGAN": "shapes_swapgan_quick", "pix2pix on (I_B, P_A)": "shapes_swap_pix2pix_quick"}
+SWAP = {"SwapGAN": "shapes_swapgan_quick", "pix2pix on (I_B, P_A, K_A)": "shapes_swap_pix2pix_quick"}
 
 
 def trained(config: str, run: Path, overrides: list[str], task: str = "synth") -> Path:
@@ -96,6 +96,7 @@ def main() -> None:
     swaps = [n for n in summary if n not in labels and n not in tux]
     keys = ["fcn_pixel_acc", "fcn_miou", "fd_lite0", "ssim", "l1", "diversity_l1"]
     table("shapes label → photo, test split", {n: summary[n] for n in labels}, keys)
+    table("Tux Paint sketch → photo, test split", {n: summary[n] for n in tux}, ["ssim", "l1", "fd_lite0"])
     table(
         "shapes clothes swap, test split",
         {n: summary[n] for n in swaps},

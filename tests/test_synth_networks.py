@@ -302,16 +302,28 @@ def test_composite_models_children_are_the_networks():
     k, s_ = len(KEYPOINT_NAMES), len(PARSING_LABELS)
     assert (k, s_) == (14, 8) and (sw.pose_channels, sw.parsing_labels) == (14, 8)
     assert {n for n, _ in sw.named_children()} == {"G", "D"} and set(sw.G) == {"G1", "G2", "G3"}
+    # G2 and G3 also read the person's own non-clothes pixels (identity=True, the default): 3 more channels
     assert (sw.G.G1.in_chans, sw.G.G2.in_chans, sw.G.G3.in_chans, sw.D.in_chans) == (
         3 + k,
-        3 + s_,
-        3 + k + s_,
+        3 + s_ + 3,
+        3 + k + s_ + 3,
         3 + k + s_,
     )
     img, pose = torch.randn(2, 3, 32, 32), torch.rand(2, k, 32, 32)
     parsing = nn.functional.one_hot(torch.randint(0, s_, (2, 32, 32)), s_).permute(0, 3, 1, 2).float()
-    out = sw.swap(img, pose, parsing)
+    keep = (torch.rand(2, 1, 32, 32) > 0.5).float()
+    person = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = sw.swap(img, pose, parsing, keep, person)
     assert out.shape == (2, 3, 32, 32)
+    # composite: the kept pixels are A's, exactly; the rest is G2's
+    assert torch.equal((out * keep), (person * keep)) and not torch.equal(out, person)
+    with pytest.raises(ConfigError, match="keep mask"):
+        sw.swap(img, pose, parsing)
+    with pytest.raises(ConfigError, match="needs identity"):
+        SwapGAN(identity=False, composite=True)
+    plain = SwapGAN(g_kwargs={"depth": 5, "ngf": 4}, d_kwargs={"ndf": 4}, identity=False, composite=False)
+    assert (plain.G.G2.in_chans, plain.G.G3.in_chans) == (3 + s_, 3 + k + s_)
+    assert plain.swap(img, pose, parsing).shape == (2, 3, 32, 32)
     assert sw.D(torch.cat([pose, parsing, out], 1)).shape[:2] == (2, 1)
     # every parameter belongs to one named network, so the engine can give each its optimizer
     for model in (p, inst, sw):

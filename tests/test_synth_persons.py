@@ -262,6 +262,16 @@ def test_swap_pairs_items_and_truth():
         assert torch.equal(it["truth_parsing"], it["parsing_A"])
         assert torch.equal(it["S_A_with_B_clothes"], it["S_A"])
         assert it["name_A"] == f"p{pa:04d}_o{oa:04d}" and it["name_B"] == f"p{pb:04d}_o{ob:04d}"
+        # what a swap keeps of A (head, hair, skin, background) is exactly the truth outside the clothes,
+        # and B's kept pixels are B's image there; clothes pixels (upper, lower, shoes) are zeroed
+        clothes_a = torch.isin(it["parsing_A"], torch.tensor([3, 4, 5]))
+        clothes_b = torch.isin(it["parsing_B"], torch.tensor([3, 4, 5]))
+        assert clothes_a.any() and (~clothes_a).any()
+        # (up to the renderer's anti-aliased clothes borders: compare beyond 2 px of any clothes pixel)
+        near = torch.nn.functional.max_pool2d(clothes_a[None, None].float(), 5, 1, 2)[0, 0] > 0
+        assert torch.equal(it["I_A_kept"][:, ~near], it["truth"][:, ~near])
+        assert torch.equal(it["I_B_kept"][:, ~clothes_b], it["I_B"][:, ~clothes_b])
+        assert not it["I_A_kept"][:, clothes_a].any() and not it["I_B_kept"][:, clothes_b].any()
     for pose in (3, 11):
         assert all(
             np.array_equal(world.person(pose, 0)["parsing"], world.person(pose, o)["parsing"])

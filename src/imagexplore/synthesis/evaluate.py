@@ -228,11 +228,11 @@ def translate(
 def swap_array(model, meta: dict, person, clothes, *, device: str = "cpu") -> np.ndarray:
     """Person A (``person``, a `persons.Person`) wearing person B's (``clothes``) clothes: H×W×3 uint8 at A's
     size. Both must have A's size and the checkpoint's keypoint order. A SwapGAN checkpoint runs
-    G2(G1(I_B ⊕ P_A) ⊕ S_A'); its pix2pix baseline G(I_B ⊕ P_A). The in-memory core of `swap_clothes` (and of
+    G2(G1(I_B ⊕ P_A) ⊕ S_A' ⊕ K_A); its pix2pix baseline G(I_B ⊕ P_A ⊕ K_A). The in-memory core of `swap_clothes` (and of
     the explorer's swap panel); ``model`` and ``meta`` as `load_synth` returns them."""
     from imagexplore.synthesis.data import unpad
     from imagexplore.synthesis.gallery import to_uint8
-    from imagexplore.synthesis.persons import parsing_onehot, pose_heatmaps, swap_clothes_parsing
+    from imagexplore.synthesis.persons import keep_mask, parsing_onehot, pose_heatmaps, swap_clothes_parsing
     from imagexplore.synthesis.task import generate
 
     if meta.get("data_kind") != "persons":
@@ -250,11 +250,15 @@ def swap_array(model, meta: dict, person, clothes, *, device: str = "cpu") -> np
     size = a.image.shape[:2]
     multiple = _size_multiple(model)
     labels = meta["parsing_labels"]
+    s_a = swap_clothes_parsing(a.parsing, b.parsing, order)
+    image_a, keep_a = _to_signed(a.image), keep_mask(a.parsing, s_a, order=order)
     parts = {
-        "I_A": _to_signed(a.image),
+        "I_A": image_a,
         "I_B": _to_signed(b.image),
+        "I_A_kept": image_a * keep_a,
+        "keep_A": keep_a,
         "P_A": torch.from_numpy(pose_heatmaps(a.keypoints, size)),
-        "S_A_with_B_clothes": parsing_onehot(swap_clothes_parsing(a.parsing, b.parsing, order), labels),
+        "S_A_with_B_clothes": parsing_onehot(s_a, labels),
     }
     padded = {}
     pad = (0, 0, 0, 0)
@@ -280,7 +284,7 @@ def swap_clothes(
 ) -> dict[str, Any]:
     """Person A (``person``) wearing person B's (``clothes``) clothes → ``out`` (PNG, A's size). Each person is
     our on-disk form: the image with ``NAME.pose.json`` and ``NAME.parsing.png`` beside it (the flags name other
-    files). A SwapGAN checkpoint runs G2(G1(I_B ⊕ P_A) ⊕ S_A'); its pix2pix baseline G(I_B ⊕ P_A) (`swap_array`)."""
+    files). A SwapGAN checkpoint runs G2(G1(I_B ⊕ P_A) ⊕ S_A' ⊕ K_A); its pix2pix baseline G(I_B ⊕ P_A ⊕ K_A) (`swap_array`)."""
     from PIL import Image
 
     from imagexplore.synthesis.persons import read_person

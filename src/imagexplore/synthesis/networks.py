@@ -618,6 +618,11 @@ class SwapGAN(nn.Module):
     pose_channels), ``G2`` on G1's output ⊕ S_A (3 + parsing_labels), ``G3`` on G2's output ⊕ P_B ⊕ S_B (3 +
     pose_channels + parsing_labels)}, and one conditional PatchGAN ``D`` on P ⊕ S ⊕ image. Pose maps are ``pose_channels`` heat maps (default ``len(KEYPOINT_NAMES)`` = 14), parsing maps
     one-hot over ``parsing_labels`` (default ``len(PARSING_LABELS)`` = 8) — the shapes persons' conventions.
+    ``identity=True`` (our reconstruction's default) also gives G2 person A's own non-clothes pixels and G3 B's
+    (`persons.kept_pixels`: head, hair, skin, background), 3 more input channels each: the swap must keep A's
+    head and skin, which neither B's image nor the maps carry — without them G2 can only guess them.
+    ``composite=True`` (default, needs ``identity``) pastes those kept pixels over the generated image, so G2 and G3
+    paint only the clothes regions (as try-on networks compose a generated region with the person).
     ``forward`` = `swap`.
     """
 
@@ -629,9 +634,17 @@ class SwapGAN(nn.Module):
         generator: str = "unet",
         g_kwargs: Mapping | None = None,
         d_kwargs: Mapping | None = None,
+        identity: bool = True,
+        composite: bool = True,
     ):
         super().__init__()
         own = "SwapGAN"
+        for name, value in (("identity", identity), ("composite", composite)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"SwapGAN: {name} must be true or false, got {value!r}")
+        if composite and not identity:
+            raise ConfigError("SwapGAN: composite pastes the kept pixels, so it needs identity: true")
+        self.identity, self.composite = identity, composite
         k = self.pose_channels = _positive_int(own, "pose_channels", pose_channels)
         s = self.parsing_labels = _positive_int(own, "parsing_labels", parsing_labels)
         c = self.image_chans = _positive_int(own, "image_chans", image_chans)
@@ -641,15 +654,31 @@ class SwapGAN(nn.Module):
                 generator, **_options(own, "g_kwargs", g_kwargs, {"in_chans": c + extra, "out_chans": c})
             )
 
-        self.G = NetworkGroup({"G1": gen(k), "G2": gen(s), "G3": gen(k + s)})
+        kept = c if identity else 0
+        self.G = NetworkGroup({"G1": gen(k), "G2": gen(s + kept), "G3": gen(k + s + kept)})
         self.D = build_discriminator(**_options(own, "d_kwargs", d_kwargs, {"in_chans": k + s + c}))
 
-    def swap(self, image_b: Tensor, pose_a: Tensor, parsing_a: Tensor) -> Tensor:
-        """Person B's clothes in A's pose and layout: G2(G1(I_B ⊕ P_A) ⊕ S_A)."""
-        return self.G.G2(torch.cat([self.G.G1(torch.cat([image_b, pose_a], 1)), parsing_a], 1))
+    def swap(
+        self, image_b: Tensor, pose_a: Tensor, parsing_a: Tensor, keep_a: Tensor | None = None, image_a=None
+    ) -> Tensor:
+        """Person B's clothes in A's pose and layout: G2(G1(I_B ⊕ P_A) ⊕ S_A [⊕ K_A]) [composed with K_A], where
+        K_A = ``image_a`` × ``keep_a`` (`persons.keep_mask`) — needed with ``identity``."""
+        y1 = self.G.G1(torch.cat([image_b, pose_a], 1))
+        if not self.identity:
+            return self.G.G2(torch.cat([y1, parsing_a], 1))
+        if keep_a is None or image_a is None:
+            raise ConfigError("this SwapGAN (identity: true) needs person A's image and keep mask")
+        kept = image_a * keep_a
+        return self.paste(self.G.G2(torch.cat([y1, parsing_a, kept], 1)), kept, keep_a)
 
-    def forward(self, image_b: Tensor, pose_a: Tensor, parsing_a: Tensor) -> Tensor:
-        return self.swap(image_b, pose_a, parsing_a)
+    def paste(self, generated: Tensor, kept: Tensor, keep: Tensor) -> Tensor:
+        """With ``composite``, the kept pixels over the generated image; else the generated image."""
+        return kept + (1 - keep) * generated if self.composite else generated
+
+    def forward(
+        self, image_b: Tensor, pose_a: Tensor, parsing_a: Tensor, keep_a=None, image_a=None
+    ) -> Tensor:
+        return self.swap(image_b, pose_a, parsing_a, keep_a, image_a)
 
 
 # ---------------------------------------------------------------------------------------------- model registry

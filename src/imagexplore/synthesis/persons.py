@@ -363,6 +363,23 @@ def swap_clothes_parsing(parsing_a: np.ndarray, parsing_b: np.ndarray, order: st
     return out
 
 
+def keep_mask(*parsings, order: str = "shapes") -> torch.Tensor:
+    """1×H×W float mask, 1 where none of ``parsings`` (H×W label maps, numpy or torch) shows clothes
+    (`PersonOrder.clothes`): what a swap keeps of a person — head, hair, skin, background — and the clothes image
+    cannot give. SwapGAN's G2 gets A's (over A's parsing and S_A'), G3 B's (``identity=True``)."""
+    labels = [c for zone in _order(order).clothes for c in zone]
+    keep = None
+    for parsing in parsings:
+        p = parsing.numpy() if isinstance(parsing, torch.Tensor) else np.asarray(parsing)
+        keep = ~np.isin(p, labels) if keep is None else keep & ~np.isin(p, labels)
+    return torch.from_numpy(keep[None].astype(np.float32))
+
+
+def kept_pixels(image: torch.Tensor, *parsings, order: str = "shapes") -> torch.Tensor:
+    """``image`` (3×H×W in [-1, 1]) where `keep_mask` is 1, 0 on the clothes."""
+    return image * keep_mask(*parsings, order=order)
+
+
 def _signed(image: np.ndarray) -> torch.Tensor:
     """H×W×3 uint8 → 3×H×W float32 in [-1, 1] (in numpy, as `data.shapes.datasets.to_tensor`)."""
     return torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1))
@@ -370,16 +387,24 @@ def _signed(image: np.ndarray) -> torch.Tensor:
 
 def _item(a: Person, b: Person, heat_a, heat_b, order: PersonOrder) -> dict:
     n = len(order.labels)
+    image_a, image_b = _signed(a.image), _signed(b.image)
+    s_a = swap_clothes_parsing(a.parsing, b.parsing, order.name)
+    keep_a = keep_mask(a.parsing, s_a, order=order.name)
+    keep_b = keep_mask(b.parsing, order=order.name)
     return {
-        "I_A": _signed(a.image),
-        "I_B": _signed(b.image),
+        "I_A": image_a,
+        "I_B": image_b,
+        "I_A_kept": image_a * keep_a,
+        "I_B_kept": image_b * keep_b,
+        "keep_A": keep_a,
+        "keep_B": keep_b,
         "P_A": torch.from_numpy(heat_a),
         "P_B": torch.from_numpy(heat_b),
         "S_A": parsing_onehot(a.parsing, n),
         "S_B": parsing_onehot(b.parsing, n),
         "parsing_A": torch.from_numpy(a.parsing.astype(np.int64)),
         "parsing_B": torch.from_numpy(b.parsing.astype(np.int64)),
-        "S_A_with_B_clothes": parsing_onehot(swap_clothes_parsing(a.parsing, b.parsing, order.name), n),
+        "S_A_with_B_clothes": parsing_onehot(s_a, n),
     }
 
 
@@ -438,7 +463,7 @@ class SwapPairs(Dataset):
 
     Items (dict): ``I_A``, ``I_B`` 3×H×W in [-1, 1]; ``P_A``, ``P_B`` 14×H×W heat maps (`pose_heatmaps`);
     ``S_A``, ``S_B`` 8×H×W one-hot parsing; ``parsing_A``, ``parsing_B`` H×W long; ``S_A_with_B_clothes``
-    (`swap_clothes_parsing`, one-hot); ``truth`` = A's pose in B's outfit, 3×H×W in [-1, 1], and
+    (`swap_clothes_parsing`, one-hot); ``keep_A``, ``keep_B`` (1×H×W `keep_mask`) and ``I_A_kept``, ``I_B_kept`` (the images times them); ``truth`` = A's pose in B's outfit, 3×H×W in [-1, 1], and
     ``truth_parsing`` H×W long; ``name_A``, ``name_B`` as `person_name`. A shapes person's parsing depends on
     its pose only, so ``truth_parsing`` equals ``parsing_A`` and ``S_A_with_B_clothes`` equals ``S_A``.
     """
@@ -741,6 +766,8 @@ def run_data_command(args) -> int:
 __all__ = [
     "COCO18_KEYPOINTS",
     "LIP20_LABELS",
+    "keep_mask",
+    "kept_pixels",
     "PERSON_ORDERS",
     "PUBLISHED_SIGMA",
     "DeepFashionPersons",

@@ -14,12 +14,14 @@ Losses (every weight in the `loss:` section):
   (|F(G(a, z)) − a| and |G(F(p), z_e) − p|, ·λ_cycle), all times `reverse_weight` for F's terms. D side: the
   forward PatchGAN sees the real (a, p) against both fakes (each half weight), the reverse one (p, a) against
   (p, F(p)).
-- **SwapGAN** [published structure, our details]: y1 = G1(I_B ⊕ P_A), y2 = G2(y1 ⊕ S_A') (S_A' = A's layout with
-  B's clothes), y3 = G3(y2 ⊕ P_B ⊕ S_B). G: adv on both fake pairs + λ_mask (mask_consistency(y2, target,
+- **SwapGAN** [published structure, our details]: y1 = G1(I_B ⊕ P_A), y2 = G2(y1 ⊕ S_A' ⊕ K_A) (S_A' = A's layout
+  with B's clothes; K_A = A's own non-clothes pixels, `model.kwargs.identity`; with `composite` K_A is pasted
+  over G2's image), y3 = G3(y2 ⊕ P_B ⊕ S_B ⊕ K_B) (likewise). G: adv on both fake pairs + λ_mask (mask_consistency(y2, target,
   parsing_A) + mask_consistency(y3, I_B, parsing_B)); target = B's clothes in A's pose (the shapes world renders
   it; DeepFashion's pose pairs are one person, so it is I_A). D: the real pair (P_B ⊕ S_B ⊕ I_B) against the
   two fake pairs (P_A ⊕ S_A' ⊕ y2) and (P_B ⊕ S_B ⊕ y3).
-- **pix2pix on persons** (SwapGAN's single-generator baseline): input I_B ⊕ P_A, target as SwapGAN's y2.
+- **pix2pix on persons** (SwapGAN's single-generator baseline): input I_B ⊕ P_A ⊕ K_A, K_A pasted over its
+  output (as SwapGAN's `composite`), target as SwapGAN's y2.
 """
 
 from __future__ import annotations
@@ -68,8 +70,37 @@ class SynthEvaluationConfig:
 
 
 def person_condition(batch: dict) -> torch.Tensor:
-    """The single-generator baseline's input: I_B ⊕ P_A."""
-    return torch.cat([batch["I_B"], batch["P_A"]], 1)
+    """The single-generator baseline's input: I_B ⊕ P_A ⊕ A's kept pixels (what SwapGAN's generators see)."""
+    return torch.cat([batch["I_B"], batch["P_A"], batch["I_A_kept"]], 1)
+
+
+def person_output(fake: torch.Tensor, batch: dict) -> torch.Tensor:
+    """The single-generator baseline's swap: A's kept pixels pasted over its image, as SwapGAN's default
+    ``composite`` does, so the two differ in their generators only."""
+    return batch["I_A_kept"] + (1 - batch["keep_A"]) * fake
+
+
+def _kept(model, batch: dict, who: str) -> list[torch.Tensor]:
+    """Person ``who``'s kept pixels as an extra generator input, for a SwapGAN built with ``identity=True``."""
+    return [batch[f"I_{who}_kept"]] if model.identity else []
+
+
+def _paste(model, y: torch.Tensor, batch: dict, who: str) -> torch.Tensor:
+    """With ``composite=True``, person ``who``'s kept pixels over the generated image (`SwapGAN.paste`)."""
+    return y if not model.identity else model.paste(y, batch[f"I_{who}_kept"], batch[f"keep_{who}"])
+
+
+def _g2(model, batch: dict) -> torch.Tensor:
+    """y2 = G2(G1(I_B ⊕ P_A) ⊕ S_A' [⊕ K_A]) [with K_A pasted over]: B's clothes on A."""
+    y1 = model.G("G1", torch.cat([batch["I_B"], batch["P_A"]], 1))
+    y2 = model.G("G2", torch.cat([y1, batch["S_A_with_B_clothes"], *_kept(model, batch, "A")], 1))
+    return _paste(model, y2, batch, "A")
+
+
+def _g3(model, batch: dict, y2: torch.Tensor) -> torch.Tensor:
+    """y3 = G3(y2 ⊕ P_B ⊕ S_B [⊕ K_B]) [with K_B pasted over]: the swap mapped back to B."""
+    y3 = model.G("G3", torch.cat([y2, batch["P_B"], batch["S_B"], *_kept(model, batch, "B")], 1))
+    return _paste(model, y3, batch, "B")
 
 
 def swap_target(batch: dict) -> torch.Tensor:
@@ -116,10 +147,13 @@ class SynthTask(Task):
             return person_condition(batch), swap_target(batch), batch["I_B"]
         return batch[0], batch[1], batch[0]
 
+    def _generate(self, model, x: torch.Tensor, batch) -> torch.Tensor:
+        return person_output(model.G(x), batch) if self.persons else model.G(x)
+
     def _pix2pix(self, model, batch, generator_step: bool):
         x, y, key = self._pair(batch)
         if generator_step:
-            fake = model.G(x)
+            fake = self._generate(model, x, batch)
             adv = self._adv_g(model.D(torch.cat([x, fake], 1)))
             l1 = F.l1_loss(fake, y)
             self._keep(key, fake=fake)
@@ -127,7 +161,7 @@ class SynthTask(Task):
         kept = self._fakes(key)
         if kept is None:
             with torch.no_grad():
-                kept = {"fake": model.G(x)}
+                kept = {"fake": self._generate(model, x, batch)}
         d = self.gan.discriminator_loss(
             model.D(torch.cat([x, y], 1)), model.D(torch.cat([x, kept["fake"]], 1))
         )
@@ -193,9 +227,8 @@ class SynthTask(Task):
         cond_a = torch.cat([batch["P_A"], batch["S_A_with_B_clothes"]], 1)
         cond_b = torch.cat([batch["P_B"], batch["S_B"]], 1)
         if generator_step:
-            y1 = model.G("G1", torch.cat([batch["I_B"], batch["P_A"]], 1))
-            y2 = model.G("G2", torch.cat([y1, batch["S_A_with_B_clothes"]], 1))
-            y3 = model.G("G3", torch.cat([y2, cond_b], 1))
+            y2 = _g2(model, batch)
+            y3 = _g3(model, batch, y2)
             adv = self._adv_g(model.D(torch.cat([cond_a, y2], 1))) + self._adv_g(
                 model.D(torch.cat([cond_b, y3], 1))
             )
@@ -209,8 +242,8 @@ class SynthTask(Task):
         kept = self._fakes(batch["I_B"])
         if kept is None:
             with torch.no_grad():
-                y2 = swap(model, batch)
-                kept = {"y2": y2, "y3": model.G("G3", torch.cat([y2, cond_b], 1))}
+                y2 = _g2(model, batch)
+                kept = {"y2": y2, "y3": _g3(model, batch, y2)}
         real = model.D(torch.cat([cond_b, batch["I_B"]], 1))
         d = 0.5 * (
             self.gan.discriminator_loss(real, model.D(torch.cat([cond_a, kept["y2"]], 1)))
@@ -308,9 +341,8 @@ def true_labels(out: dict, meta: dict) -> torch.Tensor:
 
 
 def swap(model, batch: dict) -> torch.Tensor:
-    """SwapGAN's swap through the G side's forward: G2(G1(I_B ⊕ P_A) ⊕ S_A')."""
-    y1 = model.G("G1", torch.cat([batch["I_B"], batch["P_A"]], 1))
-    return model.G("G2", torch.cat([y1, batch["S_A_with_B_clothes"]], 1))
+    """SwapGAN's swap through the G side's forward (`_g2`)."""
+    return _g2(model, batch)
 
 
 def generate(model, kind: str, batch, persons: bool, samples: int = 0) -> dict[str, torch.Tensor]:
@@ -318,7 +350,10 @@ def generate(model, kind: str, batch, persons: bool, samples: int = 0) -> dict[s
     for persons ``person`` (A) and ``clothes`` (B); for the instantiation network ``samples``, B×N×3×H×W with z ~
     N(0, I), while ``output`` uses z = 0, the mode of the style prior)."""
     if persons:
-        out = swap(model, batch) if kind == "swapgan" else model.G(person_condition(batch))
+        if kind == "swapgan":
+            out = swap(model, batch)
+        else:
+            out = person_output(model.G(person_condition(batch)), batch)
         return {"person": batch["I_A"], "clothes": batch["I_B"], "output": out, "target": swap_target(batch)}
     x, y = batch[0], batch[1]
     if kind == "instantiation":

@@ -78,7 +78,8 @@ class PaddedPersons(torch.utils.data.Dataset):
             ph, pw = (-h) % self.multiple, (-w) % self.multiple
             if ph or pw:
                 pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-                fill = 1.0 if k.startswith("I_") else 0.0  # [-1, 1] images: white; maps and labels: 0
+                # [-1, 1] images: white; keep masks: 1 (the pad is background, kept); maps and labels: 0
+                fill = 1.0 if k.startswith(("I_", "keep_")) else 0.0
                 item[k] = torch.nn.functional.pad(v, pad, value=fill)
         return item
 
@@ -122,7 +123,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int = 0, in_chans: int = 3, 
     if kind == "swapgan":
         kw |= {"pose_channels": meta["pose_channels"], "parsing_labels": meta["parsing_labels"]}
     elif kind == "pix2pix" and persons:
-        kw |= {"in_chans": 3 + meta["pose_channels"], "out_chans": 3}
+        kw |= {"in_chans": 3 + meta["pose_channels"] + 3, "out_chans": 3}  # I_B ⊕ P_A ⊕ A's kept pixels
     return models.create(cfg.model.name, **kw)
 
 
