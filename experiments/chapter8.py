@@ -1,6 +1,6 @@
 """Chapter-8 evidence on the shapes world: each model's quick config over seeds against its trivial baseline.
 
-Run: python experiments/chapter8.py [--seeds 0 1 2] [--only translation|swap] [--limit 200]
+Run: python experiments/chapter8.py [--seeds 0 1 2] [--only translation|tuxpaint|swap] [--limit 200] [--report]
 Writes runs/chapter8/results.json and prints markdown tables (mean ± std over seeds, test split):
 
 - label → photo: pix2pix vs the instantiation network (equal data, generator size, iterations) vs the identity
@@ -24,7 +24,7 @@ from common import mean_std
 from imagexplore.config import load_config
 from imagexplore.synthesis.evaluate import evaluate
 
-KEYS = ("fcn_pixel_acc", "fcn_miou", "fd_lite0", "ssim", "l1", "diversity_l1", "mask_l1")
+KEYS = ("fcn_pixel_acc", "fcn_mean_acc", "fcn_miou", "fd_lite0", "ssim", "l1", "diversity_l1", "mask_l1")
 TRANSLATION = {"pix2pix": "shapes_pix2pix_quick", "instantiation network": "shapes_instantiation_quick"}
 SWAP = {"SwapGAN": "shapes_swapgan_quick", "pix2pix on (I_B, P_A, K_A)": "shapes_swap_pix2pix_quick"}
 
@@ -39,11 +39,33 @@ def trained(config: str, run: Path, overrides: list[str], task: str = "synth") -
     return run
 
 
+def cell(s: dict, k: str) -> str:
+    if k not in s:
+        return "—"
+    fmt = "{:.1f}" if k == "fd_lite0" else "{:.3f}"  # a distance in feature units; the rest in [0, 1]
+    text = fmt.format(s[k])
+    return text + " ± " + fmt.format(s[k + "_std"]) if s["seeds"] > 1 else text
+
+
 def table(title: str, summary: dict, keys: list[str]) -> None:
-    print(f"\n{title}\n| model | " + " | ".join(keys) + " |\n|---" * (len(keys) + 1) + "|")
+    print(f"\n{title}\n| model | " + " | ".join(keys) + " |\n" + "|---" * (len(keys) + 1) + "|")
     for name, s in summary.items():
-        cells = [f"{s[k]:.3f} ± {s[k + '_std']:.3f}" if k in s else "—" for k in keys]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        seeds = f"{s['seeds']} seed{'s' if s['seeds'] > 1 else ''}"
+        print(f"| {name} ({seeds}) | " + " | ".join(cell(s, k) for k in keys) + " |")
+
+
+def report(rows: dict) -> dict:
+    """Mean ± std over seeds of every row (4 decimals), printed as the three markdown tables."""
+    summary = {n: mean_std(r, KEYS, digits=4) | {"seeds": len(r)} for n, r in rows.items()}
+    labels = [n for n in summary if n in TRANSLATION or n.startswith("identity")]
+    tux = [n for n in summary if n.startswith("Tux Paint")]
+    swaps = [n for n in summary if n not in labels and n not in tux]
+    keys = ["fcn_pixel_acc", "fcn_mean_acc", "fcn_miou", "fd_lite0", "ssim", "l1", "diversity_l1"]
+    table("shapes label → photo, test split", {n: summary[n] for n in labels}, keys)
+    table("Tux Paint sketch → photo, test split", {n: summary[n] for n in tux}, ["ssim", "l1", "fd_lite0"])
+    swap_keys = ["ssim", "mask_l1", "l1", "fd_lite0"]
+    table("shapes clothes swap, test split", {n: summary[n] for n in swaps}, swap_keys)
+    return summary
 
 
 def main() -> None:
@@ -53,9 +75,13 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=200, help="test items scored per model")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="runs/chapter8")
+    ap.add_argument("--report", action="store_true", help="only print the tables of OUT/results.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    if args.report:
+        report(json.loads((out / "results.json").read_text())["rows"])
+        return
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list] = {}
     common = {"num_samples": args.limit, "progress": False}
@@ -89,19 +115,8 @@ def main() -> None:
                 run = trained(config, out / f"{config}_seed{seed}", [f"train.seed={seed}"])
                 rows.setdefault(name, []).append(evaluate(run, **common) | {"seed": seed})
                 print(f"{name} seed {seed}: {rows[name][-1]}", flush=True)
-    summary = {n: mean_std(r, KEYS) for n, r in rows.items()}
+    summary = report(rows)
     (out / "results.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
-    labels = [n for n in summary if n in TRANSLATION or n.startswith("identity")]
-    tux = [n for n in summary if n.startswith("Tux Paint")]
-    swaps = [n for n in summary if n not in labels and n not in tux]
-    keys = ["fcn_pixel_acc", "fcn_miou", "fd_lite0", "ssim", "l1", "diversity_l1"]
-    table("shapes label → photo, test split", {n: summary[n] for n in labels}, keys)
-    table("Tux Paint sketch → photo, test split", {n: summary[n] for n in tux}, ["ssim", "l1", "fd_lite0"])
-    table(
-        "shapes clothes swap, test split",
-        {n: summary[n] for n in swaps},
-        ["ssim", "mask_l1", "fd_lite0", "l1"],
-    )
 
 
 if __name__ == "__main__":

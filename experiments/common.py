@@ -17,12 +17,13 @@ def ensure_trained(make_config, run: Path) -> Path:
     return run
 
 
-def mean_std(rows: list[dict], keys) -> dict:
-    """{key: mean, key_std: sample std (0 for one seed)} over the rows that have a number for the key."""
+def mean_std(rows: list[dict], keys, digits: int = 2) -> dict:
+    """{key: mean, key_std: sample std (0 for one seed)} over the rows that have a number for the key, rounded to
+    ``digits`` decimals (2 suits percentages; metrics in [0, 1] need 4)."""
     out = {}
     for k in keys:
         vals = [r[k] for r in rows if k in r and r[k] == r[k]]
         if vals:
-            out[k] = round(statistics.fmean(vals), 2)
-            out[f"{k}_std"] = round(statistics.stdev(vals), 2) if len(vals) > 1 else 0.0
+            out[k] = round(statistics.fmean(vals), digits)
+            out[f"{k}_std"] = round(statistics.stdev(vals), digits) if len(vals) > 1 else 0.0
     return out
