@@ -9,7 +9,7 @@ collection as a single build.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,11 @@ class Collection:
     images: tuple
     idf: np.ndarray
     doc_norms: np.ndarray
+    # burst -> document norms under `idf` (query option ``burst``), made on first use and shared by views
+    norms: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.norms.setdefault("none", self.doc_norms)
 
     @classmethod
     def create(cls, postings: Postings, signatures: dict[str, np.ndarray], images: Sequence) -> Collection:
