@@ -36,11 +36,6 @@ class ShardedIndex(Searcher):
         df = np.bincount(
             inverse, weights=np.concatenate([d.postings.df for d in parts]), minlength=all_keys.size
         ).astype(np.int64)
-        lengths = np.bincount(
-            inverse,
-            weights=np.concatenate([np.diff(d.postings.offsets) for d in parts]),
-            minlength=all_keys.size,
-        ).astype(np.int64)
         n_images = sum(len(d.images) for d in parts)
         global_idf = idf_weights(df, n_images)
         searched = []
@@ -51,7 +46,7 @@ class ShardedIndex(Searcher):
             idf = global_idf[where]
             searched.append(Part(data, idf, df[where], first_id, {"none": data.postings.doc_norms(idf)}))
             first_id += len(data.images)
-        self._snap = Snapshot(tuple(searched), all_keys, global_idf, lengths, n_images)
+        self._snap = Snapshot(tuple(searched), all_keys, global_idf, n_images)
         self._images = tuple(x for d in parts for x in d.images)
 
     def __len__(self) -> int:
