@@ -32,7 +32,7 @@ QUERY_FIELDS = frozenset(
 # pruning="scale": from this many images on, unset max_df / max_candidates take these values. Chosen from
 # bench/bench_retrieval.py on its synthetic codes (seed 1, not the tests' data): see docs/retrieval_scaling.md.
 SCALE_MIN_IMAGES = 100_000
-SCALE_PRESET = {"max_df": 0.05, "max_candidates": 0.01}
+SCALE_PRESET = {"max_df": 0.5, "max_candidates": 0.02}
 # Fields that fix how an index is laid out: shards to be merged or searched together must share them.
 LAYOUT_FIELDS = ("types", "mode", "float16_signatures")
 _TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -42,10 +42,8 @@ _DENSE_CANDIDATES = 4
 # Batches: a query's signature cosines go through BLAS (then an exact re-score of the few that can reach the top
 # k) once 1 / this of the images are its candidates; below, the exact per-row scoring alone is cheaper.
 _BLAS_CANDIDATES = 16
-# Batches: the sparse product's votes are read as dense rows once 1 / this of the images are candidates, and
-# votes go through the forward matrix once the queries match 1 / this of all entries (measured at 100k images:
-# ~1 ns an entry a query that way, ~9 ns a matched entry by the sparse product).
-_DENSE_VOTES = 16
+# Batches: votes go through the forward matrix once the queries match 1 / this of all entries (measured at 100k
+# images: ~1 ns an entry a query that way, ~9 ns a matched entry by the sparse product).
 _FORWARD_VOTES = 8
 # Batches: at most this many queries at a time, and this many (queries x images) dense votes / BLAS cosines;
 # at most this many matched posting entries go through one sparse product.
@@ -371,8 +369,8 @@ class Searcher:
         return out
 
     def _sparse_votes(self, part: Part, matched: list, weights: list) -> list:
-        """Per query ``(votes, candidates)``, or ``(dense votes, None)``, by (queries x lists) @ (lists x images)
-        over the lists the queries match."""
+        """Per query ``(votes, candidates)`` by (queries x lists) @ (lists x images) over the lists the queries
+        match; a query's candidates come in no particular order (`_keep_best` and `top_k` do not depend on it)."""
         burst = self.config.burst
         postings = part.data.postings
         n = len(part.data.images)
@@ -396,11 +394,7 @@ class Searcher:
             ),
             shape=(len(matched), lists.size),
         )
-        product = queries_x_lists @ lists_x_images
-        if product.nnz * _DENSE_VOTES >= len(matched) * n:  # a dense row is cheaper to read than a sort
-            dense = product.toarray()
-            return [(row, None) for row in dense]
-        product.sort_indices()
+        product = queries_x_lists @ lists_x_images  # rows left unsorted: nothing downstream needs the order
         return [
             (product.data[lo:hi], product.indices[lo:hi].astype(np.int64))
             for lo, hi in zip(product.indptr[:-1], product.indptr[1:])
@@ -573,14 +567,15 @@ def _merge(snap: Snapshot, found: list, k: int) -> tuple[np.ndarray, np.ndarray]
 
 def _keep_best(snap: Snapshot, voted: list, max_cands: int) -> list:
     """Per part the candidates among the best ``max_cands`` by vote score over all parts (ties to the smaller
-    position, as `top_k`), still sorted by position."""
+    position, as `top_k`, which does not depend on the order candidates come in)."""
     if sum(cands.size for cands, _ in voted) <= max_cands:
         return voted
     ids = np.concatenate([cands + part.first_id for (cands, _), part in zip(voted, snap.parts)])
-    best = np.sort(top_k(ids, np.concatenate([scores for _, scores in voted]), max_cands)[0])
+    best, scores = top_k(ids, np.concatenate([scores for _, scores in voted]), max_cands)
+    if len(snap.parts) == 1:
+        return [(best - snap.parts[0].first_id, scores)]
     out = []
-    for (cands, scores), part in zip(voted, snap.parts):
-        lo, hi = np.searchsorted(best, [part.first_id, part.first_id + len(part.data.images)])
-        keep = np.searchsorted(cands, best[lo:hi] - part.first_id)
-        out.append((cands[keep], scores[keep]))
+    for part in snap.parts:
+        mine = (best >= part.first_id) & (best < part.first_id + len(part.data.images))
+        out.append((best[mine] - part.first_id, scores[mine]))
     return out
