@@ -139,13 +139,35 @@ def faiss_threads(threads: int):
 
 
 def set_up_process(faiss_threads: int) -> None:
-    """Process-wide settings of a run: FAISS's thread count, and glibc's mmap threshold fixed at 128 kB so that
-    resident-memory growth measures what is kept (glibc raises the threshold after big frees, and freed arrays
-    of up to 32 MB would then stay in the heap and be counted)."""
+    """Process-wide settings of a run: FAISS's and BLAS's thread count, and glibc's malloc set for measuring
+    resident memory (`malloc_phase`) until the first timings."""
     faiss.omp_set_num_threads(faiss_threads)
     limit_blas_threads(faiss_threads)
+    global _MALLOC_TUNED
+    _MALLOC_TUNED = True
+    malloc_phase("measure")
+
+
+_MALLOC_TUNED = False
+
+
+def malloc_phase(phase: str) -> None:
+    """glibc's malloc for resident-memory growth (``"measure"``): mmap threshold fixed at 128 kB and the free
+    heap trimmed, so that what grows is what is kept (glibc raises the threshold after big frees, and freed
+    arrays of up to 32 MB would then stay in the heap and be counted); for timings (``"time"``): freed blocks of
+    up to 32 MB kept for reuse, as glibc's dynamic default does in a long-running process, instead of every
+    temporary above 128 kB being mapped and page-faulted anew. Only after `set_up_process` (not in tests)."""
+    if not _MALLOC_TUNED:
+        return
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # -3: M_MMAP_THRESHOLD
+        libc = ctypes.CDLL("libc.so.6")
+        if phase == "measure":
+            libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+            libc.malloc_trim(0)
+        else:
+            libc.mallopt(-3, 32 * 2**20)
+            libc.mallopt(-1, 256 * 2**20)
     except (OSError, AttributeError):
         pass
 
@@ -330,6 +352,7 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
     words, sigs, q_words, q_sigs, source = make_collection(rng, n, mode, args.zipf, q)
     config = IndexConfig(types=types, mode=mode, k=K, signature_dim=DIM, float16_signatures=args.float16)
     gc.collect()
+    malloc_phase("measure")
     rss0 = rss_bytes()
     t0 = time.perf_counter()
     index = InvertedIndex.from_codes(words, sigs, config)
@@ -337,6 +360,9 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
     rss1 = rss_bytes()
     del sigs, words
     gc.collect()
+    malloc_phase("measure")
+    rss_built = rss_bytes()
+    malloc_phase("time")
     stats = index.stats
     resident = None if rss0 is None else round((rss1 - rss0) / n, 1)
     res = {
@@ -409,9 +435,14 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
 
     query_rows = np.concatenate([q_sigs[t] for t in types], axis=1) / np.float32(np.sqrt(len(types)))
     gc.collect()
+    malloc_phase("measure")
     rss2 = rss_bytes()
+    # what searching added (document norms, caches, the forward matrix of batches), measured after the free
+    # heap is trimmed
+    res["search_resident_bytes_per_image"] = None if rss2 is None else round((rss2 - rss_built) / n, 1)
     flat = faiss_flat(index, types)
     rss3 = rss_bytes()
+    malloc_phase("time")
     timing, exact = latencies(
         lambda i: flat.search(query_rows[i : i + 1], 10), lambda: blas_batch(flat, query_rows), q
     )

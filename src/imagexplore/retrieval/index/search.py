@@ -10,6 +10,18 @@ Scoring (``votes_signature``): candidates are the images sharing a word (cell) w
 kernel ``exp(-|s_q - s_d|^2 / sigma^2) = exp(-2 (1 - cos) / sigma^2)`` or a threshold ``cos >= threshold``.
 Because the signature is per image, ``g`` is one factor per (query, image). ``votes`` drops ``g``;
 ``signature`` ranks every image by signature cosine alone. Ties go to the smaller image position.
+
+Pruning (query options of `IndexConfig`, off by default): ``max_df`` leaves lists held by more than that fraction
+of the images (stop words) out of the vote - the norms stay those of the whole bags of words; ``burst`` damps
+the term frequencies on both sides (``sqrt`` or ``1 + log``), norms included; ``max_candidates`` lets only the
+best candidates by vote score (``top_k`` order) reach the signature stage. ``pruning="scale"`` fills unset
+values from `config.SCALE_PRESET` at `config.SCALE_MIN_IMAGES` images or more.
+
+Batches (`search_batch`, `search_codes_batch`) give the results of one-by-one searches bit for bit: votes by one
+sparse product per chunk of queries (each image's weights added in the same order as ``np.bincount`` adds
+them), and, for a query with many candidates, signature cosines by one BLAS product for the chunk, which only
+pre-selects: whatever can reach the top ``k`` within a proven rounding margin (`cosine_margin`) is re-scored
+exactly as a single search does.
 """
 
 from __future__ import annotations
@@ -45,10 +57,11 @@ _BLAS_CANDIDATES = 16
 # Batches: votes go through the forward matrix once the queries match 1 / this of all entries (measured at 100k
 # images: ~1 ns an entry a query that way, ~9 ns a matched entry by the sparse product).
 _FORWARD_VOTES = 8
-# Batches: at most this many queries at a time, and this many (queries x images) dense votes / BLAS cosines;
+# Batches: at most this many queries at a time, and this many (queries x images) dense votes / BLAS cosines
+# (24 MB of float64: under glibc's largest mmap threshold, so such blocks are reused rather than mapped anew);
 # at most this many matched posting entries go through one sparse product.
 _BATCH_QUERIES = 64
-_BATCH_VALUES = 1 << 22
+_BATCH_VALUES = 3 << 20
 _BATCH_ENTRIES = 1 << 22
 
 
@@ -105,7 +118,8 @@ def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.n
 
 class Searcher:
     """The query side shared by `InvertedIndex` and `ShardedIndex`: queries as features or as codes, encoded
-    once, then scored one by one by the scorer a subclass binds to its (immutable) data."""
+    once, then scored against the `Snapshot` a subclass gives of its (immutable) data: one by one, or a batch
+    together with the same results."""
 
     config: IndexConfig
     models: IndexModels
