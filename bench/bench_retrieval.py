@@ -50,7 +50,7 @@ import faiss
 import numpy as np
 
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
-from imagexplore.retrieval.index.config import PRUNINGS
+from imagexplore.retrieval.index.config import BURSTS, PRUNINGS
 
 P, K, DIM = 14, 1024, 512
 TYPES = {"1d": ("a",), "2d": ("a", "b")}
@@ -562,7 +562,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         default=None,
         help="IndexConfig.max_candidates: a count, or a fraction below 1 (default: the preset's)",
     )
-    ap.add_argument("--burst", choices=("none", "sqrt", "log"), default="none")
+    ap.add_argument("--burst", choices=BURSTS, default="none", help="IndexConfig.burst")
     ap.add_argument("--faiss-threads", type=int, default=1, help="FAISS's and numpy's BLAS threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
