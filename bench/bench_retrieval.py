@@ -1,5 +1,6 @@
-"""DeepIndex at scale (thesis ch. 4): build speed, query latency and memory of the 1-D and 2-D inverted index on
-synthetic codes and signatures, against FAISS exact search (`IndexFlatIP`) over the same signatures.
+"""DeepIndex at scale (thesis ch. 4, issue 16): build speed, query latency, candidate pruning and memory of the 1-D
+and 2-D inverted index on synthetic codes and signatures, against FAISS over the same signatures: exact search
+(`IndexFlatIP`) and inverted files (`IndexIVFFlat`, `IndexIVFPQ`) at matched recall.
 
 The index is built with `InvertedIndex.from_codes` (no CNN, no k-means: what is measured is the index). Every
 image has 14 patches whose words follow a Zipf law (rank r drawn with probability ∝ 1/r^s, ``--zipf`` s, default
@@ -8,34 +9,48 @@ Signatures are random unit 512-d vectors per type, float32 (``--float16``: store
 copies of indexed images (30% of their words re-drawn, signature plus noise at cosine ~0.9), so each has one right
 answer: the top-1 rate below checks that the index works, it is not a retrieval-quality figure.
 
+Pruning (``--pruning``, default ``scale``: `IndexConfig(pruning="scale")`, which prunes from 100,000 images on;
+``none``: the exact scoring of the thesis; ``--max-df`` / ``--max-candidates`` / ``--burst`` set the options
+themselves). The pruned DeepIndex is timed and its top 10 compared with the unpruned one's (``agreement_top10``).
+
 For each size and mode, in one run: build throughput (images/s of `from_codes`), latency of single `search_codes`
-calls (median, p95) and of `search_codes_batch` (per query), the index's bytes/image (published: 2,104 B in 1-D,
-4,152 B in 2-D with float32 signatures; the run fails if they differ) and its resident-memory growth per image;
-the same latencies for ``"signature"`` scoring (exhaustive cosine) and for FAISS `IndexFlatIP` on the signatures
-(in 2-D both types concatenated and scaled by 1/√2: its inner product is the mean cosine, our 2-D signature
-score). FAISS gets ``--faiss-threads`` threads (default 1, as our search is single-threaded numpy) and its batch
-goes through BLAS (forced: its default skips BLAS for 200 512-d queries, ~20x slower per query).
+calls (median, p95) and of `search_codes_batch` (per query), whether the batch equals the single calls bit for
+bit, the index's bytes/image (published: 2,104 B in 1-D, 4,152 B in 2-D with float32 signatures; the run fails if
+they differ) and its resident-memory growth per image; the same latencies for the unpruned index, for
+``"signature"`` scoring (exhaustive cosine) and for FAISS on the signatures (in 2-D both types concatenated and
+scaled by 1/√2: its inner product is the mean cosine, our 2-D signature score). FAISS `IndexFlatIP` is exact;
+`IndexIVFFlat` and `IndexIVFPQ` (nlist = 4√N, PQ of 8 dims a byte) take the smallest power-of-two nprobe whose
+recall@10 of the exact signature ranking reaches our ``agreement_top10`` (matched recall; the largest tried, nlist,
+when none does). FAISS and numpy's BLAS get ``--faiss-threads`` threads (default 1, as our search is one thread);
+FAISS's flat batch goes through BLAS (forced: its default skips BLAS for small batches, ~20x slower per query).
 A memory estimate is printed first; sizes whose estimate exceeds the available RAM are refused.
-Writes bench/results/retrieval.json.
-Run: python bench/bench_retrieval.py [--quick] [--sizes 10000 100000] [--queries 200] [--float16] [--json]
+Writes bench/results/retrieval.json. ``--json``: stdout holds only JSON, one object a (size, mode) row a line.
+Run: python bench/bench_retrieval.py [--quick] [--sizes 10000 100000] [--queries 200] [--pruning scale|none]
+     [--float16] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import dataclasses
 import gc
 import json
+import math
 import os
 import resource
 import statistics
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
+from imagexplore.retrieval.index.config import BURSTS, PRUNINGS
 
 P, K, DIM = 14, 1024, 512
 TYPES = {"1d": ("a",), "2d": ("a", "b")}
@@ -46,8 +61,9 @@ CHUNK = 65536
 # mask of the signatures, int64 copies of the words, keys, sort order, sorted ids, the derived per-(list, image)
 # arrays of `Postings` and the terms of the document norms (~90 B an entry counted; 100 leaves a margin).
 BUILD_BYTES_PER_ENTRY = 100
-# Bytes per image the built index keeps besides ids and signatures: `Postings._pair_*` (24 B an entry), norms.
-KEPT_BYTES = 24 * P + 16
+# Bytes per image the index keeps besides ids and signatures: `Postings._pair_*` (24 B an entry), norms, and
+# from the first batch on the forward matrix of `Collection.forward` (12 B an entry, 4 B an image).
+KEPT_BYTES = 36 * P + 20
 # Above the interpreter and imports (measured at start): queries, scoring chunks (65,536 rows) and FAISS buffers.
 SLACK_BYTES = 200 * 2**20
 
@@ -70,8 +86,8 @@ def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def estimate_bytes(n: int, mode: str, float16: bool, base: int) -> int:
     """Peak resident memory of one size and mode above ``base``: the larger of the build (generated and stored
-    signatures, the build's temporaries) and the FAISS phase (stored signatures, what the index keeps, and
-    FAISS's copy counted twice: its storage is a vector that grows by reallocation while rows are added)."""
+    signatures, the build's temporaries) and the FAISS phase (stored signatures, what the index keeps, and one
+    FAISS copy at a time - flat, then IVF - counted twice: its storage grows by reallocation as rows are added)."""
     types = len(TYPES[mode])
     generated = types * (DIM * 4 + P * 4)
     stored = types * DIM * (2 if float16 else 4) + P * 4 + KEPT_BYTES
@@ -100,13 +116,58 @@ def available_bytes() -> int | None:
         return None
 
 
-def set_up_process(faiss_threads: int) -> None:
-    """Process-wide settings of a run: FAISS's thread count, and glibc's mmap threshold fixed at 128 kB so that
-    resident-memory growth measures what is kept (glibc raises the threshold after big frees, and freed arrays
-    of up to 32 MB would then stay in the heap and be counted)."""
-    faiss.omp_set_num_threads(faiss_threads)
+def limit_blas_threads(threads: int = 1) -> None:
+    """numpy's BLAS (our batches' signature pre-selection) on as many threads as FAISS gets, when threadpoolctl
+    is installed (it is with scikit-learn); else BLAS keeps its default and the docs' tables say so."""
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # -3: M_MMAP_THRESHOLD
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(threads, user_api="blas")
+
+
+@contextlib.contextmanager
+def faiss_threads(threads: int):
+    """FAISS on ``threads`` OpenMP threads inside the block, also when `set_up_process` was skipped (tests): on a
+    loaded machine OpenMP's spinning threads slow FAISS's IVF training and searches down many times."""
+    saved = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(saved)
+
+
+def set_up_process(faiss_threads: int) -> None:
+    """Process-wide settings of a run: FAISS's and BLAS's thread count, and glibc's malloc set for measuring
+    resident memory (`malloc_phase`) until the first timings."""
+    faiss.omp_set_num_threads(faiss_threads)
+    limit_blas_threads(faiss_threads)
+    global _MALLOC_TUNED
+    _MALLOC_TUNED = True
+    malloc_phase("measure")
+
+
+_MALLOC_TUNED = False
+
+
+def malloc_phase(phase: str) -> None:
+    """glibc's malloc for resident-memory growth (``"measure"``): mmap threshold fixed at 128 kB and the free
+    heap trimmed, so that what grows is what is kept (glibc raises the threshold after big frees, and freed
+    arrays of up to 32 MB would then stay in the heap and be counted); for timings (``"time"``): freed blocks of
+    up to 32 MB kept for reuse, as glibc's dynamic default does in a long-running process, instead of every
+    temporary above 128 kB being mapped and page-faulted anew. Only after `set_up_process` (not in tests)."""
+    if not _MALLOC_TUNED:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        if phase == "measure":
+            libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+            libc.malloc_trim(0)
+        else:
+            libc.mallopt(-3, 32 * 2**20)
+            libc.mallopt(-1, 256 * 2**20)
     except (OSError, AttributeError):
         pass
 
@@ -141,14 +202,14 @@ def make_collection(rng, n: int, mode: str, zipf: float, n_queries: int):
 
 
 def latencies(search_one, search_all, n_queries: int) -> tuple[dict, np.ndarray]:
-    """Single-query times (median, p95 ms), the batch time per query (ms), and the batch's top-1 ids."""
+    """Single-query times (median, p95 ms), the batch time per query (ms), and the batch's result."""
     times = []
     for i in range(n_queries):
         t0 = time.perf_counter()
         search_one(i)
         times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    ids = search_all()
+    got = search_all()
     batch = time.perf_counter() - t0
     ms = np.array(times) * 1e3
     out = {
@@ -156,28 +217,61 @@ def latencies(search_one, search_all, n_queries: int) -> tuple[dict, np.ndarray]
         "single_p95_ms": round(float(np.percentile(ms, 95)), 3),
         "batch_ms_per_query": round(batch * 1e3 / n_queries, 3),
     }
-    return out, ids
+    return out, got
 
 
-def candidates(index: InvertedIndex, keys: np.ndarray) -> int:
-    """How many images share at least one posting list with a query of these keys (the votes' candidates)."""
+def query_keys(q_words: dict, mode: str) -> np.ndarray:
+    """The posting-list keys of the query words: the word in 1-D, the cell ``a * K + b`` in 2-D."""
+    return q_words["a"] if mode == "1d" else q_words["a"].astype(np.int64) * K + q_words["b"]
+
+
+def candidates(index: InvertedIndex, keys: np.ndarray, max_df: float | None = None) -> int:
+    """How many images share at least one posting list with a query of these keys (the votes' candidates),
+    lists held by more than ``max_df`` of the images left out."""
     postings = index.postings
     keys = np.unique(keys)
     pos = np.minimum(np.searchsorted(postings.keys, keys), postings.keys.size - 1)
-    lists = [
-        postings.ids[postings.offsets[j] : postings.offsets[j + 1]] for j in pos[postings.keys[pos] == keys]
-    ]
+    pos = pos[postings.keys[pos] == keys]
+    if max_df is not None:
+        pos = pos[postings.df[pos] <= max_df * len(index)]
+    lists = [postings.ids[postings.offsets[j] : postings.offsets[j + 1]] for j in pos]
     return int(np.unique(np.concatenate(lists)).size) if lists else 0
+
+
+def candidates_frac(index: InvertedIndex, q_words: dict, n_queries: int | None = None) -> float:
+    """Mean fraction of the images that reach the signature stage for ``index``'s pruning (first queries)."""
+    mode = index.config.mode
+    keys = query_keys(q_words, mode)
+    max_df, max_cands = index.config.pruning_for(len(index))
+    counts = [candidates(index, row, max_df) for row in keys[:n_queries]]
+    if max_cands is not None:
+        counts = [min(c, max_cands) for c in counts]
+    return float(np.mean(counts)) / len(index)
+
+
+def agreement(ids: np.ndarray, reference: np.ndarray) -> float:
+    """Mean share of each reference top list (padding -1 left out) found in the same row of ``ids``."""
+    shares = []
+    for got, want in zip(ids, reference):
+        want = set(want[want >= 0].tolist())
+        if want:
+            shares.append(len(want & set(got[got >= 0].tolist())) / len(want))
+    return float(np.mean(shares)) if shares else 1.0
+
+
+def signature_rows(index: InvertedIndex, types: tuple, which) -> np.ndarray:
+    """Rows ``which`` (a slice or positions) of the index's signatures as FAISS sees them (2-D: concatenated,
+    scaled to the mean cosine)."""
+    sigs = index.signatures
+    rows = np.concatenate([sigs[t][which].astype(np.float32) for t in types], axis=1)
+    return rows * np.float32(1 / np.sqrt(len(types))) if len(types) > 1 else rows
 
 
 def faiss_flat(index: InvertedIndex, types: tuple) -> faiss.IndexFlatIP:
     """Exact inner-product search over the index's signatures (2-D: concatenated, scaled to the mean cosine)."""
-    sigs = index.signatures
     flat = faiss.IndexFlatIP(DIM * len(types))
-    scale = np.float32(1 / np.sqrt(len(types)))
     for lo in range(0, len(index), CHUNK):
-        rows = np.concatenate([sigs[t][lo : lo + CHUNK].astype(np.float32) for t in types], axis=1)
-        flat.add(rows * scale if len(types) > 1 else rows)
+        flat.add(signature_rows(index, types, slice(lo, lo + CHUNK)))
     return flat
 
 
@@ -192,61 +286,190 @@ def blas_batch(flat: faiss.IndexFlatIP, rows: np.ndarray) -> np.ndarray:
         faiss.cvar.distance_compute_blas_threshold = saved
 
 
+def faiss_ivf(index: InvertedIndex, types: tuple, rng, quantizer=None, pq: bool = False):
+    """`IndexIVFFlat` (or `IndexIVFPQ`, 8 dims a byte) with nlist = 4√N over the index's signatures; the coarse
+    quantizer is trained (10 k-means iterations on at most 40 points a list) unless one is given."""
+    n, dim = len(index), DIM * len(types)
+    nlist = max(1, round(4 * math.sqrt(n)))
+    train = signature_rows(index, types, np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False)))
+    if quantizer is None:
+        quantizer = faiss.IndexFlatIP(dim)
+        kmeans = faiss.Clustering(dim, nlist)
+        kmeans.niter, kmeans.seed, kmeans.spherical = 10, 1234, True
+        kmeans.max_points_per_centroid, kmeans.min_points_per_centroid = 40, 1  # no warning at small sizes
+        kmeans.train(train, quantizer)
+    if pq:
+        ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
+        ivf.pq.cp.min_points_per_centroid = 1
+    else:
+        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(train)  # with a trained quantizer of nlist centroids only the PQ (if any) is trained
+    for lo in range(0, n, CHUNK):
+        ivf.add(signature_rows(index, types, slice(lo, lo + CHUNK)))
+    return ivf, quantizer
+
+
+def at_matched_recall(ivf, query_rows: np.ndarray, exact: np.ndarray, target: float, n_queries: int) -> dict:
+    """The smallest power-of-two nprobe whose recall@10 of ``exact`` reaches ``target`` (else nlist), and the
+    latencies there."""
+    nprobe, recall = 1, 0.0
+    while True:
+        ivf.nprobe = min(nprobe, ivf.nlist)
+        recall = agreement(ivf.search(query_rows, 10)[1], exact)
+        if recall >= target or ivf.nprobe == ivf.nlist:
+            break
+        nprobe *= 2
+    timing, ids = latencies(
+        lambda i: ivf.search(query_rows[i : i + 1], 10), lambda: ivf.search(query_rows, 10)[1], n_queries
+    )
+    return timing | {
+        "nlist": ivf.nlist,
+        "nprobe": ivf.nprobe,
+        "recall10": round(agreement(ids, exact), 4),
+        "matched": bool(recall >= target),
+    }
+
+
+def pruned_config(config: IndexConfig, args) -> IndexConfig:
+    """``config`` with the pruning the command line asks for."""
+    return dataclasses.replace(
+        config,
+        pruning=args.pruning,
+        max_df=args.max_df,
+        max_candidates=args.max_candidates,
+        burst=args.burst,
+    )
+
+
 def run_one(n: int, mode: str, args, rng) -> dict:
+    with faiss_threads(args.faiss_threads):
+        return _run_one(n, mode, args, rng)
+
+
+def _run_one(n: int, mode: str, args, rng) -> dict:
     types = TYPES[mode]
     q = args.queries
     words, sigs, q_words, q_sigs, source = make_collection(rng, n, mode, args.zipf, q)
     config = IndexConfig(types=types, mode=mode, k=K, signature_dim=DIM, float16_signatures=args.float16)
     gc.collect()
+    malloc_phase("measure")
     rss0 = rss_bytes()
     t0 = time.perf_counter()
     index = InvertedIndex.from_codes(words, sigs, config)
     build_s = time.perf_counter() - t0
     rss1 = rss_bytes()
-    del sigs
+    del sigs, words
     gc.collect()
+    malloc_phase("measure")
+    rss_built = rss_bytes()
+    malloc_phase("time")
     stats = index.stats
+    resident = None if rss0 is None else round((rss1 - rss0) / n, 1)
     res = {
         "images": n,
         "mode": mode,
+        "data": "synthetic",
+        "queries": q,
         "build_seconds": round(build_s, 3),
         "build_images_per_s": round(n / build_s),
         "bytes_per_image": stats["bytes_per_image"],
         "published_bytes_per_image": None if args.float16 else PUBLISHED_BYTES[mode],
-        "rss_growth_bytes_per_image": None if rss0 is None else round((rss1 - rss0) / n, 1),
+        "resident_bytes_per_image": resident,
+        "rss_growth_bytes_per_image": resident,
         "posting_lists": stats["posting_lists"],
     }
-    keys = q_words["a"] if mode == "1d" else q_words["a"].astype(np.int64) * K + q_words["b"]
+    keys = query_keys(q_words, mode)
     res["candidates_median"] = int(statistics.median(candidates(index, keys[i]) for i in range(min(q, 20))))
+    pruned = index.with_query_options(**_pruning_fields(pruned_config(config, args)))
+    max_df, max_cands = pruned.config.pruning_for(n)
+    res["pruning"] = {
+        "preset": args.pruning,
+        "max_df": max_df,
+        "max_candidates": max_cands,
+        "burst": pruned.config.burst,
+        "active": pruned.config.pruning_for(n) != (None, None) or pruned.config.burst != "none",
+    }
+    res["candidates_frac"] = round(candidates_frac(pruned, q_words, min(q, 20)), 5)
 
     def ours(view):
+        view.search_codes_batch(
+            q_words, q_sigs, 10
+        )  # once untimed: what a first batch makes (forward matrix)
         return latencies(
             lambda i: view.search_codes(
                 {t: q_words[t][i] for t in types}, {t: q_sigs[t][i] for t in types}, 10
             ),
-            lambda: view.search_codes_batch(q_words, q_sigs, 10)[0],
+            lambda: view.search_codes_batch(q_words, q_sigs, 10),
             q,
         )
 
+    def single_equals_batch(view, batch) -> bool:
+        for i in range(q):
+            ids, scores = view.search_codes(
+                {t: q_words[t][i] for t in types}, {t: q_sigs[t][i] for t in types}, 10
+            )
+            if not (
+                np.array_equal(batch[0][i, : ids.size], ids)
+                and np.array_equal(batch[1][i, : ids.size], scores)
+            ):
+                return False
+        return True
+
     top = {}
-    for scoring in ("votes_signature", "signature"):
-        timing, top[scoring] = ours(index.with_query_options(scoring=scoring))
-        res[scoring] = timing | {"top1_is_source": float(np.mean(top[scoring][:, 0] == source))}
+    views = {"votes_signature": pruned, "signature": index.with_query_options(scoring="signature")}
+    if res["pruning"]["active"]:
+        views["votes_signature_unpruned"] = index
+    for name, view in views.items():
+        timing, got = ours(view)
+        top[name] = got[0]
+        res[name] = timing | {"top1_is_source": float(np.mean(got[0][:, 0] == source))}
+        if name == "votes_signature":
+            res["batch_equals_single"] = single_equals_batch(view, got)
+    full = top.get("votes_signature_unpruned", top["votes_signature"])
+    res["agreement_top10"] = round(agreement(top["votes_signature"], full), 4)
+    res["ms_single"] = res["votes_signature"]["single_median_ms"]
+    res["ms_batch"] = res["votes_signature"]["batch_ms_per_query"]
+    unpruned = res.get("votes_signature_unpruned", res["votes_signature"])
+    res["unpruned_ms_single"] = unpruned["single_median_ms"]
+    res["unpruned_ms_batch"] = unpruned["batch_ms_per_query"]
+
+    query_rows = np.concatenate([q_sigs[t] for t in types], axis=1) / np.float32(np.sqrt(len(types)))
+    gc.collect()
+    malloc_phase("measure")
     rss2 = rss_bytes()
+    # what searching added (document norms, caches, the forward matrix of batches), measured after the free
+    # heap is trimmed
+    res["search_resident_bytes_per_image"] = None if rss2 is None else round((rss2 - rss_built) / n, 1)
     flat = faiss_flat(index, types)
     rss3 = rss_bytes()
-    query_rows = np.concatenate([q_sigs[t] for t in types], axis=1) / np.float32(np.sqrt(len(types)))
-    timing, ids = latencies(
+    malloc_phase("time")
+    timing, exact = latencies(
         lambda i: flat.search(query_rows[i : i + 1], 10), lambda: blas_batch(flat, query_rows), q
     )
     res["faiss_flat"] = timing | {
-        "top1_is_source": float(np.mean(ids[:, 0] == source)),
+        "top1_is_source": float(np.mean(exact[:, 0] == source)),
         "bytes_per_image": flat.code_size,
         "rss_growth_bytes_per_image": None if rss2 is None else round((rss3 - rss2) / n, 1),
         "top10_agreement_with_signature_scoring": float(
-            np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, top["signature"])])
+            np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, top["signature"])])
         ),
     }
+    res["faiss_flat_ms_single"] = timing["single_median_ms"]
+    res["faiss_flat_ms_batch"] = timing["batch_ms_per_query"]
+    flat.reset()  # its memory back before the IVF copies
+    gc.collect()
+    quantizer = None
+    for name, pq in (("faiss_ivf", False), ("faiss_ivfpq", True)):
+        ivf, quantizer = faiss_ivf(index, types, rng, quantizer, pq=pq)
+        got = at_matched_recall(ivf, query_rows, exact, res["agreement_top10"], q)
+        got["bytes_per_image"] = ivf.code_size + 8  # codes + the 8-byte id of every entry
+        res[name] = got
+        for key in ("nlist", "nprobe", "recall10", "matched", "bytes_per_image"):
+            res[f"{name}_{key}"] = got[key]
+        res[f"{name}_ms_single"] = got["single_median_ms"]
+        res[f"{name}_ms_batch"] = got["batch_ms_per_query"]
+        del ivf
+        gc.collect()
     res["ratio_over_faiss"] = {
         f"{scoring}_{what}": round(res[scoring][what] / res["faiss_flat"][what], 3)
         for scoring in ("votes_signature", "signature")
@@ -255,28 +478,70 @@ def run_one(n: int, mode: str, args, rng) -> dict:
     return res
 
 
+def _pruning_fields(config: IndexConfig) -> dict:
+    return {name: getattr(config, name) for name in ("pruning", "max_df", "max_candidates", "burst")}
+
+
 def show(r: dict) -> None:
+    """A (size, mode) row for people: on stdout, or on stderr with ``--json``."""
     published = f" (published {r['published_bytes_per_image']:,})" if r["published_bytes_per_image"] else ""
-    print(
+    p = r["pruning"]
+    say(
         f"{r['mode']} {r['images']:>9,} images: build {r['build_images_per_s']:,} images/s, "
-        f"{r['bytes_per_image']:,.0f} B/image{published}, resident +{r['rss_growth_bytes_per_image']} B/image, "
-        f"{r['posting_lists']:,} lists, median {r['candidates_median']:,} candidates/query"
+        f"{r['bytes_per_image']:,.0f} B/image{published}, resident +{r['resident_bytes_per_image']} B/image, "
+        f"{r['posting_lists']:,} lists, median {r['candidates_median']:,} candidates/query unpruned"
     )
-    for name in ("votes_signature", "signature", "faiss_flat"):
+    say(
+        f"    pruning {p['preset']} (max_df {p['max_df']}, max_candidates {p['max_candidates']}, burst {p['burst']}):"
+        f" {r['candidates_frac']:.4f} of the images reach the signatures, top-10 agreement with unpruned "
+        f"{r['agreement_top10']:.3f}, batch == single: {r['batch_equals_single']}"
+    )
+    for name in (
+        "votes_signature",
+        "votes_signature_unpruned",
+        "signature",
+        "faiss_flat",
+        "faiss_ivf",
+        "faiss_ivfpq",
+    ):
+        if name not in r:
+            continue
         t = r[name]
-        print(
-            f"    {name:16s} single median {t['single_median_ms']:8.2f} ms  p95 {t['single_p95_ms']:8.2f} ms  "
-            f"batch {t['batch_ms_per_query']:8.2f} ms/query  top-1 {t['top1_is_source']:.2f}"
+        extra = f"  top-1 {t['top1_is_source']:.2f}" if "top1_is_source" in t else ""
+        if "nprobe" in t:
+            extra = f"  nprobe {t['nprobe']}/{t['nlist']}, recall@10 {t['recall10']:.3f}"
+        say(
+            f"    {name:24s} single median {t['single_median_ms']:8.2f} ms  p95 {t['single_p95_ms']:8.2f} ms  "
+            f"batch {t['batch_ms_per_query']:8.2f} ms/query{extra}"
         )
-    f = r["faiss_flat"]
-    print(
-        f"    FAISS flat: {f['bytes_per_image']:,} B/image, resident +{f['rss_growth_bytes_per_image']} B/image, "
-        f"top-10 agreement with 'signature' scoring {f['top10_agreement_with_signature_scoring']:.3f}"
-    )
-    print("    ours / FAISS: " + ", ".join(f"{k} {v}" for k, v in r["ratio_over_faiss"].items()))
+    say("    ours / FAISS flat: " + ", ".join(f"{k} {v}" for k, v in r["ratio_over_faiss"].items()))
 
 
-def main(argv: list[str] | None = None) -> int:
+_LOG = sys.stdout
+
+
+def say(*parts) -> None:
+    """Everything but the JSON rows: stdout, or stderr under ``--json`` (stdout then holds JSON alone)."""
+    print(*parts, file=_LOG, flush=True)
+
+
+def index_rows(args) -> Iterator[dict]:
+    """The DeepIndex rows: one a (size, mode)."""
+    rng = np.random.default_rng(args.seed)
+    for n in args.sizes:
+        for mode in args.modes:
+            yield run_one(n, mode, args, rng)
+            gc.collect()
+
+
+def producers(args) -> list[Callable[[argparse.Namespace], Iterator[dict]]]:
+    """The row producers of this run, in order. Each takes the parsed arguments and yields dict rows (each is
+    printed as one JSON line with ``--json`` and stored in the results file); add another here (and its flags in
+    `parse_args`) to put more rows into the same run."""
+    return [index_rows]
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2,000 images, 20 queries: a smoke test")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -284,25 +549,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of the word frequencies")
     ap.add_argument("--float16", action="store_true", help="store the signatures as float16")
-    ap.add_argument("--faiss-threads", type=int, default=1)
+    ap.add_argument(
+        "--pruning",
+        choices=PRUNINGS,
+        default="scale",
+        help="IndexConfig.pruning (default scale; none: exact)",
+    )
+    ap.add_argument("--max-df", type=float, default=None, help="IndexConfig.max_df (default: the preset's)")
+    ap.add_argument(
+        "--max-candidates",
+        type=lambda x: float(x) if "." in x or "e" in x else int(x),
+        default=None,
+        help="IndexConfig.max_candidates: a count, or a fraction below 1 (default: the preset's)",
+    )
+    ap.add_argument("--burst", choices=BURSTS, default="none", help="IndexConfig.burst")
+    ap.add_argument("--faiss-threads", type=int, default=1, help="FAISS's and numpy's BLAS threads")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument(
+        "--json", action="store_true", help="stdout: one JSON object a row, one a line, nothing else"
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "retrieval.json"))
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.queries = [2000], 20
+    return ap, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _LOG
+    ap, args = parse_args(argv)
+    _LOG = sys.stderr if args.json else sys.stdout
     if min(args.sizes) < args.queries:
         ap.error(f"--queries {args.queries} needs every size to hold at least that many images")
     base = rss_bytes() or 2**30
     estimate = {n: max(estimate_bytes(n, m, args.float16, base) for m in args.modes) for n in args.sizes}
     available = available_bytes()
     for n, need in estimate.items():
-        print(f"memory estimate for {n:,} images: {need / 2**30:.2f} GiB peak", flush=True)
+        say(f"memory estimate for {n:,} images: {need / 2**30:.2f} GiB peak")
     if available is not None:
-        print(f"available RAM: {available / 2**30:.2f} GiB")
+        say(f"available RAM: {available / 2**30:.2f} GiB")
         too_big = [n for n, need in estimate.items() if need > available]
         if too_big:
-            print(
+            say(
                 f"refused: {', '.join(f'{n:,}' for n in too_big)} images need more than the available RAM; "
                 "run smaller --sizes, fewer --modes or --float16 (FAISS still holds float32)"
             )
@@ -316,32 +604,36 @@ def main(argv: list[str] | None = None) -> int:
         "zipf": args.zipf,
         "queries": args.queries,
         "top_k": 10,
+        "pruning": args.pruning,
+        "seed": args.seed,
         "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
         "faiss_threads": args.faiss_threads,
         "memory_estimate_bytes": {str(n): v for n, v in estimate.items()},
     }
     set_up_process(args.faiss_threads)
-    rng = np.random.default_rng(args.seed)
+    started = time.perf_counter()
     runs, wrong = [], []
-    for n in args.sizes:
-        for mode in args.modes:
-            r = run_one(n, mode, args, rng)
-            gc.collect()
+    for produce in producers(args):
+        for r in produce(args):
             runs.append(r)
-            if not args.json:
+            if args.json:
+                print(json.dumps(r), flush=True)
+            if "ratio_over_faiss" in r:  # an index row
                 show(r)
-            if r["published_bytes_per_image"] and r["bytes_per_image"] != r["published_bytes_per_image"]:
-                wrong.append(f"{mode} at {n:,}: {r['bytes_per_image']} B/image")
-    res = {"meta": meta | {"peak_rss_bytes": peak_rss_bytes()}, "runs": runs}
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        print(f"peak resident memory of the run: {res['meta']['peak_rss_bytes'] / 2**30:.2f} GiB")
+            published = r.get("published_bytes_per_image")
+            if published and r["bytes_per_image"] != published:
+                wrong.append(f"{r['mode']} at {r['images']:,}: {r['bytes_per_image']} B/image")
+    meta |= {"peak_rss_bytes": peak_rss_bytes(), "seconds": round(time.perf_counter() - started, 1)}
+    res = {"meta": meta, "runs": runs}
+    say(f"peak resident memory of the run: {meta['peak_rss_bytes'] / 2**30:.2f} GiB, {meta['seconds']} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     if wrong:
-        print(f"memory per image differs from the published table: {'; '.join(wrong)}")
+        say(f"memory per image differs from the published table: {'; '.join(wrong)}")
         return 1
     return 0
 

@@ -145,9 +145,20 @@ def test_2d_gives_fewer_but_purer_candidates(indexes, data):
     assert purity["2d"] > purity["1d"] + 0.2
 
 
-def test_search_batch_matches_search(indexes, data):
+@pytest.mark.parametrize(
+    "mode, pruning",
+    [
+        ("2d", {}),
+        ("1d", {}),
+        ("1d", {"max_df": 0.2}),
+        ("2d", {"max_df": 0.05, "max_candidates": 30}),
+        ("1d", {"max_candidates": 0.1, "burst": "sqrt"}),
+        ("2d", {"burst": "log", "kernel": "threshold"}),
+    ],
+)
+def test_search_batch_matches_search(indexes, data, mode, pruning):
     _, _, _, queries = data
-    index = indexes["2d"].with_query_options(ma=2)
+    index = indexes[mode].with_query_options(ma=2, **pruning)
     batch = {t: q[:12] for t, q in queries.items()}
     ids, scores = index.search_batch(batch, k=400)
     for i in range(12):
@@ -205,6 +216,28 @@ def test_sharded_index_is_bit_identical_to_the_merged_index(data, shards, mode, 
     assert np.array_equal(ids, want[0][7, : ids.size]) and np.array_equal(scores, want[1][7, : ids.size])
     words, sigs = _assign(merged, queries, 2), _signatures(merged, queries)
     assert _same(sharded.search_codes_batch(words, sigs, k=40), merged.search_codes_batch(words, sigs, k=40))
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+@pytest.mark.parametrize(
+    "pruning",
+    [{"max_df": 0.1}, {"max_df": 0.3, "max_candidates": 25}, {"max_candidates": 0.05, "burst": "sqrt"}],
+)
+def test_sharded_index_prunes_like_the_merged_index(data, shards, mode, pruning):
+    # df and the image count are global, so max_df drops the same lists in every shard; max_candidates keeps the
+    # best candidates over all shards together
+    _, _, _, queries = data
+    views = [s.with_query_options(ma=2, **pruning) for s in shards[mode]]
+    sharded, merged = ShardedIndex(views), InvertedIndex.merge(views)
+    want = merged.search_batch(queries, k=40)
+    assert _same(sharded.search_batch(queries, k=40), want)
+    unpruned = InvertedIndex.merge([s.with_query_options(ma=2) for s in shards[mode]]).search_batch(
+        queries, k=40
+    )
+    assert not _same(want, unpruned)  # the options did prune
+    for i in range(0, 180, 23):
+        ids, scores = sharded.search(_query(queries, i), k=40)
+        assert np.array_equal(ids, want[0][i, : ids.size]) and np.array_equal(scores, want[1][i, : ids.size])
 
 
 def test_sharded_index_rejects_shards_of_other_vocabularies(data, shards):

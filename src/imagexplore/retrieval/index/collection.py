@@ -9,9 +9,10 @@ collection as a single build.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 from imagexplore.errors import DataError
 from imagexplore.retrieval.index.config import IndexConfig
@@ -28,6 +29,32 @@ class Collection:
     images: tuple
     idf: np.ndarray
     doc_norms: np.ndarray
+    # burst -> document norms under `idf` (query option ``burst``), made on first use and shared by views
+    norms: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    # burst -> `forward` matrix, made by the first batch that needs it and shared by views
+    forwards: dict[str, sparse.csr_matrix] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.norms.setdefault("none", self.doc_norms)
+
+    def forward(self, burst: str) -> sparse.csr_matrix:
+        """(images x lists) CSR, each image's entries in list order: with ``burst="none"`` one 1.0 per entry
+        (an image's repeated word stays repeated), else one damped count per (list, image). Batches multiply it
+        by their queries' list weights (`Searcher._votes_many`); it costs 12 B an entry, kept once made."""
+        got = self.forwards.get(burst)
+        if got is None:
+            postings = self.postings
+            shape = (postings.keys.size, len(self.images))
+            if burst == "none":
+                by_list = sparse.csr_matrix(
+                    (np.ones(postings.ids.size), postings.ids, postings.offsets), shape
+                )
+            else:
+                pairs = (postings.damped_counts(burst), postings.pair_images(), postings.pair_offsets)
+                by_list = sparse.csr_matrix(pairs, shape)
+            # CSR -> CSC is a counting sort by image that keeps the list order (and repeats) within an image
+            got = self.forwards[burst] = by_list.tocsc().T
+        return got
 
     @classmethod
     def create(cls, postings: Postings, signatures: dict[str, np.ndarray], images: Sequence) -> Collection:

@@ -1,11 +1,17 @@
 """`IndexConfig`: how a DeepIndex is built (types, mode, vocabulary, signatures) and how queries are scored.
 
 Each reconstructed choice of the thesis (ch. 4 steps 3-6) is a field, so it can be corrected without code.
+Candidate pruning (issue 16, all off by default so results stay those of the thesis' scoring): ``max_df`` drops
+stop words (lists held by more than that fraction of the images) from a query's vote, ``burst`` damps repeated
+words (Jégou et al., CVPR 2009), ``max_candidates`` lets only the best candidates by vote reach the signature
+stage, and ``pruning="scale"`` fills unset ``max_df`` / ``max_candidates`` with `SCALE_PRESET` once an index
+holds at least `SCALE_MIN_IMAGES` images (docs/retrieval_scaling.md, "Candidate pruning").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,8 +23,16 @@ from imagexplore.errors import ConfigError
 MODES = ("1d", "2d")  # the Literal choices below, for messages and the command line
 SCORINGS = ("votes_signature", "votes", "signature")
 KERNELS = ("exp", "threshold")
+BURSTS = ("none", "sqrt", "log")
+PRUNINGS = ("none", "scale")
 # Options that only change how queries are scored, so an index view may swap them without a rebuild.
-QUERY_FIELDS = frozenset({"ma", "scoring", "kernel", "sigma", "threshold"})
+QUERY_FIELDS = frozenset(
+    {"ma", "scoring", "kernel", "sigma", "threshold", "max_df", "burst", "max_candidates", "pruning"}
+)
+# pruning="scale": from this many images on, unset max_df / max_candidates take these values. Chosen from
+# bench/bench_retrieval.py on its synthetic codes (seed 1, not the tests' data): see docs/retrieval_scaling.md.
+SCALE_MIN_IMAGES = 100_000
+SCALE_PRESET = {"max_df": 0.5, "max_candidates": 0.02}
 # Fields that fix how an index is laid out: shards to be merged or searched together must share them.
 LAYOUT_FIELDS = ("types", "mode", "float16_signatures")
 _TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -40,6 +54,11 @@ class IndexConfig:
     kernel: Literal["exp", "threshold"] = "exp"
     sigma: Annotated[float, Positive] = 0.5
     threshold: Annotated[float, Range(-1, 1)] = 0.5  # a cosine
+    # pruning (query options): None / "none" = off, today's exact scoring
+    max_df: Annotated[float | None, Range(0, 1, lo_open=True)] = None  # a fraction of the images
+    burst: Literal["none", "sqrt", "log"] = "none"
+    max_candidates: Annotated[int | float | None, Positive] = None  # a count (int), or a fraction (< 1)
+    pruning: Literal["none", "scale"] = "none"
     signature_dim: Annotated[int, AtLeastOne] = 512
     float16_signatures: bool = False
     kmeans_niter: Annotated[int, AtLeastOne] = 20
@@ -65,6 +84,23 @@ class IndexConfig:
             raise ConfigError(
                 f"index k must give one size per feature type {self.types}, got {sorted(self.k)}"
             )
+        if isinstance(self.max_candidates, float) and self.max_candidates >= 1:
+            raise ConfigError(
+                f"index max_candidates must be a count (an integer) or a fraction of the images below 1, "
+                f"got {self.max_candidates!r}"
+            )
+
+    def pruning_for(self, n_images: int) -> tuple[float | None, int | None]:
+        """The effective ``(max_df, max_candidates)`` for an index of ``n_images``: the fields as given, unset ones
+        filled from `SCALE_PRESET` under ``pruning="scale"`` at `SCALE_MIN_IMAGES` images or more; a fraction of
+        candidates becomes a count (rounded up). ``(None, None)`` is today's exact scoring."""
+        max_df, max_cands = self.max_df, self.max_candidates
+        if self.pruning == "scale" and n_images >= SCALE_MIN_IMAGES:
+            max_df = SCALE_PRESET["max_df"] if max_df is None else max_df
+            max_cands = SCALE_PRESET["max_candidates"] if max_cands is None else max_cands
+        if isinstance(max_cands, float):
+            max_cands = max(1, math.ceil(max_cands * n_images))
+        return max_df, max_cands
 
     def k_for(self, name: str) -> int:
         """The requested vocabulary size of one feature type (before the small-collection rule)."""

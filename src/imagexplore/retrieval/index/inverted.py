@@ -38,7 +38,7 @@ from imagexplore.retrieval.index.collection import (
 )
 from imagexplore.retrieval.index.config import QUERY_FIELDS, IndexConfig, check_same_layout
 from imagexplore.retrieval.index.postings import Postings
-from imagexplore.retrieval.index.search import EncodedQueries, Searcher, query_norm
+from imagexplore.retrieval.index.search import Searcher, Snapshot
 from imagexplore.retrieval.index.storage import read_index, write_index
 from imagexplore.retrieval.index.vocabulary import K_RULE, IndexModels
 
@@ -166,7 +166,7 @@ class InvertedIndex(Searcher):
         return cls(first.config, first.models, data, seconds)
 
     def with_query_options(self, **changes) -> InvertedIndex:
-        """A view sharing this index's arrays that scores queries differently (ma, scoring, kernel, ...).
+        """A view sharing this index's arrays that scores queries differently (ma, scoring, kernel, pruning ...).
 
         The view holds the data as it is now: images `add`-ed to this index later do not show in it.
         """
@@ -241,14 +241,10 @@ class InvertedIndex(Searcher):
         }
 
     # ------------------------------------------------------------------------------------------------- search
-    def _scorer(self):
-        data = self._data  # one snapshot for a whole batch, whatever `add` does meanwhile
-
-        def score(encoded: EncodedQueries, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-            qnorm = query_norm(data.postings.keys, data.idf, encoded, i)
-            return self._score(data, data.idf, data.doc_norms, encoded, i, qnorm, k)
-
-        return score
+    def _snapshot(self) -> Snapshot:
+        return Snapshot.of_collection(
+            self._data
+        )  # one snapshot for a whole batch, whatever `add` does meanwhile
 
     # --------------------------------------------------------------------------------------------------- disk
     def save(

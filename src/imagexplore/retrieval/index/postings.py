@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,10 +83,43 @@ class Postings:
         """The key of every entry, in storage order (what `from_entries` groups)."""
         return np.repeat(self.keys, np.diff(self.offsets))
 
-    def doc_norms(self, idf: np.ndarray) -> np.ndarray:
-        """The norm of every image's tf-idf bag of words for per-list weights ``idf``."""
-        weights = (self._pair_count * idf[self._pair_list]) ** 2
+    def doc_norms(self, idf: np.ndarray, burst: str = "none") -> np.ndarray:
+        """The norm of every image's tf-idf bag of words for per-list weights ``idf``, its term counts damped by
+        ``burst`` (`damp_tf`)."""
+        weights = (damp_tf(self._pair_count, burst) * idf[self._pair_list]) ** 2
         return np.sqrt(np.bincount(self._pair_img, weights=weights, minlength=self.n_images))
+
+    @cached_property
+    def pair_offsets(self) -> np.ndarray:
+        """CSR offsets of the distinct (list, image) pairs: list ``j`` holds pairs ``pair_offsets[j]:[j + 1]``
+        (images ``_pair_img``, counts ``_pair_count``), what burst-damped votes gather instead of entries."""
+        return np.searchsorted(self._pair_list, np.arange(self.keys.size + 1))
+
+    def pair_images(self) -> np.ndarray:
+        """The image (int64) of every distinct (list, image) pair, in list order."""
+        return self._pair_img
+
+    def damped_counts(self, burst: str) -> np.ndarray:
+        """`damp_tf` of every pair's count, computed once per ``burst`` so every query gathers the same bits."""
+        got = self._damped.get(burst)
+        if got is None:
+            got = self._damped[burst] = damp_tf(self._pair_count, burst)
+        return got
+
+    @cached_property
+    def _damped(self) -> dict[str, np.ndarray]:
+        return {}
+
+
+def damp_tf(counts: np.ndarray, burst: str) -> np.ndarray:
+    """Term frequencies under burstiness handling (Jégou et al., CVPR 2009): ``"none"`` the counts (float64),
+    ``"sqrt"`` their square root, ``"log"`` ``1 + log(count)``; a word seen once weighs 1 in all three."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if burst == "sqrt":
+        return np.sqrt(counts)
+    if burst == "log":
+        return 1.0 + np.log(counts)
+    return counts
 
 
 def idf_weights(df: np.ndarray, n_images: int) -> np.ndarray:

@@ -10,6 +10,18 @@ Scoring (``votes_signature``): candidates are the images sharing a word (cell) w
 kernel ``exp(-|s_q - s_d|^2 / sigma^2) = exp(-2 (1 - cos) / sigma^2)`` or a threshold ``cos >= threshold``.
 Because the signature is per image, ``g`` is one factor per (query, image). ``votes`` drops ``g``;
 ``signature`` ranks every image by signature cosine alone. Ties go to the smaller image position.
+
+Pruning (query options of `IndexConfig`, off by default): ``max_df`` leaves lists held by more than that fraction
+of the images (stop words) out of the vote - the norms stay those of the whole bags of words; ``burst`` damps
+the term frequencies on both sides (``sqrt`` or ``1 + log``), norms included; ``max_candidates`` lets only the
+best candidates by vote score (``top_k`` order) reach the signature stage. ``pruning="scale"`` fills unset
+values from `config.SCALE_PRESET` at `config.SCALE_MIN_IMAGES` images or more.
+
+Batches (`search_batch`, `search_codes_batch`) give the results of one-by-one searches bit for bit: votes by one
+sparse product per chunk of queries (each image's weights added in the same order as ``np.bincount`` adds
+them), and, for a query with many candidates, signature cosines by one BLAS product for the chunk, which only
+pre-selects: whatever can reach the top ``k`` within a proven rounding margin (`cosine_margin`) is re-scored
+exactly as a single search does.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from imagexplore.errors import DataError
 from imagexplore.retrieval.index.checks import (
@@ -30,7 +43,7 @@ from imagexplore.retrieval.index.checks import (
 )
 from imagexplore.retrieval.index.collection import Collection
 from imagexplore.retrieval.index.config import IndexConfig
-from imagexplore.retrieval.index.postings import posting_keys
+from imagexplore.retrieval.index.postings import damp_tf, posting_keys
 from imagexplore.retrieval.index.vocabulary import IndexModels
 
 # Rows gathered at a time when scoring every image by signature, to bound the float32 copies.
@@ -38,6 +51,18 @@ _COSINE_CHUNK = 65536
 # Signature cosines read every row in place once 1 / this of the images are candidates (measured: gathering a
 # candidate's row costs ~4x its dot product, so in-place wins from ~1/5 on).
 _DENSE_CANDIDATES = 4
+# Batches: a query's signature cosines go through BLAS (then an exact re-score of the few that can reach the top
+# k) once 1 / this of the images are its candidates; below, the exact per-row scoring alone is cheaper.
+_BLAS_CANDIDATES = 16
+# Batches: votes go through the forward matrix once the queries match 1 / this of all entries (measured at 100k
+# images: ~1 ns an entry a query that way, ~9 ns a matched entry by the sparse product).
+_FORWARD_VOTES = 8
+# Batches: at most this many queries at a time, and this many (queries x images) dense votes / BLAS cosines
+# (24 MB of float64: under glibc's largest mmap threshold, so such blocks are reused rather than mapped anew);
+# at most this many matched posting entries go through one sparse product.
+_BATCH_QUERIES = 64
+_BATCH_VALUES = 3 << 20
+_BATCH_ENTRIES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -62,10 +87,15 @@ class EncodedQueries:
         )
 
 
-def query_norm(sorted_keys: np.ndarray, idf: np.ndarray, encoded: EncodedQueries, i: int) -> float:
-    """Norm of query ``i``'s tf-idf bag of words; keys absent from ``sorted_keys`` weigh nothing."""
+def query_norm(
+    sorted_keys: np.ndarray, idf: np.ndarray, encoded: EncodedQueries, i: int, burst: str = "none"
+) -> float:
+    """Norm of query ``i``'s tf-idf bag of words (counts damped by ``burst``); keys absent from ``sorted_keys``
+    weigh nothing."""
     pos, found = _lookup(sorted_keys, encoded.keys[i])
-    return float(np.sqrt(np.sum((encoded.counts[i][found] * idf[pos[found]]) ** 2)))
+    if burst == "none":
+        return float(np.sqrt(np.sum((encoded.counts[i][found] * idf[pos[found]]) ** 2)))
+    return float(np.sqrt(np.sum((damp_tf(encoded.counts[i], burst)[found] * idf[pos[found]]) ** 2)))
 
 
 def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +118,8 @@ def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.n
 
 class Searcher:
     """The query side shared by `InvertedIndex` and `ShardedIndex`: queries as features or as codes, encoded
-    once, then scored one by one by the scorer a subclass binds to its (immutable) data."""
+    once, then scored against the `Snapshot` a subclass gives of its (immutable) data: one by one, or a batch
+    together with the same results."""
 
     config: IndexConfig
     models: IndexModels
@@ -129,18 +160,29 @@ class Searcher:
         k = check_k(k)
         return self._search_all(self._encode_codes(words, signatures, batched=True), k)
 
-    def _scorer(self):
-        """``score(encoded, i, k) -> (ids, scores)`` of query ``i``, bound to one snapshot of the data."""
+    def _snapshot(self) -> Snapshot:
+        """The data searched, as it is now: its parts with their weights (one snapshot for a whole batch)."""
         raise NotImplementedError
 
+    def _scorer(self):
+        """``score(encoded, i, k) -> (ids, scores)`` of query ``i``, bound to one snapshot of the data."""
+        snap = self._snapshot()
+        return lambda encoded, i, k: self._score_query(snap, encoded, i, k)
+
     def _search_all(self, encoded: EncodedQueries, k: int) -> tuple[np.ndarray, np.ndarray]:
-        score = self._scorer()
+        """All queries of a batch, bit-identical to `search` one by one.
+
+        Votes: one sparse product (queries x lists) @ (lists x images) per chunk of queries. Signatures: where a
+        query has many candidates, one BLAS product of the chunk's signatures with the stored ones pre-selects
+        them (`_finish`); the exact per-query scoring then re-scores only the survivors.
+        """
+        snap = self._snapshot()
         n_queries = len(encoded.keys)
         ids = np.full((n_queries, k), -1, dtype=np.int64)
         scores = np.full((n_queries, k), -np.inf)
-        for i in range(n_queries):
-            got_ids, got_scores = score(encoded, i, k)
-            ids[i, : got_ids.size], scores[i, : got_ids.size] = got_ids, got_scores
+        for rows in self._chunks(snap, encoded):
+            for i, (got_ids, got_scores) in zip(rows, self._score_chunk(snap, encoded, rows, k)):
+                ids[i, : got_ids.size], scores[i, : got_ids.size] = got_ids, got_scores
         return ids, scores
 
     def _encode_queries(self, feats: dict[str, np.ndarray]) -> EncodedQueries:
@@ -180,41 +222,259 @@ class Searcher:
             )
         return EncodedQueries.create(posting_keys(codes, models, self.config).reshape(n_queries, -1), sigs)
 
-    def _score(
+    # ------------------------------------------------------------------------------------------------- scoring
+    def _score_query(self, snap: Snapshot, encoded: EncodedQueries, i: int, k: int):
+        """One query, exactly: votes per part, the best ``max_candidates`` over all parts, then signatures."""
+        config = self.config
+        if config.scoring == "signature":
+            found = []
+            for part in snap.parts:
+                cands = np.arange(len(part.data.images), dtype=np.int64)
+                found.append(top_k(cands, self._cosines(part.data, cands, encoded, i), k))
+            return _merge(snap, found, k)
+        max_df, max_cands = config.pruning_for(snap.n_images)
+        qnorm = query_norm(snap.keys, snap.idf, encoded, i, config.burst)
+        voted = [self._votes(part, encoded, i, qnorm, max_df, snap.n_images) for part in snap.parts]
+        if max_cands is not None:
+            voted = _keep_best(snap, voted, max_cands)
+        found = [self._finish(part, c, s, encoded, i, k) for part, (c, s) in zip(snap.parts, voted)]
+        return _merge(snap, found, k)
+
+    def _score_chunk(self, snap: Snapshot, encoded: EncodedQueries, rows: list[int], k: int) -> list:
+        """`_score_query` of the queries ``rows`` together: the same results, bit for bit."""
+        config = self.config
+        n_types = len(config.types)
+        if config.scoring != "signature":
+            max_df, max_cands = config.pruning_for(snap.n_images)
+            qnorms = [query_norm(snap.keys, snap.idf, encoded, i, config.burst) for i in rows]
+            per_part = [self._votes_many(p, encoded, rows, qnorms, max_df, snap.n_images) for p in snap.parts]
+            voted = [[votes[j] for votes in per_part] for j in range(len(rows))]  # query -> part -> votes
+            if max_cands is not None:
+                voted = [_keep_best(snap, v, max_cands) for v in voted]
+        found = [[None] * len(snap.parts) for _ in rows]
+        for p, part in enumerate(snap.parts):
+            n = len(part.data.images)
+            if config.scoring == "signature":
+                everyone = np.arange(n, dtype=np.int64)
+                todo = [(everyone, None)] * len(rows)
+            else:
+                todo = [v[p] for v in voted]
+            blas = [
+                config.scoring != "votes"
+                and cands.size > k
+                and (scores is None or cands.size * _BLAS_CANDIDATES >= n)
+                for cands, scores in todo
+            ]
+            dense = [j for j, b in enumerate(blas) if b]
+            step = max(1, _BATCH_VALUES // max(n, 1))
+            for lo in range(0, len(dense), step):
+                group = dense[lo : lo + step]
+                approx = self._approx_cosines(part, encoded, [rows[j] for j in group])
+                for j, row in zip(group, approx):
+                    found[j][p] = self._finish(part, *todo[j], encoded, rows[j], k, row, n_types)
+            for j, b in enumerate(blas):
+                if not b:
+                    found[j][p] = self._finish(part, *todo[j], encoded, rows[j], k)
+        return [_merge(snap, f, k) for f in found]
+
+    def _chunks(self, snap: Snapshot, encoded: EncodedQueries):
+        """Query positions in chunks of at most `_BATCH_QUERIES`, and of at most `_BATCH_VALUES` (queries x
+        images): what bounds the dense votes and BLAS cosines held at a time."""
+        step = max(1, min(_BATCH_QUERIES, _BATCH_VALUES // max(snap.n_images, 1)))
+        for lo in range(0, len(encoded.keys), step):
+            yield list(range(lo, min(lo + step, len(encoded.keys))))
+
+    def _matched(self, part: Part, encoded: EncodedQueries, i: int, max_df: float | None, n_total: int):
+        """Positions of the lists query ``i`` matches in ``part`` (stop words dropped) and its counts there."""
+        postings = part.data.postings
+        pos, found = _lookup(postings.keys, encoded.keys[i])
+        pos, qcounts = pos[found], encoded.counts[i][found]
+        if max_df is not None:
+            keep = part.df[pos] <= max_df * n_total
+            pos, qcounts = pos[keep], qcounts[keep]
+        return pos, qcounts
+
+    def _weights(self, part: Part, pos: np.ndarray, qcounts: np.ndarray) -> np.ndarray:
+        """The vote weight of each matched list: query tf x idf^2 (an image's own tf multiplies it)."""
+        if self.config.burst == "none":
+            return qcounts * part.idf[pos] ** 2
+        return damp_tf(qcounts, self.config.burst) * part.idf[pos] ** 2
+
+    def _votes(
         self,
-        data: Collection,
-        idf: np.ndarray,
-        doc_norms: np.ndarray,
+        part: Part,
         encoded: EncodedQueries,
         i: int,
         qnorm: float,
-        k: int,
+        max_df: float | None,
+        n_total: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Score query ``i`` against ``data`` with the given idf / document norms (global ones for shards)."""
-        config = self.config
-        if config.scoring == "signature":
-            cands = np.arange(len(data.images), dtype=np.int64)
-            return top_k(cands, self._cosines(data, cands, encoded, i), k)
-        postings = data.postings
-        pos, found = _lookup(postings.keys, encoded.keys[i])
-        pos, qcounts = pos[found], encoded.counts[i][found]
-        starts = postings.offsets[pos]
-        lengths = postings.offsets[pos + 1] - starts
-        # gather the matched posting lists in one go: start of each list repeated, plus a running offset
-        gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        hit_ids = postings.ids[gather]
-        n = len(data.images)
-        votes = np.bincount(hit_ids, weights=np.repeat(qcounts * idf[pos] ** 2, lengths), minlength=n)
+        """Candidates of query ``i`` in ``part`` (sorted positions) and their tf-idf cosines (the vote score)."""
+        burst = self.config.burst
+        postings = part.data.postings
+        pos, qcounts = self._matched(part, encoded, i, max_df, n_total)
+        weights = self._weights(part, pos, qcounts)
+        n = len(part.data.images)
+        if burst == "none":
+            starts = postings.offsets[pos]
+            lengths = postings.offsets[pos + 1] - starts
+            # gather the matched posting lists in one go: start of each list repeated, plus a running offset
+            gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+            hit_ids = postings.ids[gather]
+            votes = np.bincount(hit_ids, weights=np.repeat(weights, lengths), minlength=n)
+        else:  # one row per distinct (list, image), weighted by the image's damped count
+            starts = postings.pair_offsets[pos]
+            lengths = postings.pair_offsets[pos + 1] - starts
+            gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+            hit_ids = postings.pair_images()[gather]
+            tf = postings.damped_counts(burst)[gather]
+            votes = np.bincount(hit_ids, weights=np.repeat(weights, lengths) * tf, minlength=n)
         cands = np.flatnonzero(np.bincount(hit_ids, minlength=n))
-        denom = qnorm * doc_norms[cands]
-        scores = np.divide(votes[cands], denom, out=np.zeros(cands.size), where=denom > 0)
-        if config.scoring == "votes_signature":
-            cos = self._cosines(data, cands, encoded, i)
-            if config.kernel == "exp":
-                scores = scores * np.exp(-2.0 * (1.0 - cos) / config.sigma**2)
+        return cands, self._vote_scores(part, votes[cands], cands, qnorm)
+
+    def _vote_scores(self, part: Part, votes: np.ndarray, cands: np.ndarray, qnorm: float) -> np.ndarray:
+        denom = qnorm * part.doc_norms(self.config.burst)[cands]
+        return np.divide(votes, denom, out=np.zeros(cands.size), where=denom > 0)
+
+    def _votes_many(
+        self,
+        part: Part,
+        encoded: EncodedQueries,
+        rows: list[int],
+        qnorms: list[float],
+        max_df: float | None,
+        n_total: int,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`_votes` of the queries ``rows`` by one sparse product: (queries x lists) @ (lists x images) over the
+        matched lists, or, when the queries match most entries, (images x lists) @ (lists x queries) with the
+        collection's `Collection.forward` matrix (one pass over every image's entries, all queries at once).
+
+        Both add, for each image, the weight of every matched entry (x the image's damped count with ``burst``)
+        in list order, as ``np.bincount`` does in `_votes`, and unmatched lists add 0.0: the sums are the same
+        bits. An image is a candidate when its sum is not 0; only a list of idf 0 (held by every image) could
+        make a matched image's sum 0, so a query matching one takes `_votes`.
+        """
+        burst = self.config.burst
+        postings = part.data.postings
+        matched = [self._matched(part, encoded, i, max_df, n_total) for i in rows]
+        weights = [self._weights(part, pos, qcounts) for pos, qcounts in matched]
+        hits = [int((postings.offsets[pos + 1] - postings.offsets[pos]).sum()) for pos, _ in matched]
+        if sum(hits) * _FORWARD_VOTES >= postings.ids.size * len(rows):
+            # most entries matched: (images x lists) @ (lists x queries), each image's row summed in list order
+            by_list = np.zeros((postings.keys.size, len(rows)))
+            for j, (pos, _) in enumerate(matched):
+                by_list[pos, j] = weights[j]
+            votes = _transposed(part.data.forward(burst) @ by_list)
+            rows_votes = [(votes[j], None) for j in range(len(rows))]
+        else:
+            rows_votes = []
+            for lo, hi in _spans(hits, _BATCH_ENTRIES):
+                rows_votes += self._sparse_votes(part, matched[lo:hi], weights[lo:hi])
+        out = []
+        for j, i in enumerate(rows):
+            got, cands = rows_votes[j]
+            if np.any(weights[j] == 0):
+                out.append(self._votes(part, encoded, i, qnorms[j], max_df, n_total))
+                continue
+            if cands is None:  # a dense row of votes
+                cands = np.flatnonzero(got)
+                got = got[cands]
+            out.append((cands, self._vote_scores(part, got, cands, qnorms[j])))
+        return out
+
+    def _sparse_votes(self, part: Part, matched: list, weights: list) -> list:
+        """Per query ``(votes, candidates)`` by (queries x lists) @ (lists x images) over the lists the queries
+        match; a query's candidates come in no particular order (`_keep_best` and `top_k` do not depend on it)."""
+        burst = self.config.burst
+        postings = part.data.postings
+        n = len(part.data.images)
+        lists = np.unique(np.concatenate([pos for pos, _ in matched]))
+        offsets = postings.offsets if burst == "none" else postings.pair_offsets
+        starts = offsets[lists]
+        lengths = offsets[lists + 1] - starts
+        gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        if burst == "none":
+            images, tf = postings.ids[gather], np.ones(gather.size)
+        else:
+            images, tf = postings.pair_images()[gather], postings.damped_counts(burst)[gather]
+        lists_x_images = sparse.csr_matrix(
+            (tf, images, np.append(0, np.cumsum(lengths))), shape=(lists.size, n)
+        )
+        queries_x_lists = sparse.csr_matrix(
+            (
+                np.concatenate(weights),
+                np.searchsorted(lists, np.concatenate([pos for pos, _ in matched])),
+                np.append(0, np.cumsum([pos.size for pos, _ in matched])),
+            ),
+            shape=(len(matched), lists.size),
+        )
+        product = queries_x_lists @ lists_x_images  # rows left unsorted: nothing downstream needs the order
+        return [
+            (product.data[lo:hi], product.indices[lo:hi].astype(np.int64))
+            for lo, hi in zip(product.indptr[:-1], product.indptr[1:])
+        ]
+
+    def _finish(
+        self,
+        part: Part,
+        cands: np.ndarray,
+        scores: np.ndarray | None,
+        encoded: EncodedQueries,
+        i: int,
+        k: int,
+        approx: np.ndarray | None = None,
+        n_types: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of ``cands`` (vote ``scores``, None for ``"signature"``) after the signature stage.
+
+        With ``approx`` (every image's signature cosine by BLAS, float32), bounds on each candidate's score
+        (the cosine +- `cosine_margin`) keep only those that can reach the top ``k``; the exact scoring of those
+        survivors gives the top ``k`` of all, bit for bit.
+        """
+        config = self.config
+        if config.scoring == "votes":
+            return top_k(cands, scores, k)
+        if approx is not None and cands.size > k:
+            cos = approx[cands].astype(np.float64) / n_types
+            margin = cosine_margin(encoded, i)
+            if scores is None:
+                low, high = cos - margin, cos + margin
+            elif config.kernel == "exp":
+                base = scores * np.exp(-2.0 * (1.0 - cos) / config.sigma**2)
+                spread = np.exp(2.0 * margin / config.sigma**2)
+                low, high = base / spread * (1 - 1e-9), base * spread * (1 + 1e-9)
             else:
-                scores = scores * (cos >= config.threshold)
+                low = scores * (cos - margin >= config.threshold)
+                high = scores * (cos + margin >= config.threshold)
+            cut = np.partition(low, low.size - k)[low.size - k]
+            keep = np.flatnonzero(high >= cut)
+            cands = cands[keep]
+            scores = None if scores is None else scores[keep]
+        cos = self._cosines(part.data, cands, encoded, i)
+        if scores is None:
+            return top_k(cands, cos, k)
+        if config.kernel == "exp":
+            scores = scores * np.exp(-2.0 * (1.0 - cos) / config.sigma**2)
+        else:
+            scores = scores * (cos >= config.threshold)
         return top_k(cands, scores, k)
+
+    def _approx_cosines(self, part: Part, encoded: EncodedQueries, rows: list[int]) -> np.ndarray:
+        """(len(rows), N) float32: per query of ``rows`` the sum over types of its signature's dot product with
+        every image's, by BLAS (rounded otherwise than `_cosines`, within `cosine_margin` of it)."""
+        data = part.data
+        n = len(data.images)
+        out = None
+        for name, sigs in data.signatures.items():
+            q = encoded.signatures[name][rows]
+            if sigs.dtype == np.float32:
+                got = q @ sigs.T
+            else:  # float16 stored: converted a block at a time
+                got = np.empty((len(rows), n), dtype=np.float32)
+                for lo in range(0, n, _COSINE_CHUNK):
+                    got[:, lo : lo + _COSINE_CHUNK] = q @ sigs[lo : lo + _COSINE_CHUNK].astype(np.float32).T
+            out = got if out is None else np.add(out, got, out=out)
+        return out
 
     def _cosines(self, data: Collection, cands: np.ndarray, encoded: EncodedQueries, i: int) -> np.ndarray:
         """Mean over types of the signature cosine.
@@ -239,3 +499,97 @@ class Searcher:
                 rows = sigs[cands[lo : lo + _COSINE_CHUNK]].astype(np.float32, copy=False)
                 out[lo : lo + _COSINE_CHUNK] += np.einsum("ij,j->i", rows, q)
         return out / len(data.signatures)
+
+
+def cosine_margin(encoded: EncodedQueries, i: int) -> float:
+    """A bound on how far two float32 summations of query ``i``'s signature cosines (mean over types) may differ:
+    each is within ``gamma_d |q| |s|`` of the exact value (any summation order, FMA or not; Higham, Accuracy and
+    Stability, sec. 3.1), with ``gamma_d = d u / (1 - d u)``, ``u = 2^-24`` and stored signatures of norm <= 1.01
+    (they are checked to 1e-3); doubled for the float32 roundings of the results and their sum over types."""
+    unit = 2.0**-24
+    worst = 0.0
+    for sig in encoded.signatures.values():
+        q = sig[i].astype(np.float64)
+        d = q.size
+        gamma = d * unit / (1 - d * unit)
+        worst = max(worst, 2 * gamma * float(np.linalg.norm(q)) * 1.01 + 2 * unit)
+    return 2 * worst
+
+
+@dataclass
+class Part:
+    """One collection searched with given per-list weights: the snapshot of an `InvertedIndex`, or one shard of
+    a `ShardedIndex` under the global idf and df (so ``max_df`` drops the same lists in every shard)."""
+
+    data: Collection
+    idf: np.ndarray
+    df: np.ndarray
+    first_id: int
+    norms: dict[str, np.ndarray]  # burst -> document norms under idf, made on first use
+
+    def doc_norms(self, burst: str) -> np.ndarray:
+        got = self.norms.get(burst)
+        if got is None:
+            got = self.norms[burst] = self.data.postings.doc_norms(self.idf, burst)
+        return got
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one search (or batch) reads: the parts in order, every list's key and idf over all parts (for query
+    norms), and how many images they hold."""
+
+    parts: tuple[Part, ...]
+    keys: np.ndarray
+    idf: np.ndarray
+    n_images: int
+
+    @classmethod
+    def of_collection(cls, data: Collection) -> Snapshot:
+        postings = data.postings
+        part = Part(data, data.idf, postings.df, 0, data.norms)
+        return cls((part,), postings.keys, data.idf, len(data.images))
+
+
+def _transposed(x: np.ndarray) -> np.ndarray:
+    """A C-ordered copy of ``x.T``, made by blocks of rows that stay in cache (numpy's own copy does not)."""
+    out = np.empty(x.shape[::-1], dtype=x.dtype)
+    for lo in range(0, x.shape[0], 4096):
+        out[:, lo : lo + 4096] = x[lo : lo + 4096].T
+    return out
+
+
+def _spans(sizes: list[int], limit: int):
+    """Consecutive ``(lo, hi)`` spans of ``sizes`` summing to at most ``limit`` (one item alone may exceed it)."""
+    lo, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > lo and total + size > limit:
+            yield lo, i
+            lo, total = i, 0
+        total += size
+    if lo < len(sizes):
+        yield lo, len(sizes)
+
+
+def _merge(snap: Snapshot, found: list, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` over parts of each part's top ``k`` (positions shifted to the whole collection)."""
+    if len(found) == 1 and snap.parts[0].first_id == 0:
+        return found[0]
+    ids = np.concatenate([ids + part.first_id for (ids, _), part in zip(found, snap.parts)])
+    return top_k(ids, np.concatenate([scores for _, scores in found]), k)
+
+
+def _keep_best(snap: Snapshot, voted: list, max_cands: int) -> list:
+    """Per part the candidates among the best ``max_cands`` by vote score over all parts (ties to the smaller
+    position, as `top_k`, which does not depend on the order candidates come in)."""
+    if sum(cands.size for cands, _ in voted) <= max_cands:
+        return voted
+    ids = np.concatenate([cands + part.first_id for (cands, _), part in zip(voted, snap.parts)])
+    best, scores = top_k(ids, np.concatenate([scores for _, scores in voted]), max_cands)
+    if len(snap.parts) == 1:
+        return [(best - snap.parts[0].first_id, scores)]
+    out = []
+    for part in snap.parts:
+        mine = (best >= part.first_id) & (best < part.first_id + len(part.data.images))
+        out.append((best[mine] - part.first_id, scores[mine]))
+    return out

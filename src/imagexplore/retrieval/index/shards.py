@@ -1,7 +1,9 @@
 """`ShardedIndex`: several `InvertedIndex` shards (built with shared vocabularies) searched in place as one.
 
 Global df/idf and each shard's document norms under it are computed once, then every query is scored shard by
-shard and the top-k lists merged: the same results, bit for bit, as `InvertedIndex.merge` of the shards.
+shard and the top-k lists merged: the same results, bit for bit, as `InvertedIndex.merge` of the shards, pruning
+included (``max_df`` compares the global df with the total image count; ``max_candidates`` keeps the best
+candidates over all shards together, before any shard's signature stage).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 from imagexplore.retrieval.index.inverted import InvertedIndex, check_shards
 from imagexplore.retrieval.index.postings import idf_weights
-from imagexplore.retrieval.index.search import EncodedQueries, Searcher, query_norm, top_k
+from imagexplore.retrieval.index.search import Part, Searcher, Snapshot
 
 
 class ShardedIndex(Searcher):
@@ -33,16 +35,18 @@ class ShardedIndex(Searcher):
         # float sums of integer counts are exact far beyond any index size, and bincount is one pass
         df = np.bincount(
             inverse, weights=np.concatenate([d.postings.df for d in parts]), minlength=all_keys.size
-        )
-        self._keys = all_keys
-        self._idf = idf_weights(df.astype(np.int64), sum(len(d.images) for d in parts))
-        self._shards = []
+        ).astype(np.int64)
+        n_images = sum(len(d.images) for d in parts)
+        global_idf = idf_weights(df, n_images)
+        searched = []
         start, first_id = 0, 0
         for data in parts:
-            idf = self._idf[inverse[start : start + data.postings.keys.size]]
+            where = inverse[start : start + data.postings.keys.size]
             start += data.postings.keys.size
-            self._shards.append((data, idf, data.postings.doc_norms(idf), first_id))
+            idf = global_idf[where]
+            searched.append(Part(data, idf, df[where], first_id, {"none": data.postings.doc_norms(idf)}))
             first_id += len(data.images)
+        self._snap = Snapshot(tuple(searched), all_keys, global_idf, n_images)
         self._images = tuple(x for d in parts for x in d.images)
 
     def __len__(self) -> int:
@@ -52,17 +56,8 @@ class ShardedIndex(Searcher):
     def images(self) -> tuple:
         return self._images
 
-    def _scorer(self):
-        return self._score_merged
-
-    def _score_merged(self, encoded: EncodedQueries, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        qnorm = query_norm(self._keys, self._idf, encoded, i)
-        found_ids, found_scores = [], []
-        for data, idf, doc_norms, first_id in self._shards:
-            ids, scores = self._score(data, idf, doc_norms, encoded, i, qnorm, k)
-            found_ids.append(ids + first_id)
-            found_scores.append(scores)
-        return top_k(np.concatenate(found_ids), np.concatenate(found_scores), k)
+    def _snapshot(self) -> Snapshot:
+        return self._snap
 
 
 def search_shards(

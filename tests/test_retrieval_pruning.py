@@ -1,0 +1,245 @@
+"""DeepIndex candidate pruning (issue 16) and batched scoring: max_df, burst, max_candidates, the "scale" preset,
+batches bit-identical to single searches, shards bit-identical to a merged index, and the scale bench's JSON.
+
+Small indexes are made by hand from codes (`InvertedIndex.from_codes`), so every expected score is computed here
+from the formula of `imagexplore.retrieval.index.search`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagexplore.errors import ConfigError
+from imagexplore.retrieval.index import IndexConfig, InvertedIndex, ShardedIndex
+from imagexplore.retrieval.index.config import SCALE_MIN_IMAGES, SCALE_PRESET
+
+
+def _unit(rng, n: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _coded(words: list[list[int]], k: int, sigs: np.ndarray | None = None, **options) -> InvertedIndex:
+    """A 1-D index of the given word ids per image (placeholder vocabulary of ``k`` words)."""
+    words = np.array(words)
+    if sigs is None:
+        sigs = np.tile(np.eye(4, dtype=np.float32)[0], (len(words), 1))
+    cfg = IndexConfig(types=("a",), k=k, signature_dim=sigs.shape[1], **options)
+    return InvertedIndex.from_codes({"a": words}, {"a": sigs}, cfg)
+
+
+def _one(index: InvertedIndex, words, sig=None, k: int = 10):
+    sig = np.eye(4, dtype=np.float32)[0] if sig is None else sig
+    return index.search_codes({"a": np.array(words)}, {"a": sig}, k)
+
+
+def test_a_word_above_max_df_is_left_out_of_the_vote():
+    # df: word 0 in 3 of 4 images, word 3 in one; max_df 0.5 drops word 0 (3 > 0.5 x 4), keeps the others
+    index = _coded([[0, 1], [0, 2], [0, 3], [1, 2]], k=4, scoring="votes")
+    ids, _ = _one(index, [0, 3])
+    assert sorted(ids.tolist()) == [0, 1, 2]
+    ids, scores = _one(index.with_query_options(max_df=0.5), [0, 3])
+    assert ids.tolist() == [2]
+    idf0, idf3 = math.log(4 / 3), math.log(4 / 1)
+    # the vote loses word 0; the norms stay those of the whole bags of words
+    want = idf3**2 / (math.hypot(idf0, idf3) * math.hypot(idf0, idf3))
+    assert scores[0] == pytest.approx(want, rel=1e-12)
+    # at max_df 0.75 word 0 (df 3 = 0.75 x 4) stays: the unpruned result, bit for bit
+    kept = _one(index.with_query_options(max_df=0.75), [0, 3])
+    assert all(np.array_equal(a, b) for a, b in zip(kept, _one(index, [0, 3])))
+
+
+@pytest.mark.parametrize(
+    "burst, tf", [("none", lambda c: c), ("sqrt", math.sqrt), ("log", lambda c: 1 + math.log(c))]
+)
+def test_burst_damps_repeated_words_in_query_and_image(burst, tf):
+    # image 0 holds word 0 four times and word 1 once; image 1 words 2, 3; the query word 0 twice and word 1
+    index = _coded([[0, 0, 0, 0, 1], [2, 3, 2, 3, 2]], k=4, scoring="votes", burst=burst)
+    ids, scores = _one(index, [0, 0, 1, 2, 3])
+    idf = math.log(2)  # every word is in one of the 2 images
+    vote = tf(2) * tf(4) * idf**2 + tf(1) * tf(1) * idf**2
+    qnorm = idf * math.sqrt(tf(2) ** 2 + tf(1) ** 2 + tf(1) ** 2 + tf(1) ** 2)
+    dnorm = idf * math.sqrt(tf(4) ** 2 + tf(1) ** 2)
+    assert ids[0] == 0 and scores[0] == pytest.approx(vote / (qnorm * dnorm), rel=1e-12)
+    vote1 = tf(1) * tf(3) * idf**2 + tf(1) * tf(2) * idf**2
+    assert scores[1] == pytest.approx(vote1 / (qnorm * idf * math.sqrt(tf(3) ** 2 + tf(2) ** 2)), rel=1e-12)
+
+
+def test_max_candidates_keeps_exactly_the_best_by_vote_ties_to_the_smaller_id():
+    # votes: images 0 and 1 share both query words (tie), 2 and 3 one; image 3's signature is the query's
+    rng = np.random.default_rng(0)
+    sigs = _unit(rng, 4, 8)
+    index = _coded([[0, 1], [0, 1], [0, 2], [1, 3]], k=4, sigs=sigs, sigma=0.1)
+    query_sig = sigs[3]
+    ids, _ = index.search_codes({"a": np.array([0, 1])}, {"a": query_sig}, 4)
+    assert ids[0] == 3  # the signature wins without pruning
+    for count, want in [(1, {0}), (2, {0, 1}), (3, {0, 1, 2})]:
+        got, _ = index.with_query_options(max_candidates=count).search_codes(
+            {"a": np.array([0, 1])}, {"a": query_sig}, 4
+        )
+        assert set(got.tolist()) == want
+    # a fraction of the images, rounded up: 0.3 x 4 -> 2
+    got, _ = index.with_query_options(max_candidates=0.3).search_codes(
+        {"a": np.array([0, 1])}, {"a": query_sig}, 4
+    )
+    assert set(got.tolist()) == {0, 1}
+
+
+def test_pruning_options_are_checked_and_the_scale_preset_starts_at_its_size():
+    assert IndexConfig().pruning_for(10**9) == (None, None)
+    scale = IndexConfig(pruning="scale")
+    assert scale.pruning_for(SCALE_MIN_IMAGES - 1) == (None, None)
+    max_df, max_cands = scale.pruning_for(SCALE_MIN_IMAGES)
+    assert max_df == SCALE_PRESET["max_df"]
+    assert max_cands == math.ceil(SCALE_PRESET["max_candidates"] * SCALE_MIN_IMAGES)
+    assert IndexConfig(pruning="scale", max_df=0.9, max_candidates=7).pruning_for(10**6) == (0.9, 7)
+    assert IndexConfig(max_candidates=0.001).pruning_for(10) == (None, 1)
+    assert IndexConfig.from_json({"max_df": 0.2, "burst": "sqrt", "max_candidates": 0.5}).burst == "sqrt"
+    with pytest.raises(ConfigError, match="max_candidates"):
+        IndexConfig(max_candidates=1.5)
+    with pytest.raises(ConfigError, match="max_df"):
+        IndexConfig(max_df=0.0)
+    with pytest.raises(ConfigError, match="burst"):
+        IndexConfig(burst="tfidf")
+
+
+def _zipf_codes(rng, n: int, k: int, p: int, types) -> dict[str, np.ndarray]:
+    cdf = np.cumsum(1.0 / np.arange(1, k + 1))
+    cdf /= cdf[-1]
+    return {t: np.minimum(np.searchsorted(cdf, rng.random((n, p))), k - 1) for t in types}
+
+
+@pytest.fixture(scope="module")
+def random_codes():
+    """Per mode a 700-image index of Zipf words (most images are candidates, as at scale), 30 queries, and
+    three shards of it. Images 100-109 copy image 5 and 200-204 image 7, so scores tie exactly."""
+    rng = np.random.default_rng(7)
+    out = {}
+    for mode, types in (("1d", ("a",)), ("2d", ("a", "b"))):
+        words = _zipf_codes(rng, 700, 16, 6, types)
+        sigs = {t: _unit(rng, 700, 16) for t in types}
+        for t in types:
+            words[t][100:110], sigs[t][100:110] = words[t][5], sigs[t][5]
+            words[t][200:205], sigs[t][200:205] = words[t][7], sigs[t][7]
+        q_words = {t: w[:30].copy() for t, w in words.items()}
+        q_sigs = {t: s[:30].copy() for t, s in sigs.items()}
+        for t in types:  # the first queries are exact copies (ties at the top), the rest have words redrawn
+            q_words[t][10:, :2] = _zipf_codes(rng, 20, 16, 2, ("x",))["x"]
+        cfg = IndexConfig(types=types, mode=mode, k=16, signature_dim=16)
+        index = InvertedIndex.from_codes(words, sigs, cfg)
+        shards = [
+            InvertedIndex.from_codes(
+                {t: w[lo:hi] for t, w in words.items()}, {t: s[lo:hi] for t, s in sigs.items()}, cfg
+            )
+            for lo, hi in [(0, 250), (250, 480), (480, 700)]
+        ]
+        out[mode] = index, shards, q_words, q_sigs
+    return out
+
+
+PRUNINGS = [
+    {},
+    {"max_df": 0.3},
+    {"max_candidates": 40},
+    {"max_candidates": 0.1, "max_df": 0.5, "burst": "sqrt"},
+    {"burst": "log"},
+    {"kernel": "threshold", "threshold": 0.1, "max_df": 0.4},
+    {"scoring": "votes", "max_df": 0.3, "max_candidates": 25},
+    {"scoring": "signature"},
+]
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+@pytest.mark.parametrize(
+    "options", PRUNINGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "exact"
+)
+def test_batches_and_shards_are_bit_identical_to_single_searches(random_codes, mode, options):
+    index, shards, q_words, q_sigs = random_codes[mode]
+    view = index.with_query_options(**options)
+    sharded = ShardedIndex([s.with_query_options(**options) for s in shards])
+    for k in (10, 300):  # 10: the BLAS pre-selection prunes; 300: most candidates reach the top k
+        ids, scores = view.search_codes_batch(q_words, q_sigs, k)
+        for i in range(len(ids)):
+            one_ids, one_scores = view.search_codes(
+                {t: w[i] for t, w in q_words.items()}, {t: s[i] for t, s in q_sigs.items()}, k
+            )
+            assert np.array_equal(ids[i, : one_ids.size], one_ids)
+            assert np.array_equal(scores[i, : one_ids.size], one_scores)
+            assert np.all(ids[i, one_ids.size :] == -1)
+        got = sharded.search_codes_batch(q_words, q_sigs, k)
+        assert np.array_equal(got[0], ids) and np.array_equal(got[1], scores)
+    # ties: image 5's exact copy scores 5 and its 10 copies the same, listed by position
+    if (
+        options.get("scoring") != "votes"
+        and options.get("kernel") != "threshold"
+        and not options.get("max_candidates")
+    ):
+        ids, scores = view.search_codes_batch(q_words, q_sigs, 11)
+        assert ids[5].tolist() == [5, *range(100, 110)] and np.all(scores[5] == scores[5, 0])
+
+
+def test_scale_bench_json_lines_carry_the_contract(tmp_path, monkeypatch, capsys):
+    """bench/bench_retrieval.py --quick --json: stdout is JSON only, one (size, mode) row a line."""
+    path = Path(__file__).parents[1] / "bench" / "bench_retrieval.py"
+    spec = importlib.util.spec_from_file_location("bench_retrieval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "set_up_process", lambda threads: None)  # FAISS threads, malloc: process-wide
+    argv = [
+        "--quick",
+        "--json",
+        "--max-df",
+        "0.3",
+        "--max-candidates",
+        "300",
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    assert bench.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [(r["images"], r["mode"]) for r in rows] == [(2000, "1d"), (2000, "2d")]
+    contract = {
+        "images",
+        "mode",
+        "candidates_frac",
+        "ms_single",
+        "ms_batch",
+        "faiss_flat_ms_single",
+        "faiss_flat_ms_batch",
+        "agreement_top10",
+        "resident_bytes_per_image",
+        "bytes_per_image",
+        "faiss_ivf_nprobe",
+        "faiss_ivf_ms_single",
+        "faiss_ivf_ms_batch",
+        "faiss_ivf_recall10",
+        "faiss_ivfpq_nprobe",
+        "faiss_ivfpq_ms_single",
+        "faiss_ivfpq_ms_batch",
+        "faiss_ivfpq_recall10",
+        "votes_signature",
+        "signature",
+        "faiss_flat",
+        "ratio_over_faiss",
+    }
+    for r in rows:
+        assert contract <= set(r), contract - set(r)
+        assert r["pruning"] == {
+            "preset": "scale",
+            "max_df": 0.3,
+            "max_candidates": 300,
+            "burst": "none",
+            "active": True,
+        }
+        assert 0 < r["candidates_frac"] <= 300 / 2000 and 0 <= r["agreement_top10"] <= 1
+        assert r["batch_equals_single"] is True
+        assert r["bytes_per_image"] == {"1d": 2104, "2d": 4152}[r["mode"]]
+        assert 1 <= r["faiss_ivf_nprobe"] <= r["faiss_ivf_nlist"] == round(4 * math.sqrt(2000))
+    assert json.loads((tmp_path / "r.json").read_text())["runs"] == rows
