@@ -534,11 +534,86 @@ def index_rows(args) -> Iterator[dict]:
             gc.collect()
 
 
+def photo_files(folder: Path, count: int, long_side: int) -> list[Path]:
+    """``count`` real photos as JPEGs of a camera's size (long side ``long_side``, quality 90) in ``folder``:
+    the opencv-doc sample photos (`make data`), else scikit-image's, upscaled — what `retrieve build` meets in
+    a folder of holiday photos, where decoding and cropping a multi-megapixel file is the cost to hide."""
+    from PIL import Image
+
+    sources = sorted(Path("/usr/share/doc/opencv-doc/examples/data").glob("*.jpg"))
+    if sources:
+        images = [Image.open(p).convert("RGB") for p in sources]
+    else:
+        import skimage.data
+
+        names = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+        images = [Image.fromarray(getattr(skimage.data, n)()).convert("RGB") for n in names]
+    images = [im for im in images if min(im.size) >= 200] or images
+    files = []
+    for i in range(count):
+        im = images[i % len(images)]
+        scale = long_side / max(im.size)
+        size = (round(im.width * scale), round(im.height * scale))
+        files.append(folder / f"photo_{i:04d}.jpg")
+        im.resize(size, Image.Resampling.BICUBIC).save(files[-1], quality=90)
+    return files
+
+
+def extraction_rows(args) -> Iterator[dict]:
+    """Indexing speed against the network's own limit, measured in this run (``--extraction``): the forward
+    passes alone (14 patches of an image in one batch, channels-last, inference mode, random pixels) give
+    ``forward_limit_images_per_s``; `distributed.extract_batched` on real photo files — decode in a loader
+    process, large JPEGs decoded at reduced scale, crop, forward — gives ``images_per_s``; the same with the
+    old path (full decode in this process) gives ``images_per_s_full_decode``."""
+    import tempfile
+
+    import torch
+
+    from imagexplore.retrieval.distributed import extract_batched
+    from imagexplore.retrieval.features import load_backbone
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    extractor = load_backbone(input_size=args.patch_size)
+    x = torch.rand(14, 3, args.patch_size, args.patch_size)
+    with torch.inference_mode():
+        for _ in range(3):  # warm-up: oneDNN picks its kernels
+            extractor(x)
+        start = time.perf_counter()
+        for _ in range(args.extraction_images):
+            extractor(x)
+        forward_s = (time.perf_counter() - start) / args.extraction_images
+    with tempfile.TemporaryDirectory() as tmp:
+        files = photo_files(Path(tmp), args.extraction_images, args.photo_side)
+        extract_batched(extractor, files[:2], batch_size=1, workers=1)  # warm-up, loader start included below
+        timings = {}
+        for name, kw in (("new", {"workers": 1}), ("full_decode", {"workers": 0, "min_side": None})):
+            start = time.perf_counter()
+            extract_batched(extractor, files, batch_size=1, **kw)
+            timings[name] = len(files) / (time.perf_counter() - start)
+    row = {
+        "mode": "extraction",
+        "images": len(files),
+        "patch_size": args.patch_size,
+        "photo_long_side": args.photo_side,
+        "torch_threads": torch.get_num_threads(),
+        "forward_ms_per_image": round(forward_s * 1000, 2),
+        "forward_limit_images_per_s": round(1 / forward_s, 3),
+        "images_per_s": round(timings["new"], 3),
+        "fraction_of_forward_limit": round(timings["new"] * forward_s, 3),
+        "images_per_s_full_decode": round(timings["full_decode"], 3),
+    }
+    say(
+        f"extraction: {row['images_per_s']:.2f} img/s = {row['fraction_of_forward_limit']:.0%} of the forward limit "
+        f"{row['forward_limit_images_per_s']:.2f} img/s (full decode in-process: {row['images_per_s_full_decode']:.2f})"
+    )
+    yield row
+
+
 def producers(args) -> list[Callable[[argparse.Namespace], Iterator[dict]]]:
     """The row producers of this run, in order. Each takes the parsed arguments and yields dict rows (each is
     printed as one JSON line with ``--json`` and stored in the results file); add another here (and its flags in
     `parse_args`) to put more rows into the same run."""
-    return [index_rows]
+    return [index_rows] + ([extraction_rows] if args.extraction else [])
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -565,6 +640,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     ap.add_argument("--burst", choices=BURSTS, default="none", help="IndexConfig.burst")
     ap.add_argument("--faiss-threads", type=int, default=1, help="FAISS's and numpy's BLAS threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--extraction",
+        action="store_true",
+        help="also a row of indexing speed on real photos against the network's forward-pass limit",
+    )
+    ap.add_argument("--extraction-images", type=int, default=24, help="photos timed by --extraction")
+    ap.add_argument("--patch-size", type=int, default=224, help="CNN input size per patch for --extraction")
+    ap.add_argument("--photo-side", type=int, default=2048, help="long side of the --extraction photos (px)")
     ap.add_argument(
         "--json", action="store_true", help="stdout: one JSON object a row, one a line, nothing else"
     )

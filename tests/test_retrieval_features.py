@@ -228,3 +228,46 @@ def test_cli_build_with_two_backbones(tmp_path, capsys):
         cli.main(["retrieve", "search", "--index", str(tmp_path / "idx"), query, "--top", "1", "--json"]) == 0
     )
     assert json.loads(capsys.readouterr().out)[0]["results"][0]["path"] == query
+
+
+def test_large_photos_are_decoded_smaller_with_the_same_patches(small, photos, tmp_path):
+    """A multi-megapixel JPEG is decoded at a reduced scale (short side in [3 × 96, 2 × 3 × 96) for 96-px
+    patches): the network sees nearly the same patches (cosine > 0.98 per patch), and small images are
+    decoded exactly as before."""
+    from imagexplore.data.images import load_image
+    from imagexplore.retrieval.features import decode_side
+
+    assert decode_side(small) == 288
+    big = tmp_path / "big.jpg"
+    Image.fromarray(skimage_data.astronaut()).resize((2048, 1536), Image.Resampling.BICUBIC).save(
+        big, quality=95
+    )
+    reduced = load_image(big, "RGB", min_side=288)
+    assert 288 <= min(reduced.size) < 576 and reduced.size[0] / reduced.size[1] == pytest.approx(
+        4 / 3, rel=0.01
+    )
+    assert load_image(big, "RGB").size == (2048, 1536)
+    png = tmp_path / "small.png"
+    photos[1].save(png)
+    assert np.array_equal(np.asarray(load_image(png, "RGB", min_side=288)), np.asarray(photos[1]))
+    fast = extract(small, [big], progress=False)["high"][0]
+    full = extract(small, [big], progress=False, min_side=None)["high"][0]
+    assert (fast * full).sum(1).min() > 0.98
+    assert not np.array_equal(fast, full)  # it did decode smaller
+
+
+def test_loader_process_gives_the_same_bits(small, photos, tmp_path):
+    from imagexplore.retrieval.distributed import extract_batched
+
+    files = []
+    for i, img in enumerate([photos[0], photos[1], photos[0].resize((1300, 900))]):
+        files.append(tmp_path / f"{i}.jpg")
+        img.save(files[-1], quality=90)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    files.insert(1, bad)
+    here, skipped_here = extract_batched(small, files, batch_size=2, workers=0)
+    loader, skipped_loader = extract_batched(small, files, batch_size=2, workers=1)
+    assert skipped_here == skipped_loader and [p for p, _ in skipped_loader] == [bad]
+    for ftype in small.dims:
+        assert here[ftype].shape[0] == 3 and np.array_equal(here[ftype], loader[ftype])

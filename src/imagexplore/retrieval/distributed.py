@@ -46,6 +46,7 @@ from imagexplore.errors import ConfigError, DataError, UserError
 from imagexplore.retrieval.features import (
     DEFAULT_BACKBONE,
     FeatureExtractor,
+    decode_side,
     extract,
     load_backbone,
     patch_boxes,
@@ -83,12 +84,36 @@ def shard_bounds(n_images: int, batch_size: int, rank: int, world_size: int) -> 
     return min(first * batch_size, n_images), min(last * batch_size, n_images)
 
 
+class _DecodedFiles(torch.utils.data.Dataset):
+    """Each file decoded (`load_image` with ``min_side``) to a uint8 ``3×H×W`` tensor, or its error text: run
+    in a loader process so decoding overlaps the network's forward passes."""
+
+    def __init__(self, files: Sequence[Path], min_side: int | None):
+        self.files, self.min_side = files, min_side
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            img = load_image(self.files[i], "RGB", min_side=self.min_side)
+        except DataError as exc:
+            return str(exc)
+        return torch.from_numpy(np.array(img, dtype=np.uint8).transpose(2, 0, 1).copy())
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # decoding needs none; the forward passes keep the cores
+
+
 def extract_batched(
     extractor: FeatureExtractor,
     files: Sequence[Path],
     batch_size: int,
     progress: bool = False,
     on_bad: str = "skip",
+    workers: int = 1,
+    min_side: int | None | str = "auto",
 ) -> tuple[dict[str, np.ndarray], list[tuple[Path, str]]]:
     """Features ``{type: (N, P, D)}`` of the readable ``files`` and ``(path, reason)`` of the unreadable ones.
 
@@ -96,20 +121,36 @@ def extract_batched(
     unreadable among them: an image's features then depend only on its group, never on where a shard starts or
     which earlier file was skipped. One warning line sums up the skipped files; with ``on_bad="fail"`` the
     first unreadable file raises its `DataError` instead.
+
+    ``workers`` loader processes decode the files ahead of the network (0: in this process; the features are
+    the same bits either way). ``min_side``: large images are decoded smaller (`features.decode_side`; None:
+    in full).
     """
     batch_size = check_positive("batch size (images per forward pass)", batch_size)
     counter = BadFileCounter(on_bad, what="images")
+    if min_side == "auto":
+        min_side = decode_side(extractor)
     parts: dict[str, list[np.ndarray]] = {t: [] for t in extractor.dims}
+    loader = torch.utils.data.DataLoader(
+        _DecodedFiles(files, min_side),
+        batch_size=None,
+        num_workers=workers if len(files) > 1 else 0,
+        worker_init_fn=_one_thread if workers else None,
+        prefetch_factor=2 * batch_size if workers and len(files) > 1 else None,
+    )
+    decoded = iter(loader)
     with tqdm(total=len(files), desc="features", unit="img", disable=not progress) as bar:
         for lo in range(0, len(files), batch_size):
             group = []
             for path in files[lo : lo + batch_size]:
-                try:
-                    group.append(load_image(path, "RGB"))
-                except DataError as exc:
-                    counter.handle(path, exc)
+                item = next(decoded)
+                if isinstance(item, str):
+                    counter.handle(path, DataError(item))
+                else:
+                    group.append(item)
             if group:  # sys.maxsize: the whole group in a single forward pass
-                for ftype, v in extract(extractor, group, batch_size=sys.maxsize, progress=False).items():
+                feats = extract(extractor, group, batch_size=sys.maxsize, progress=False, min_side=None)
+                for ftype, v in feats.items():
                     parts[ftype].append(v)
             bar.update(len(files[lo : lo + batch_size]))
     counter.report("the images given")

@@ -304,8 +304,17 @@ def load_backbone(
     return extractor.to(device).eval()
 
 
-def _as_tensor(item: ImageInput) -> torch.Tensor:
-    """Any accepted image input → float32 ``(3, H, W)`` in [0, 1] (grey repeated to RGB)."""
+def decode_side(extractor, grids: Sequence[int] = (1, 2, 3)) -> int:
+    """The short side an image needs for its patches: the finest grid's cells still at the network's input size
+    (3 × 224 = 672 px for DeepIndex' 14 patches into Lite0). Larger images are decoded down to between that and
+    twice that (`load_image`'s ``min_side``): the patches keep all the detail the network sees, and a 12 MP
+    photo no longer costs more to decode and crop than the network takes to run."""
+    return max(grids) * int(extractor.input_size)
+
+
+def _as_tensor(item: ImageInput, min_side: int | None = None) -> torch.Tensor:
+    """Any accepted image input → float32 ``(3, H, W)`` in [0, 1] (grey repeated to RGB). ``min_side``: a file
+    or Pillow image with a short side of at least twice that is decoded / reduced smaller (`load_image`)."""
     if isinstance(item, torch.Tensor):
         if item.ndim != 3 or item.shape[0] not in (1, 3) or 0 in item.shape:
             raise DataError(
@@ -313,7 +322,12 @@ def _as_tensor(item: ImageInput) -> torch.Tensor:
             )
         x = item.float() / 255.0 if item.dtype == torch.uint8 else item.float()
     else:
-        img = convert_mode(item, "RGB") if isinstance(item, Image.Image) else load_image(item, "RGB")
+        if isinstance(item, Image.Image):
+            img = convert_mode(item, "RGB")
+            if min_side and min(img.size) >= 2 * min_side:
+                img = img.reduce(min(img.size) // min_side)
+        else:
+            img = load_image(item, "RGB", min_side=min_side)
         x = pil_to_tensor(img)
     return x.expand(3, -1, -1) if x.shape[0] == 1 else x
 
@@ -342,6 +356,7 @@ def extract(
     progress: bool = True,
     boxes: Sequence[Box | None] | None = None,
     on_bad: str = "fail",
+    min_side: int | None | str = "auto",
 ) -> dict[str, np.ndarray] | tuple[dict[str, np.ndarray], list[Path]]:
     """Features of every patch of every image: ``{type: float32 (N, P, D)}``, rows in the order of ``images``.
 
@@ -353,6 +368,10 @@ def extract(
 
     ``on_bad="fail"`` raises the `DataError` of the first unreadable file; ``"skip"`` leaves such files out and
     returns ``(features, skipped_paths)``, the features holding the readable images only, in order.
+
+    ``min_side``: files and Pillow images with a short side of at least twice this are decoded smaller first
+    (`load_image`); ``"auto"`` = `decode_side` (672 px for Lite0), ``None`` decodes every image in full. An
+    image with a query box is always decoded in full (its box is in the full image's pixels).
     """
     counter = BadFileCounter(on_bad, what="images")
     images = list(images)
@@ -364,6 +383,8 @@ def extract(
         )
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if min_side == "auto":
+        min_side = decode_side(extractor)
     if device is not None:
         extractor.to(device)
     extractor.eval()
@@ -378,7 +399,7 @@ def extract(
     with torch.inference_mode():
         for i, item in enumerate(tqdm(images, desc="features", unit="img", disable=not progress)):
             try:
-                x = _as_tensor(item)
+                x = _as_tensor(item, None if boxes is not None and boxes[i] is not None else min_side)
             except DataError as exc:
                 if not isinstance(item, str | os.PathLike):
                     raise
