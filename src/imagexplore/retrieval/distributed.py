@@ -46,6 +46,7 @@ from imagexplore.errors import ConfigError, DataError, UserError
 from imagexplore.retrieval.features import (
     DEFAULT_BACKBONE,
     FeatureExtractor,
+    crop_patches,
     decode_side,
     extract,
     load_backbone,
@@ -85,11 +86,12 @@ def shard_bounds(n_images: int, batch_size: int, rank: int, world_size: int) -> 
 
 
 class _DecodedFiles(torch.utils.data.Dataset):
-    """Each file decoded (`load_image` with ``min_side``) to a uint8 ``3×H×W`` tensor, or its error text: run
-    in a loader process so decoding overlaps the network's forward passes."""
+    """Each file decoded (`load_image` with ``min_side``) to a uint8 ``3×H×W`` tensor — or, with ``crop_size``,
+    already cut into its patches ``(P, 3, S, S)`` exactly as `features.extract` cuts them — or its error text:
+    run in a loader process so decoding and cropping overlap the network's forward passes."""
 
-    def __init__(self, files: Sequence[Path], min_side: int | None):
-        self.files, self.min_side = files, min_side
+    def __init__(self, files: Sequence[Path], min_side: int | None, crop_size: int | None = None):
+        self.files, self.min_side, self.crop_size = files, min_side, crop_size
 
     def __len__(self) -> int:
         return len(self.files)
@@ -99,7 +101,12 @@ class _DecodedFiles(torch.utils.data.Dataset):
             img = load_image(self.files[i], "RGB", min_side=self.min_side)
         except DataError as exc:
             return str(exc)
-        return torch.from_numpy(np.array(img, dtype=np.uint8).transpose(2, 0, 1).copy())
+        x = torch.from_numpy(np.array(img, dtype=np.uint8).transpose(2, 0, 1).copy())
+        if self.crop_size is None:
+            return x
+        x = x.float() / 255.0  # as `features._as_tensor` does for a uint8 tensor
+        rois = patch_boxes(x.shape[2], x.shape[1])
+        return crop_patches(x, torch.from_numpy(rois), self.crop_size)
 
 
 def _one_thread(_worker_id: int) -> None:
@@ -122,7 +129,7 @@ def extract_batched(
     which earlier file was skipped. One warning line sums up the skipped files; with ``on_bad="fail"`` the
     first unreadable file raises its `DataError` instead.
 
-    ``workers`` loader processes decode the files ahead of the network (0: in this process; the features are
+    ``workers`` loader processes decode (on the CPU also crop) the files ahead of the network (0: in this process; the features are
     the same bits either way). ``min_side``: large images are decoded smaller (`features.decode_side`; None:
     in full).
     """
@@ -131,8 +138,10 @@ def extract_batched(
     if min_side == "auto":
         min_side = decode_side(extractor)
     parts: dict[str, list[np.ndarray]] = {t: [] for t in extractor.dims}
+    # on the CPU the loader also cuts the patches (the same roi_align, the same bits); on a GPU they are cut there
+    crop = extractor.input_size if workers and extractor.device.type == "cpu" else None
     loader = torch.utils.data.DataLoader(
-        _DecodedFiles(files, min_side),
+        _DecodedFiles(files, min_side, crop),
         batch_size=None,
         num_workers=workers if len(files) > 1 else 0,
         worker_init_fn=_one_thread if workers else None,
@@ -148,7 +157,12 @@ def extract_batched(
                     counter.handle(path, DataError(item))
                 else:
                     group.append(item)
-            if group:  # sys.maxsize: the whole group in a single forward pass
+            if group and crop:  # the group's patches in a single forward pass, as `extract` runs them below
+                with torch.inference_mode():
+                    out = extractor(torch.cat(group).to(extractor.device))
+                for ftype, v in out.items():
+                    parts[ftype].append(v.cpu().numpy().reshape(len(group), -1, v.shape[1]))
+            elif group:  # sys.maxsize: the whole group in a single forward pass
                 feats = extract(extractor, group, batch_size=sys.maxsize, progress=False, min_side=None)
                 for ftype, v in feats.items():
                     parts[ftype].append(v)

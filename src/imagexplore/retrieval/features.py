@@ -72,6 +72,13 @@ def patch_boxes(
     return out
 
 
+def crop_patches(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Every box of one image ``(3, H, W)`` stretched to ``(P, 3, size, size)`` (`FeatureExtractor.crop_resize`;
+    a function so that a loader process can cut the patches without the network)."""
+    boxes = boxes.to(device=image.device, dtype=image.dtype)
+    return roi_align(image[None], [boxes], size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
 class FeatureExtractor(nn.Module):
     """A timm classifier turned into a multi-feature patch describer (eval mode, no gradients needed).
 
@@ -138,10 +145,7 @@ class FeatureExtractor(nn.Module):
         `roi_align` with an adaptive sampling grid averages ceil(box/S) bilinear samples per output pixel, i.e.
         an area filter when shrinking, so large patches are not aliased, and plain bilinear when enlarging.
         """
-        boxes = boxes.to(device=image.device, dtype=image.dtype)
-        return roi_align(
-            image[None], [boxes], self.input_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True
-        )
+        return crop_patches(image, boxes, self.input_size)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Patches ``(B, 3, S, S)`` in [0, 1] → ``{type: (B, D)}``, ReLU'd and L2-normalised."""
