@@ -16,13 +16,12 @@ from imagexplore.synthesis.data import (
     PAIR_DATASETS,
     AlignedPairs,
     FolderPairs,
-    SketchPairs,
     build_pairs,
     hash_split,
     to_signed,
     unpad,
-    xdog,
 )
+from imagexplore.synthesis.sketches import SketchPairs, xdog
 
 TUXPAINT = Path("/usr/share/tuxpaint/stamps")
 OPENCLIPART = Path("/usr/share/openclipart/png")
