@@ -611,6 +611,12 @@ class InstantiationNet(nn.Module):
         return out.view(b, n, *out.shape[1:])
 
 
+def compose(generated: Tensor, kept: Tensor, keep: Tensor) -> Tensor:
+    """A person's kept pixels (``kept`` = image × ``keep``, 0 on the clothes) over a generated image: the
+    generator paints only where ``keep`` is 0."""
+    return kept + (1 - keep) * generated
+
+
 class SwapGAN(nn.Module):
     """SwapGAN (THESIS.md 8.2: **published** structure, **reconstructed** details; module docstring).
 
@@ -619,7 +625,7 @@ class SwapGAN(nn.Module):
     pose_channels + parsing_labels)}, and one conditional PatchGAN ``D`` on P ⊕ S ⊕ image. Pose maps are ``pose_channels`` heat maps (default ``len(KEYPOINT_NAMES)`` = 14), parsing maps
     one-hot over ``parsing_labels`` (default ``len(PARSING_LABELS)`` = 8) — the shapes persons' conventions.
     ``identity=True`` (our reconstruction's default) also gives G2 person A's own non-clothes pixels and G3 B's
-    (`persons.kept_pixels`: head, hair, skin, background), 3 more input channels each: the swap must keep A's
+    (image × `persons.keep_mask`: head, hair, skin, background), 3 more input channels each: the swap must keep A's
     head and skin, which neither B's image nor the maps carry — without them G2 can only guess them.
     ``composite=True`` (default, needs ``identity``) pastes those kept pixels over the generated image, so G2 and G3
     paint only the clothes regions (as try-on networks compose a generated region with the person).
@@ -672,8 +678,8 @@ class SwapGAN(nn.Module):
         return self.paste(self.G.G2(torch.cat([y1, parsing_a, kept], 1)), kept, keep_a)
 
     def paste(self, generated: Tensor, kept: Tensor, keep: Tensor) -> Tensor:
-        """With ``composite``, the kept pixels over the generated image; else the generated image."""
-        return kept + (1 - keep) * generated if self.composite else generated
+        """With ``composite``, the kept pixels over the generated image (`compose`); else the generated image."""
+        return compose(generated, kept, keep) if self.composite else generated
 
     def forward(
         self, image_b: Tensor, pose_a: Tensor, parsing_a: Tensor, keep_a=None, image_a=None

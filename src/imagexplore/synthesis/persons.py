@@ -375,11 +375,6 @@ def keep_mask(*parsings, order: str = "shapes") -> torch.Tensor:
     return torch.from_numpy(keep[None].astype(np.float32))
 
 
-def kept_pixels(image: torch.Tensor, *parsings, order: str = "shapes") -> torch.Tensor:
-    """``image`` (3×H×W in [-1, 1]) where `keep_mask` is 1, 0 on the clothes."""
-    return image * keep_mask(*parsings, order=order)
-
-
 def _signed(image: np.ndarray) -> torch.Tensor:
     """H×W×3 uint8 → 3×H×W float32 in [-1, 1] (in numpy, as `data.shapes.datasets.to_tensor`)."""
     return torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1))
@@ -767,7 +762,6 @@ __all__ = [
     "COCO18_KEYPOINTS",
     "LIP20_LABELS",
     "keep_mask",
-    "kept_pixels",
     "PERSON_ORDERS",
     "PUBLISHED_SIGMA",
     "DeepFashionPersons",

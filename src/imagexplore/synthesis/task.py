@@ -77,7 +77,9 @@ def person_condition(batch: dict) -> torch.Tensor:
 def person_output(fake: torch.Tensor, batch: dict) -> torch.Tensor:
     """The single-generator baseline's swap: A's kept pixels pasted over its image, as SwapGAN's default
     ``composite`` does, so the two differ in their generators only."""
-    return batch["I_A_kept"] + (1 - batch["keep_A"]) * fake
+    from imagexplore.synthesis.networks import compose
+
+    return compose(fake, batch["I_A_kept"], batch["keep_A"])
 
 
 def _kept(model, batch: dict, who: str) -> list[torch.Tensor]:
