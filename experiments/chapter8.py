@@ -115,6 +115,8 @@ def main() -> None:
                 run = trained(config, out / f"{config}_seed{seed}", [f"train.seed={seed}"])
                 rows.setdefault(name, []).append(evaluate(run, **common) | {"seed": seed})
                 print(f"{name} seed {seed}: {rows[name][-1]}", flush=True)
+    if args.only and (out / "results.json").is_file():  # keep the other sections' rows from an earlier run
+        rows = json.loads((out / "results.json").read_text())["rows"] | rows
     summary = report(rows)
     (out / "results.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
 
