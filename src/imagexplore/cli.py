@@ -67,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="world seed (default 0)")
     p = dsub.add_parser(
+        "export-edges",
+        help="a real-photo edge set: photo cut-outs on texture photos (BSDS layout + masks/; needs make data)",
+    )
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--train", type=NON_NEGATIVE_INT, default=48, help="training images (default 48)")
+    p.add_argument("--val", type=NON_NEGATIVE_INT, default=0, help="validation images (default 0)")
+    p.add_argument("--test", type=NON_NEGATIVE_INT, default=24, help="test images (default 24)")
+    p.add_argument("--size", default="320x240", help="WIDTHxHEIGHT (default 320x240)")
+    p.add_argument("--annotators", type=POSITIVE_INT, default=2, help="boundary sets per image (default 2)")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed (default 0)")
+    p = dsub.add_parser(
         "convert-persons", help="DeepFashion / Market-1501 (pose-transfer layout) → person files"
     )
     p.add_argument("--from", dest="source", choices=["deepfashion", "market"], required=True, help="layout")
@@ -111,6 +122,20 @@ def cmd_data(args) -> int:
         paths = preview_shapes(check_out_dir(args.out), seed=args.seed, size=args.size, n=args.num)
         for p in paths:
             print(p)
+        return 0
+    if args.cmd == "export-edges":
+        from imagexplore.edges.cutouts import make_cutout_edges
+
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--size must be WIDTHxHEIGHT, e.g. 320x240, got {args.size!r}") from None
+        out = check_out_dir(args.out)
+        written = make_cutout_edges(
+            out, train=args.train, val=args.val, test=args.test, size=(w, h), annotators=args.annotators,
+            seed=args.seed,
+        )
+        print(f"{out}: " + ", ".join(f"{n} {s}" for s, n in written.items()) + " images (BSDS layout + masks/)")
         return 0
     if args.cmd in ("export-persons", "convert-persons"):
         from imagexplore.synthesis.persons import run_data_command

@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -38,7 +38,14 @@ from torch.utils.data import Dataset
 from imagexplore.config import AtLeastOne, NonNegative, Positive, Range, from_dict
 from imagexplore.data.images import list_images, load_image, pil_to_tensor
 from imagexplore.edges.augment import HED_ANGLES, HED_SCALES, AugmentConfig, augment_edges, check_crop_size
-from imagexplore.edges.labels import DETECTORS, IGNORE, RDS_COEFFICIENTS, build_targets, make_detector
+from imagexplore.edges.labels import (
+    DETECTORS,
+    IGNORE,
+    RDS_COEFFICIENTS,
+    build_targets,
+    make_detector,
+    response_mean,
+)
 from imagexplore.errors import ConfigError, DataError
 
 EDGE_DATASETS = ("shapes", "shapes_masks", "bsds500", "hed_bsds", "nyud", "voc_masks")
@@ -57,6 +64,10 @@ class EdgeTrainingOptions:
     coefficients: list[float | None] = field(default_factory=lambda: list(RDS_COEFFICIENTS))  # null: plain GT
     relaxed: bool = True  # False: the HED baseline (every side supervised by the fusion label)
     relax_dilate: Annotated[int, NonNegative] = 1  # disk radius dilating each side's relaxed set
+    relax_mean: Literal["image", "nonzero"] = (
+        "image"  # thresholds c_k × mean of the response over: (labels.py)
+    )
+    relax_within: Annotated[int | None, NonNegative] = None  # relax only near GT edges (px); None: anywhere
     min_annotators: Annotated[int | None, AtLeastOne] = None  # consensus: None → 3 (fraction maps: 0.5)
     fraction: Annotated[float | None, Range(0, 1, lo_open=True)] = (
         None  # consensus by a fraction of annotators
@@ -275,6 +286,8 @@ class EdgeTrainingSet(Dataset):
         coefficients=RDS_COEFFICIENTS,
         relaxed: bool = True,
         relax_dilate: int = 1,
+        relax_mean: str = "image",
+        relax_within: int | None = None,
         min_annotators: int | None = None,
         fraction: float | None = None,
         gt_dilate: int = 1,
@@ -299,8 +312,10 @@ class EdgeTrainingSet(Dataset):
             fraction=fraction,
             gt_dilate=gt_dilate,
             relax_dilate=relax_dilate,
+            relax_within=relax_within,
             ignore_partial=ignore_partial,
         )
+        self.relax_mean = relax_mean
         self.augment = augment
         self.crop_size = check_crop_size(crop_size)
         key = json.dumps([detector, detector_options or {}], sort_keys=True, default=str)
@@ -354,7 +369,7 @@ class EdgeTrainingSet(Dataset):
         response = mean = None
         if self.relaxed:
             response = self._response(idx, stem, img.transpose(1, 2, 0))
-            mean = float(response.mean())
+            mean = response_mean(response, self.relax_mean)
         valid = None
         if self.augment is not None or self.crop_size:
             out = augment_edges(

@@ -241,6 +241,7 @@ def relaxed_labels(
     coefficients: Sequence[float | None] = RDS_COEFFICIENTS,
     dilate: int = 1,
     mean: float | None = None,
+    within: int | None = None,
 ) -> np.ndarray:
     """Side-output label maps (uint8 S×H×W): GT edges 1; relaxed pixels 255; the rest 0.
 
@@ -249,6 +250,9 @@ def relaxed_labels(
     coefficient None gives that side the plain ground truth (the "relaxed on a subset of sides" ablation).
     ``mean`` defaults to the response's own mean; pass the un-augmented image's mean so that rotation, scaling,
     cropping and padding do not move the thresholds.
+    ``within`` (our option, not the release's): relax only pixels at most that many pixels from a GT edge, so
+    detector responses far from every edge (texture, object interiors) stay negatives; None = anywhere (the
+    release). docs/chapter3.md ("RDS on real photos") measures why real textured photos need it.
     """
     gt = np.asarray(gt)
     gt = gt.astype(np.uint8) if gt.dtype == bool else gt
@@ -266,10 +270,31 @@ def relaxed_labels(
     relaxed = response[None] > (c * m)[:, None, None]  # inf: nothing relaxed (also when m = 0)
     if dilate:
         relaxed = ndi.binary_dilation(relaxed, _structure(dilate)[None])
+    if within is not None:
+        within = _check_int("relax_within", within, 0)
+        edge = gt == 1
+        near = ndi.distance_transform_edt(~edge) <= within if edge.any() else np.zeros(gt.shape, bool)
+        relaxed &= near[None]
     out = np.where(relaxed, np.uint8(IGNORE), np.uint8(0))
     out[:, gt == IGNORE] = IGNORE
     out[:, gt == 1] = 1
     return out
+
+
+RELAX_MEANS = ("image", "nonzero")
+
+
+def response_mean(response: np.ndarray, of: str = "image") -> float:
+    """The mean the thresholds c_k × mean are relative to: over the whole image (the release), or over the
+    pixels where the detector responds at all (``nonzero``: for sparse ridge detectors such as ``canny``, whose
+    whole-image mean is small wherever ridges are rare, so that c_k × mean relaxes nearly every ridge)."""
+    r = np.asarray(response, np.float32)
+    if of == "image":
+        return float(r.mean())
+    if of == "nonzero":
+        nz = r[r > 0]
+        return float(nz.mean()) if nz.size else 0.0
+    raise ConfigError(f"relax_mean must be one of {', '.join(RELAX_MEANS)}, got {of!r}")
 
 
 def build_targets(
@@ -282,6 +307,7 @@ def build_targets(
     fraction: float | None = None,
     gt_dilate: int = 1,
     relax_dilate: int = 1,
+    relax_within: int | None = None,
     ignore_partial: bool = True,
     mean: float | None = None,
     valid: np.ndarray | None = None,
@@ -293,7 +319,7 @@ def build_targets(
     if relaxed:
         if response is None:
             raise ValueError("relaxed labels need a detector response")
-        sides = relaxed_labels(fuse, response, coefficients, relax_dilate, mean)
+        sides = relaxed_labels(fuse, response, coefficients, relax_dilate, mean, relax_within)
     else:
         sides = np.broadcast_to(fuse, (len(coefficients), *fuse.shape))
     out = np.concatenate([sides, fuse[None]])
