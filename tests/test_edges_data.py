@@ -438,3 +438,289 @@ def test_detectors_refuse_uint8_images():
     img = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match="divide uint8 by 255"):
         canny_response(img)
+
+
+# ------------------------------------------------------------------------------------------------ carved validation
+def _hash01(stem: str) -> float:
+    import hashlib
+
+    return int(hashlib.sha1(stem.encode()).hexdigest()[:15], 16) / 16**15
+
+
+def test_validation_is_carved_out_of_train_without_a_val_folder(tmp_path, capsys):
+    from imagexplore.config import load_config
+    from imagexplore.edges.train import build_datasets
+
+    data = tmp_path / "data"
+    _mat_layout(data, {"train": 10, "test": 2})
+    stems = [str(1001 + k) for k in range(10)]
+    val = build_edge_dataset("bsds500", "val", train=False, root=str(data), val_split="val")
+    train = build_edge_dataset("bsds500", "train", train=False, root=str(data), val_split="val")
+    held, kept = set(val.base.ids), set(train.base.ids)
+    assert not held & kept and held | kept == set(stems)  # disjoint, together the whole train folder
+    by_hash = sorted(stems, key=_hash01)
+    want = max(2, sum(_hash01(s) < 0.15 for s in stems))  # the lowest hashes, at least 2
+    assert sorted(held, key=_hash01) == by_hash[:want] and len(kept) == 10 - want
+    assert val.base.carved_from == "train" and val[0][1].shape == (3, 20, 30)
+    assert f"no val split in {data}: validating on {want} images carved out of train (val_fraction 0.15)" in (
+        capsys.readouterr().err
+    )
+    # deterministic, trainval (the papers' default training split) = train without the carved images, and a
+    # larger fraction keeps the images already carved (a stem's place never depends on the others)
+    again = build_edge_dataset("bsds500", "val", train=False, root=str(data), val_split="val")
+    assert again.base.ids == val.base.ids
+    trainval = build_edge_dataset("bsds500", "trainval", train=False, root=str(data), val_split="val")
+    assert trainval.base.ids == train.base.ids
+    half = build_edge_dataset(
+        "bsds500", "val", train=False, root=str(data), val_split="val", options={"val_fraction": 0.5}
+    )
+    assert held <= set(half.base.ids) and len(half) == max(2, sum(_hash01(s) < 0.5 for s in stems))
+    # training reads the same split through the config: EdgeTrainingSet accepts the option
+    cfg = load_config(
+        None,
+        [
+            "task=edges",
+            "data.name=bsds500",
+            f"data.root={data}",
+            "data.val_split=val",
+            "data.options={train_split: trainval, val_fraction: 0.15, augment: false}",
+            "model.name=hed_vgg16",
+        ],
+    )
+    train_set, val_set = build_datasets(cfg)
+    assert train_set.base.ids == train.base.ids and val_set.base.ids == val.base.ids
+    assert train_set[0][1].shape[-2:] == (20, 30)
+    # a split that exists is never carved; the test split is read as before
+    test = build_edge_dataset("bsds500", "test", train=False, root=str(data), val_split="val")
+    assert test.base.ids == ["1011", "1012"]
+
+
+def test_a_real_val_folder_is_used_and_nothing_is_carved(tmp_path, capsys):
+    data = tmp_path / "data"
+    _mat_layout(data, {"train": 4, "val": 2, "test": 1})
+    val = build_edge_dataset("bsds500", "val", train=False, root=str(data), val_split="val")
+    train = build_edge_dataset("bsds500", "trainval", train=False, root=str(data), val_split="val")
+    assert val.base.ids == ["1005", "1006"] and len(train) == 6
+    assert not hasattr(val.base, "carved_from") and "carved" not in capsys.readouterr().err
+    # no val folder and no val_split given: no carving, the missing folder is an error as before
+    _mat_layout(tmp_path / "other", {"train": 4})
+    with pytest.raises(DataError, match="no images in"):
+        build_edge_dataset("bsds500", "val", train=False, root=str(tmp_path / "other"))
+
+
+def test_carving_options_and_too_few_images(tmp_path):
+    from imagexplore.edges.data import carve_validation
+
+    # SHA-1 places: 1005 0.017, 1010 0.099, 1007 0.112, 1002 0.647, 1009 0.670, 1001 0.863, 1008 0.997
+    assert carve_validation(["1008", "1001", "1009", "1002"], 0.15) == {
+        "1009",
+        "1002",
+    }  # none below: 2 lowest
+    assert carve_validation(["1005", "1010", "1007"], 0.5) == {"1005", "1010"}  # all below: 1 left to train
+    assert carve_validation(["1005", "1010", "1007", "1001", "1008"], 0.15) == {"1005", "1010", "1007"}
+    data = tmp_path / "data"
+    _mat_layout(data, {"train": 2, "test": 1})
+    with pytest.raises(DataError, match="has 2 image.*too few to carve a validation part"):
+        build_edge_dataset("bsds500", "val", train=False, root=str(data), val_split="val")
+    for bad in (0, 0.6, "x"):
+        with pytest.raises(ConfigError, match="data.options.val_fraction"):
+            build_edge_dataset(
+                "bsds500", "val", train=False, root=str(data), val_split="val", options={"val_fraction": bad}
+            )
+
+
+# ------------------------------------------------------------------------------------------------ mask folders
+def _two_regions(h: int = 12, w: int = 16) -> np.ndarray:
+    """Labels 0 (background), 1 (left box), 2 (right box), touching each other."""
+    m = np.zeros((h, w), np.uint8)
+    m[3:9, 2:8] = 1
+    m[3:9, 8:14] = 2
+    return m
+
+
+def _photo(path: Path, h: int = 12, w: int = 16) -> None:
+    Image.fromarray(np.random.default_rng(len(path.name)).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+        path
+    )
+
+
+def test_mask_folder_beside_layout(tmp_path):
+    from imagexplore.edges.data import MaskFolderEdges
+
+    m = _two_regions()
+    _photo(tmp_path / "a.jpg")
+    Image.fromarray(m).save(tmp_path / "a.png")  # the PNG beside a JPEG is its mask
+    _photo(tmp_path / "b.png")
+    Image.fromarray(m * 50).save(tmp_path / "b_mask.png")  # a PNG image: NAME_mask.png ...
+    _photo(tmp_path / "c.png")
+    Image.fromarray(m).save(tmp_path / "c.mask.png")  # ... or NAME.mask.png
+    ds = MaskFolderEdges(tmp_path)
+    assert ds.ids == ["a", "b", "c"] and [s[2].name for s in ds.samples] == [
+        "a.png",
+        "b_mask.png",
+        "c.mask.png",
+    ]
+    want = mask_boundaries(m.astype(np.int64), None)
+    for k in range(3):
+        image, ann, stem = ds[k]
+        assert image.shape == (3, 12, 16) and ann.dtype == torch.bool and ann.shape == (1, 12, 16)
+        assert np.array_equal(ann[0].numpy(), want), stem
+    assert want[:, 7].any()  # the two touching boxes are two regions: a boundary between them
+    train = build_edge_dataset("masks", "train", train=True, root=str(tmp_path), options={"augment": False})
+    assert train[0][1].shape == (6, 12, 16) and (train[0][1][-1] == 1).sum() > 0
+    assert build_edge_dataset("masks", "train", train=False, root=str(tmp_path)).max_dist == 0.0075
+
+
+def test_mask_folder_images_masks_layout_and_splits(tmp_path):
+    from imagexplore.edges.data import MaskFolderEdges, has_split
+
+    m = _two_regions()
+    # root/images/<split> + root/masks/<split>
+    for split, names in (("train", ["p", "q"]), ("test", ["r"])):
+        (tmp_path / "a" / "images" / split).mkdir(parents=True)
+        (tmp_path / "a" / "masks" / split).mkdir(parents=True)
+        for n in names:
+            _photo(tmp_path / "a" / "images" / split / f"{n}.png")  # a PNG image: its mask is in masks/
+            Image.fromarray(m).save(tmp_path / "a" / "masks" / split / f"{n}.png")
+    assert MaskFolderEdges(tmp_path / "a", "train").ids == ["p", "q"]
+    assert MaskFolderEdges(tmp_path / "a", "test").ids == ["r"]
+    assert has_split("masks", tmp_path / "a", "test") and not has_split("masks", tmp_path / "a", "val")
+    with pytest.raises(DataError, match="no 'val' split in .*it has train, test"):
+        MaskFolderEdges(tmp_path / "a", "val")
+    # root/<split>/ holding either form; trainval = train + val
+    (tmp_path / "b" / "train" / "images").mkdir(parents=True)
+    (tmp_path / "b" / "train" / "masks").mkdir(parents=True)
+    _photo(tmp_path / "b" / "train" / "images" / "s.jpg")
+    Image.fromarray(m).save(tmp_path / "b" / "train" / "masks" / "s.png")
+    (tmp_path / "b" / "val").mkdir()
+    _photo(tmp_path / "b" / "val" / "t.jpg")
+    Image.fromarray(m).save(tmp_path / "b" / "val" / "t.png")
+    assert MaskFolderEdges(tmp_path / "b", "train").ids == ["s"]
+    assert MaskFolderEdges(tmp_path / "b", "trainval").ids == ["s", "t"]
+    ev = build_edge_dataset("masks", "val", train=False, root=str(tmp_path / "b"), val_split="val")
+    assert ev.base.ids == ["t"] and not hasattr(ev.base, "carved_from")
+
+
+def test_unsplit_mask_folder_is_train_and_carves_validation(tmp_path, capsys):
+    from imagexplore.edges.data import MaskFolderEdges
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    stems = [f"img{k:02d}" for k in range(8)]
+    for s in stems:
+        _photo(tmp_path / "images" / f"{s}.jpg")
+        Image.fromarray(_two_regions()).save(tmp_path / "masks" / f"{s}.png")
+    assert MaskFolderEdges(tmp_path, "train").ids == stems
+    with pytest.raises(DataError, match="has no split folders .* there is no 'test' split"):
+        MaskFolderEdges(tmp_path, "test")
+    val = build_edge_dataset("masks", "val", train=False, root=str(tmp_path), val_split="val")
+    train = build_edge_dataset("masks", "train", train=True, root=str(tmp_path), val_split="val")
+    assert len(val) >= 2 and set(val.base.ids) | set(train.base.ids) == set(stems)
+    assert not set(val.base.ids) & set(train.base.ids)
+    assert (
+        f"no val split in {tmp_path}: validating on {len(val)} images carved out of train"
+        in capsys.readouterr().err
+    )
+
+
+def test_mask_values_binary_rgb_and_ignore(tmp_path):
+    from imagexplore.edges.data import MaskFolderEdges
+
+    obj = np.zeros((12, 16), np.uint8)
+    obj[3:9, 4:12] = 255
+    _photo(tmp_path / "bin.jpg")
+    Image.fromarray(obj).save(tmp_path / "bin.png")
+    # an RGB mask: two colours with the same luminance (L 29) are two regions, touching at column 8
+    rgb = np.zeros((12, 16, 3), np.uint8)
+    rgb[3:9, 2:8] = (0, 0, 255)
+    rgb[3:9, 8:14] = (97, 0, 0)
+    _photo(tmp_path / "col.jpg")
+    Image.fromarray(rgb).save(tmp_path / "col.png")
+    # a label mask with an ignore band (255) between regions 1 and 2
+    band = np.ones((12, 16), np.uint8)
+    band[:, 7:10] = 255
+    band[:, 10:] = 2
+    _photo(tmp_path / "ign.jpg")
+    Image.fromarray(band).save(tmp_path / "ign.png")
+    plain = MaskFolderEdges(tmp_path)
+    ignoring = MaskFolderEdges(tmp_path, mask_ignore=255)
+    assert plain.ids == ["bin", "col", "ign"]
+    box = mask_boundaries((obj > 0).astype(np.int64), None)
+    # binary {0, 255}: 255 is the object (never ignored, also with mask_ignore=255)
+    assert np.array_equal(plain[0][1][0].numpy(), box) and np.array_equal(ignoring[0][1][0].numpy(), box)
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert len(np.unique(grey)) == 2  # as grey the two boxes would be one region
+    col = plain[1][1][0].numpy()  # the boundaries of the labels 0 / 1 / 2 in the same places
+    assert np.array_equal(col, mask_boundaries(_two_regions().astype(np.int64), None)) and col[3:9, 7].all()
+    # ignore: the band takes the nearest region → one boundary in its middle; without: two (its sides)
+    assert ignoring[2][1][0].numpy().sum(1).tolist() == [1] * 12
+    assert plain[2][1][0].numpy().sum(1).tolist() == [2] * 12
+    assert (
+        build_edge_dataset("masks", "train", train=False, root=str(tmp_path), options={"mask_ignore": 255})[
+            2
+        ][1].sum()
+        == 12
+    )
+    for bad in (-1, "x"):
+        with pytest.raises(ConfigError, match="data.options.mask_ignore"):
+            build_edge_dataset(
+                "masks", "train", train=False, root=str(tmp_path), options={"mask_ignore": bad}
+            )
+    # a palette PNG is read by index (not by colour), a {0, 1} mask is binary too
+    pal = Image.fromarray(band).convert("P")
+    pal.putpalette([0, 0, 0, 9, 9, 9] + [200, 10, 10] * 254)
+    labels, ign = read_mask_of(pal, tmp_path / "pal.png", 255)
+    assert np.array_equal(labels, band) and ign == 255
+    labels, ign = read_mask_of(Image.fromarray((obj > 0).astype(np.uint8)), tmp_path / "01.png", 1)
+    assert ign is None and set(np.unique(labels)) == {0, 1}
+
+
+def read_mask_of(image: Image.Image, path: Path, ignore):
+    from imagexplore.edges.data import read_mask
+
+    image.save(path)
+    return read_mask(path, ignore)
+
+
+def test_mask_folder_errors(tmp_path):
+    from imagexplore.edges.data import MaskFolderEdges
+
+    m = _two_regions()
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    _photo(flat / "a.jpg")
+    Image.fromarray(m).save(flat / "a.png")
+    _photo(flat / "b.jpg")
+    with pytest.raises(
+        DataError, match=r"image .*b\.jpg has no mask: expected b\.png or b_mask\.png or b\.mask\.png"
+    ):
+        MaskFolderEdges(flat)
+    _photo(flat / "b_mask.jpg")
+    with pytest.raises(DataError, match=r"mask .*b_mask\.jpg is not a PNG"):
+        MaskFolderEdges(flat)
+    (flat / "b_mask.jpg").unlink()
+    Image.fromarray(m[:, :10]).save(flat / "b.png")  # wrong size
+    with pytest.raises(DataError, match=r"mask .*b\.png is 10×12 but image .*b\.jpg is 16×12"):
+        MaskFolderEdges(flat)[1]
+    Image.fromarray(np.dstack([m] * 4)).save(flat / "b.png")  # RGBA
+    with pytest.raises(DataError, match=r"mask .*b\.png has mode RGBA; expected a grey, palette or RGB PNG"):
+        MaskFolderEdges(flat)[1]
+    Image.fromarray(m).save(flat / "b.png", format="JPEG")  # a JPEG named .png
+    with pytest.raises(DataError, match=r"mask .*b\.png is a JPEG file; expected a PNG"):
+        MaskFolderEdges(flat)[1]
+    # images/ + masks/: a missing or non-PNG mask
+    (tmp_path / "two" / "images").mkdir(parents=True)
+    (tmp_path / "two" / "masks").mkdir()
+    _photo(tmp_path / "two" / "images" / "x.jpg")
+    with pytest.raises(DataError, match=r"image .*x\.jpg has no mask: expected .*masks/x\.png"):
+        MaskFolderEdges(tmp_path / "two")
+    Image.fromarray(m).save(tmp_path / "two" / "masks" / "x.jpg")
+    with pytest.raises(DataError, match=r"mask .*masks/x\.jpg of image .*x\.jpg is not a PNG"):
+        MaskFolderEdges(tmp_path / "two")
+    with pytest.raises(DataError, match="mask folder .* not found"):
+        MaskFolderEdges(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="masks: no images in"):
+        MaskFolderEdges(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="dataset 'masks' was not found: give its folder"):
+        build_edge_dataset("masks", "train", train=False)

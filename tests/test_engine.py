@@ -194,3 +194,47 @@ def test_sampler_shards_cover_once_without_padding():
     assert list(s) == order[7:]
     s.set_epoch(5)
     assert list(s) != order
+
+
+def _val_iterations(run_dir) -> list[int]:
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["iteration"] for r in records if "val/count" in r]
+
+
+def test_eval_at_start_can_keep_the_starting_weights_as_best(tmp_path, capsys):
+    """val/count never improves (strict >), so the evaluation at iteration 0 stays the best: best.pt = start."""
+    sets = ["train.iterations=1", "train.best_metric=val/count", "train.log_every=1"]
+    small = dict(train=BlobDataset(64), val=BlobDataset(32, seed=1))
+    t = make_trainer(quick_cfg(*sets, "train.eval_at_start=true"), tmp_path / "start", **small)
+    start = {k: v.clone() for k, v in t.model.state_dict().items()}
+    summary = t.fit()
+    assert _val_iterations(tmp_path / "start") == [0, 1]
+    best = load_checkpoint(tmp_path / "start/checkpoints/best.pt")
+    assert best["train_state"]["best_iteration"] == 0 and best["train_state"]["iteration"] == 0
+    for k, v in start.items():
+        assert torch.equal(best["model"][k], v), k
+    assert not all(torch.equal(t.model.state_dict()[k], v) for k, v in start.items())  # training moved
+    assert summary["best"]["best_is_start"] is True and summary["best"]["iteration"] == 0
+    saved = json.loads((tmp_path / "start/summary.json").read_text())
+    assert saved["best"]["best_is_start"] is True
+    err = capsys.readouterr().err
+    assert (
+        "fine-tuning did not beat the starting weights on validation (val/count 32.000 at iteration 0; "
+        "last 32.000): best.pt holds the starting weights"
+    ) in err
+    # without the option: no evaluation at 0, the best is the first evaluation after training, no warning
+    plain = make_trainer(quick_cfg(*sets), tmp_path / "plain", **small).fit()
+    assert _val_iterations(tmp_path / "plain") == [1]
+    assert plain["best"]["best_is_start"] is False and plain["best"]["iteration"] == 1
+    assert "did not beat" not in capsys.readouterr().err
+
+
+def test_eval_at_start_is_not_repeated_on_resume(tmp_path, capsys):
+    cfg = quick_cfg("train.iterations=2", "train.best_metric=val/count", "train.eval_at_start=true")
+    small = dict(train=BlobDataset(64), val=BlobDataset(32, seed=1))
+    make_trainer(cfg, tmp_path, **small).fit(stop_at=1)
+    assert _val_iterations(tmp_path) == [0]
+    assert "did not beat" in capsys.readouterr().err  # one step was taken and the start is still the best
+    summary = make_trainer(cfg, tmp_path, **small).fit(resume=True)
+    assert _val_iterations(tmp_path) == [0, 2]  # the resumed run evaluated at its end only
+    assert summary["best"]["iteration"] == 0 and summary["best"]["best_is_start"] is True

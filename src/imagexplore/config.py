@@ -196,6 +196,9 @@ class TrainConfig:
     seed: Annotated[int, Range(0, 2**32 - 1)] = 0
     eval_every: Annotated[int, NonNegative] = 1  # evaluate every N epochs (0 = only at the end) …
     eval_every_iters: Annotated[int | None, AtLeastOne] = None  # … or every N iterations
+    # evaluate the starting weights once before the first step (new runs only, not on resume): best.pt can
+    # then be them (iteration 0), e.g. when fine-tuning a pretrained model does not beat it
+    eval_at_start: bool = False
     checkpoint_every_iters: Annotated[int | None, AtLeastOne] = None  # extra mid-epoch checkpoints (last.pt)
     best_metric: str = "val/acc1"
     best_mode: Literal["max", "min"] = "max"

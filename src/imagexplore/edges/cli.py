@@ -84,9 +84,19 @@ def add_commands(sub) -> None:
 
     p = esub.add_parser("eval", help="run a model over a dataset split and score it (ODS, OIS, AP, R50)")
     _model_source(p)
-    p.add_argument("--data", default=None, help="shapes | bsds500 | nyud | ... (default: the one trained on)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="shapes | bsds500 | nyud | masks (images + PNG masks) | ... (default: the one trained on; with "
+        "--pretrained, detected from --root: a BSDS or a mask folder)",
+    )
     p.add_argument("--root", default=None, help="dataset folder")
-    p.add_argument("--split", default=None, help="split (default: val for shapes, test for BSDS500/NYUD)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="split (default: the run's validation split — test if it was carved out of train; with --pretrained: "
+        "val for shapes, test for BSDS500/NYUD, test/val/all images for masks)",
+    )
     p.add_argument("--image-size", type=POSITIVE_INT, default=None, help="shapes canvas size")
     p.add_argument("--limit", type=POSITIVE_INT, default=None, help="evaluate only the first N images")
     p.add_argument("--out", default=None, help="keep edge maps, pr_curve.png and results.json here")

@@ -14,6 +14,12 @@ Every reader yields ``(image float 3×H×W in [0, 1], annotators A×H×W, stem)`
   fractions, which `consensus_labels` thresholds by ``fraction`` (edge ≥ η, 0 < value < η ignored).
 - `ShapesEdgeSource`: the shapes world's "human-like" annotators; `MaskEdges`: boundaries of segmentation masks
   (shapes world, VOC/SBD) as one annotator — the coarse pre-training edges of the thesis.
+- `MaskFolderEdges` (``masks``): a folder of images with object masks beside them (``NAME.jpg`` + ``NAME.png``, or
+  ``images/NAME.*`` + ``masks/NAME.png``; split folders optional): the mask's region boundaries as one annotator.
+
+Validation without a validation folder (bsds500, nyud, masks): when ``data.val_split`` names a split the dataset
+does not have, `build_edge_dataset` carves it out of ``train`` (`carve_validation`: a stable hash of each stem,
+option ``val_fraction``), and training reads ``train`` without those images.
 
 `EdgeTrainingSet` turns a reader into ``(image, target uint8 (S+1)×h×w)`` (see `imagexplore.edges.labels`):
 detector response on the un-augmented image, joint HED-style augmentation, then relaxed side labels and the
@@ -24,15 +30,18 @@ protocol). `collate` stacks either kind, padding to the largest size (image 0, t
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from imagexplore.config import AtLeastOne, NonNegative, Positive, Range, from_dict
@@ -48,7 +57,10 @@ from imagexplore.edges.labels import (
 )
 from imagexplore.errors import ConfigError, DataError
 
-EDGE_DATASETS = ("shapes", "shapes_masks", "bsds500", "hed_bsds", "nyud", "voc_masks")
+EDGE_DATASETS = ("shapes", "shapes_masks", "bsds500", "hed_bsds", "nyud", "voc_masks", "masks")
+# datasets whose missing validation split is carved out of train (see `build_edge_dataset`)
+CARVED_DATASETS = ("bsds500", "nyud", "masks")
+FIXED_SPLITS = ("train", "trainval", "test")  # never carved: a missing one is an error
 BSDS_MAX_DIST = 0.0075
 NYUD_MAX_DIST = 0.011
 
@@ -82,12 +94,23 @@ class EdgeTrainingOptions:
     scales: Annotated[list[float], Positive] = field(default_factory=lambda: list(HED_SCALES))
     crop_size: Annotated[int | None, AtLeastOne] = None  # random crop (padding ignored); None = whole images
     cache_dir: str | None = None  # disk cache of hed/se responses
+    # bsds500 / nyud / masks without a folder for data.val_split: the fraction of train carved out for validation
+    # (read by training and evaluation sets alike, see `carve_validation`)
+    val_fraction: Annotated[float, Range(0, 0.5, lo_open=True)] = 0.15
+
+
+@dataclass
+class MaskFolderOptions:
+    """The `data.options` keys of the ``masks`` dataset (`MaskFolderEdges`), on top of `EdgeTrainingOptions`."""
+
+    mask_ignore: Annotated[int | None, NonNegative] = None  # a mask value whose pixels are ignored (VOC: 255)
 
 
 TRAIN_OPTIONS = tuple(f.name for f in dataclasses.fields(EdgeTrainingOptions))
 _DATASET_OPTIONS: dict[str, set[str]] = {
     "hed_bsds": {"list_file"},
     "voc_masks": {"sbd_root", "aug_root", "aug_list", "prefer_voc_masks"},
+    "masks": {f.name for f in dataclasses.fields(MaskFolderOptions)},
 }
 
 
@@ -138,14 +161,24 @@ class _MatEdgeDataset(Dataset):
         self.samples = _limit(samples, num_samples)
         self.ids = [s[0] for s in self.samples]
 
-    def _layout(self) -> str:
+    @classmethod
+    def _layout(cls) -> str:
         return "images/<split>/<id>.jpg|png and groundTruth/<split>/<id>.mat under the dataset root"
 
-    def _find_root(self, root: Path) -> Path:
-        for cand in (root, *(root / n for n in self._nested)):
+    @classmethod
+    def _find_root(cls, root: Path) -> Path:
+        for cand in (root, *(root / n for n in cls._nested)):
             if (cand / "images").is_dir() and (cand / "groundTruth").is_dir():
                 return cand
-        raise DataError(f"{self.name} not found at {root}: expected {self._layout()}")
+        raise DataError(f"{cls.name} not found at {root}: expected {cls._layout()}")
+
+    @classmethod
+    def has_split(cls, root: str | Path, split: str) -> bool:
+        """Whether the dataset at ``root`` has that split's image folder (trainval: train and val); `DataError`
+        if there is no dataset there at all."""
+        found = cls._find_root(Path(root).expanduser())
+        parts = ("train", "val") if split == "trainval" else (split,)
+        return all((found / "images" / p).is_dir() for p in parts)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -260,6 +293,261 @@ class MaskEdges(Dataset):
 
     def __repr__(self) -> str:
         return f"MaskEdges({self.base!r})"
+
+
+MASK_SPLITS = ("train", "val", "test")
+MASK_NAME_SUFFIXES = ("_mask", ".mask")  # the mask of a PNG image NAME.png: NAME_mask.png or NAME.mask.png
+MASK_LAYOUT = (
+    "images with a PNG mask beside each (NAME.jpg + NAME.png; a PNG image's mask NAME_mask.png or NAME.mask.png), "
+    "or images/NAME.* + masks/NAME.png; optionally one such folder per split (train/, val/, test/, or "
+    "images/<split>/ + masks/<split>/)"
+)
+
+
+def read_mask(path: Path, ignore: int | None = None) -> tuple[np.ndarray, int | None]:
+    """A mask PNG as region labels (int64 H×W) and the label to ignore (or None), as `MaskFolderEdges` reads it.
+
+    Grey / palette / 16-bit values are labels; RGB: each distinct colour is a label (a grey image stored as RGB,
+    every channel equal, is read as grey; ``ignore`` then means the colour (v, v, v)). A binary mask — values
+    within {0, 255} or {0, 1} — is an object on a background: ``ignore`` does not apply to it (255 = the object).
+    `DataError` for a file that is not a PNG, or one with alpha (LA, RGBA, PA) or another mode."""
+    try:
+        with Image.open(path) as im:
+            fmt, mode = im.format, im.mode
+            im.load()
+            arr = np.asarray(im)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read mask {path}: {e}") from None
+    if fmt != "PNG":
+        raise DataError(
+            f"mask {path} is a {fmt or 'non-image'} file; expected a PNG (grey, palette or RGB labels)"
+        )
+    if mode in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
+        labels = arr.astype(np.int64)
+        ignore_label = ignore
+    elif mode == "RGB":
+        a = arr.astype(np.int64)
+        if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+            labels, ignore_label = a[..., 0], ignore
+        else:
+            labels = (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+            ignore_label = None if ignore is None or ignore > 255 else ignore * 0x010101
+    else:
+        raise DataError(
+            f"mask {path} has mode {mode}; expected a grey, palette or RGB PNG (save it without an alpha channel)"
+        )
+    values = set(np.unique(labels).tolist())
+    if values <= {0, 255} or values <= {0, 1}:
+        ignore_label = None  # a binary object mask: 255 (or 1) is the object, not "ignore"
+    return labels, ignore_label
+
+
+class MaskFolderEdges(Dataset):
+    """A folder of images with object masks beside them: items (image, mask boundaries as one bool annotator
+    1×H×W, stem) — the layout users have, as dataset ``masks``.
+
+    One split's folder F holds either ``F/NAME.jpg|png|...`` + ``F/NAME.png`` (the mask is the PNG whose stem equals
+    an image's; a PNG image's mask is ``NAME_mask.png`` or ``NAME.mask.png``) or ``F/images/NAME.*`` +
+    ``F/masks/NAME.png``. Split ``s``: ``root/s/`` (either form inside), else ``root/images/s/`` + ``root/masks/s/``;
+    a root with neither for any of train / val / test is all ``train`` (a validation split is then carved out of
+    it, see `build_edge_dataset`; asking such a root for ``test`` is an error). ``trainval`` = train + val.
+
+    Boundaries: `mask_boundaries` of the labels `read_mask` gives (width 1). ``mask_ignore``: a value whose pixels
+    are ignored — they take the nearest labelled region first (fill_ignore), so an ignore band between two regions
+    gives one boundary along its middle; it never applies to a binary {0, 255} mask.
+    Every image needs exactly one mask of its own size (`DataError` naming the file otherwise).
+    """
+
+    name = "masks"
+    max_dist = BSDS_MAX_DIST
+    in_chans = 3
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        num_samples: int | None = None,
+        mask_ignore: int | None = None,
+    ):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise DataError(f"mask folder {self.root} not found: expected {MASK_LAYOUT}")
+        self.split, self.mask_ignore = split, mask_ignore
+        parts = (
+            ("train", "val") if split == "trainval" and not self._split_named(self.root, split) else (split,)
+        )
+        samples = []
+        for part in parts:
+            samples += self._pairs(*self._locate(part))
+        stems = [s[0] for s in samples]
+        if len(set(stems)) != len(stems):
+            dup = next(s for s in stems if stems.count(s) > 1)
+            raise DataError(f"masks: two images named '{dup}' in split '{split}' of {self.root}; rename one")
+        self.samples = _limit(samples, num_samples)
+        self.ids = [s[0] for s in self.samples]
+
+    # ---------------------------------------------------------------------------------------------- layout
+    @staticmethod
+    def _split_named(root: Path, split: str) -> bool:
+        return (root / split).is_dir() or (root / "images" / split).is_dir()
+
+    @classmethod
+    def _unsplit(cls, root: Path) -> bool:
+        return not any(cls._split_named(root, s) for s in MASK_SPLITS)
+
+    @classmethod
+    def has_split(cls, root: str | Path, split: str) -> bool:
+        """Whether the folder has that split (trainval: train and val); an unsplit root has only ``train``."""
+        root = Path(root).expanduser()
+        if split == "trainval" and not cls._split_named(root, split):
+            return cls.has_split(root, "train") and cls.has_split(root, "val")
+        return cls._split_named(root, split) or (split == "train" and root.is_dir() and cls._unsplit(root))
+
+    @classmethod
+    def looks_like(cls, root: str | Path) -> bool:
+        """Whether ``root`` looks like a mask folder: a split (or the root) with ``images/`` + ``masks/``, or with
+        at least one mask beside an image. Detection only: reading it may still find a file missing."""
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            return False
+        for split in MASK_SPLITS if not cls._unsplit(root) else ("train",):
+            if not cls.has_split(root, split):
+                continue
+            try:
+                images_dir, masks_dir = cls._locate_in(root, split)
+            except DataError:
+                continue
+            if masks_dir is not None:
+                return True
+            try:
+                if cls._classify(list_images(images_dir, recursive=False))[1]:
+                    return True
+            except DataError:  # a mask that is not a PNG: a mask folder, which reading will refuse
+                return True
+        return False
+
+    def _locate(self, split: str) -> tuple[Path, Path | None]:
+        return self._locate_in(self.root, split)
+
+    @classmethod
+    def _locate_in(cls, root: Path, split: str) -> tuple[Path, Path | None]:
+        """(image folder, mask folder or None = masks beside the images) of a split."""
+        if (root / split).is_dir():
+            folder = root / split
+        elif (root / "images" / split).is_dir():
+            masks = root / "masks" / split
+            if not masks.is_dir():
+                raise DataError(f"masks: {root / 'images' / split} has no mask folder {masks}")
+            return root / "images" / split, masks
+        elif cls._unsplit(root):
+            if split != "train":
+                raise DataError(
+                    f"masks: {root} has no split folders (train/, val/, test/ or images/<split>/), so all its "
+                    f"images are the train split; there is no '{split}' split to read"
+                )
+            folder = root
+        else:
+            have = [s for s in MASK_SPLITS if cls._split_named(root, s)]
+            raise DataError(
+                f"masks: no '{split}' split in {root}: expected {root / split}/ or {root / 'images' / split}/ + "
+                f"{root / 'masks' / split}/ (it has {', '.join(have)})"
+            )
+        if (folder / "images").is_dir() and (folder / "masks").is_dir():
+            return folder / "images", folder / "masks"
+        return folder, None
+
+    @staticmethod
+    def _classify(files: list[Path]) -> tuple[list[Path], dict[str, list[Path]]]:
+        """Images and masks (by their image's stem) of one folder holding both: a PNG whose stem is a non-PNG
+        image's, or ``NAME_mask.png`` / ``NAME.mask.png`` beside an image NAME, is a mask."""
+        stems = {f.stem for f in files}
+        non_png = {f.stem for f in files if f.suffix.lower() != ".png"}
+        masks: dict[str, list[Path]] = {}
+        images = []
+        for f in files:
+            base = next((f.stem[: -len(x)] for x in MASK_NAME_SUFFIXES if f.stem.endswith(x)), None)
+            if f.suffix.lower() == ".png" and f.stem in non_png:
+                masks.setdefault(f.stem, []).append(f)
+            elif base and base in stems:
+                if f.suffix.lower() != ".png":
+                    raise DataError(f"mask {f} is not a PNG: expected {f.stem}.png (masks must be lossless)")
+                masks.setdefault(base, []).append(f)
+            else:
+                images.append(f)
+        return images, masks
+
+    @classmethod
+    def _pairs(cls, images_dir: Path, masks_dir: Path | None) -> list[tuple[str, Path, Path]]:
+        """(stem, image, mask) of a folder, sorted by image path; `DataError` for an image without its mask."""
+        files = list_images(images_dir, recursive=False)
+        pairs = []
+        if masks_dir is not None:
+            for img in files:
+                mask = masks_dir / f"{img.stem}.png"
+                if not mask.is_file():
+                    other = sorted(p for p in masks_dir.glob(f"{glob.escape(img.stem)}.*") if p.is_file())
+                    if other:
+                        raise DataError(f"mask {other[0]} of image {img} is not a PNG: expected {mask}")
+                    raise DataError(f"image {img} has no mask: expected {mask}")
+                pairs.append((img.stem, img, mask))
+        else:
+            images, masks = cls._classify(files)
+            for img in images:
+                found = masks.get(img.stem, [])
+                if not found:
+                    want = " or ".join(
+                        ([f"{img.stem}.png"] if img.suffix.lower() != ".png" else [])
+                        + [f"{img.stem}{x}.png" for x in MASK_NAME_SUFFIXES]
+                    )
+                    raise DataError(f"image {img} has no mask: expected {want} beside it")
+                if len(found) > 1:
+                    raise DataError(
+                        f"image {img} has {len(found)} masks ({', '.join(p.name for p in found)}); keep one"
+                    )
+                pairs.append((img.stem, img, found[0]))
+        if not pairs:
+            raise DataError(f"masks: no images in {images_dir}; expected {MASK_LAYOUT}")
+        return pairs
+
+    # ---------------------------------------------------------------------------------------------- items
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int):
+        from imagexplore.edges.labels import mask_boundaries
+
+        stem, ipath, mpath = self.samples[idx]
+        image = pil_to_tensor(load_image(ipath, "RGB"))
+        labels, ignore = read_mask(mpath, self.mask_ignore)
+        if labels.shape != tuple(image.shape[-2:]):
+            raise DataError(
+                f"mask {mpath} is {labels.shape[1]}×{labels.shape[0]} but image {ipath} is "
+                f"{image.shape[-1]}×{image.shape[-2]}; a mask must have its image's size"
+            )
+        edges = mask_boundaries(labels, ignore, width=1)
+        return image, torch.from_numpy(edges[None]), stem
+
+    def __repr__(self) -> str:
+        return f"MaskFolderEdges(split={self.split!r}, n={len(self)}, root={str(self.root)!r})"
+
+
+def _stem_hash(stem: str) -> float:
+    """A stem's place in [0, 1): SHA-1 (the same on every machine and run, unlike Python's hash())."""
+    return int(hashlib.sha1(stem.encode()).hexdigest()[:15], 16) / 16**15
+
+
+def carve_validation(stems: list[str], fraction: float, where: str = "the training split") -> set[str]:
+    """The stems a validation part carved out of training takes: those whose `_stem_hash` is below ``fraction``
+    (so adding images never moves one already placed), at least 2 (the lowest hashes), and never all — at least
+    one stays for training. `DataError` with fewer than 3 images."""
+    if len(stems) < 3:
+        raise DataError(
+            f"{where} has {len(stems)} image(s): too few to carve a validation part out of it (2 for "
+            "validation, 1 to train); add a validation folder or more images"
+        )
+    ranked = sorted(stems, key=lambda s: (_stem_hash(s), s))
+    below = sum(_stem_hash(s) < fraction for s in ranked)
+    return set(ranked[: min(max(below, 2), len(stems) - 1)])
 
 
 # ------------------------------------------------------------------------------------ training / evaluation
@@ -437,15 +725,8 @@ def collate(batch):
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
-def _reader(name: str, split: str, root, image_size, num_samples, seed, opts: dict[str, Any]) -> Dataset:
-    if name in ("shapes", "shapes_masks"):
-        size = image_size or 64
-        n = num_samples or 1000
-        if name == "shapes":
-            return ShapesEdgeSource(n, size=size, seed=seed, split=split, **opts)
-        from imagexplore.data.shapes import ShapesSegmentation
-
-        return MaskEdges(ShapesSegmentation(n, size=size, seed=seed, split=split, **opts))
+def _dataset_root(name: str, root) -> str | Path:
+    """The folder of a file-based dataset: ``root``, else the catalogue's places for bsds500 / nyud."""
     if not root and name in ("bsds500", "nyud"):  # the catalogue's places: $IMAGEXPLORE_DATA, ~/data, ...
         from imagexplore.data.assets import benchmark_root
 
@@ -455,6 +736,43 @@ def _reader(name: str, split: str, root, image_size, num_samples, seed, opts: di
             f"dataset '{name}' was not found: give its folder (--root DIR, or data.root in a config); "
             "`imagexplore data list` shows where it is looked for"
         )
+    return root
+
+
+def has_split(name: str, root, split: str) -> bool:
+    """Whether dataset ``name`` (bsds500, nyud, masks) at ``root`` (None: the catalogue's places) has a folder for
+    ``split``; `DataError` / `ConfigError` if the dataset itself is not there."""
+    root = _dataset_root(name, root)
+    if name == "masks":
+        return MaskFolderEdges.has_split(root, split)
+    return {"bsds500": BSDS500, "nyud": NYUD}[name].has_split(root, split)
+
+
+def detect_layout(root: str | Path) -> str | None:
+    """The edge dataset a folder is in: ``bsds500`` (``images/`` + ``groundTruth/``, also under ``BSR/BSDS500/data``
+    or ``data``), ``masks`` (`MaskFolderEdges.looks_like`), or None."""
+    root = Path(root).expanduser()
+    try:
+        BSDS500._find_root(root)
+        return "bsds500"
+    except DataError:
+        pass
+    return "masks" if MaskFolderEdges.looks_like(root) else None
+
+
+def _reader(name: str, split: str, root, image_size, num_samples, seed, opts: dict[str, Any]) -> Dataset:
+    if name in ("shapes", "shapes_masks"):
+        size = image_size or 64
+        n = num_samples or 1000
+        if name == "shapes":
+            return ShapesEdgeSource(n, size=size, seed=seed, split=split, **opts)
+        from imagexplore.data.shapes import ShapesSegmentation
+
+        return MaskEdges(ShapesSegmentation(n, size=size, seed=seed, split=split, **opts))
+    root = _dataset_root(name, root)
+    if name == "masks":
+        typed = from_dict(MaskFolderOptions, opts, "data.options.")
+        return MaskFolderEdges(root, split, num_samples, **dataclasses.asdict(typed))
     if name == "bsds500":
         return BSDS500(root, split, num_samples)
     if name == "nyud":
@@ -471,6 +789,15 @@ def _reader(name: str, split: str, root, image_size, num_samples, seed, opts: di
     return MaskEdges(VOCSegmentation(root, split, num_samples=num_samples, **opts))
 
 
+def _carves(name: str, split: str, root, val_split: str | None) -> bool:
+    """Whether `build_edge_dataset` carves validation out of train for this request (see there)."""
+    if name not in CARVED_DATASETS or not val_split or val_split in FIXED_SPLITS:
+        return False
+    if split not in (val_split, "train", "trainval"):
+        return False
+    return not has_split(name, root, val_split)
+
+
 def build_edge_dataset(
     name: str,
     split: str,
@@ -481,13 +808,21 @@ def build_edge_dataset(
     num_samples: int | None = None,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    val_split: str | None = None,
 ) -> Dataset:
     """An edge dataset by name (`EDGE_DATASETS`): an `EdgeTrainingSet` if ``train`` else an `EdgeEvalSet`.
 
     ``options`` (data.options): the `TRAIN_OPTIONS` keys (labels, detector, augmentation; used in training
-    only), plus the reader's own — shapes / shapes_masks: the world's (num_classes, max_objects, ...);
-    hed_bsds: list_file; voc_masks: sbd_root, aug_root, aug_list, prefer_voc_masks. ``image_size`` is the
-    shapes canvas; real datasets keep their native size (``crop_size`` sets the training size).
+    only; ``val_fraction`` in both), plus the reader's own — shapes / shapes_masks: the world's (num_classes,
+    max_objects, ...); hed_bsds: list_file; voc_masks: sbd_root, aug_root, aug_list, prefer_voc_masks; masks:
+    mask_ignore. ``image_size`` is the shapes canvas; real datasets keep their native size (``crop_size`` sets the
+    training size).
+
+    ``val_split``: the name of the validation split (data.val_split), for bsds500 / nyud / masks. When the dataset
+    has no folder for it (and it is not train, trainval or test), validation is carved out of ``train``
+    (`carve_validation`, ``val_fraction`` of it): ``split == val_split`` gives the carved images (said once on
+    stderr), ``train`` / ``trainval`` give train without them. None: nothing is carved (a missing split is an
+    error), as for every other dataset.
     """
     if name not in EDGE_DATASETS:
         raise ConfigError(f"unknown edge dataset '{name}'; choose one of {', '.join(EDGE_DATASETS)}")
@@ -505,9 +840,32 @@ def build_edge_dataset(
             f"unknown data option(s) {unknown} for edge dataset '{name}'; valid: "
             f"{', '.join(sorted(set(TRAIN_OPTIONS) | own))}"
         )
-    reader = _reader(
-        name, split, root, image_size, num_samples, seed, {k: v for k, v in opts.items() if k in own}
-    )
+    own_opts = {k: v for k, v in opts.items() if k in own}
+    if _carves(name, split, root, val_split):
+        fraction = from_dict(
+            EdgeTrainingOptions, {k: v for k, v in opts.items() if k == "val_fraction"}, "data.options."
+        ).val_fraction
+        reader = _reader(name, "train", root, image_size, None, seed, own_opts)
+        held = carve_validation(reader.ids, fraction, f"the train split of {reader.root}")
+        if split == "trainval" and has_split(
+            name, root, "trainval"
+        ):  # a val folder beside a missing val_split
+            reader = _reader(name, split, root, image_size, None, seed, own_opts)
+        keep = [s for s in reader.samples if (s[0] in held) == (split == val_split)]
+        reader.samples = _limit(keep, num_samples)
+        reader.ids = [s[0] for s in reader.samples]
+        reader.split, reader.carved_from = split, "train"
+        if split == val_split:
+            from imagexplore.engine import distributed as dist
+
+            if dist.is_main():
+                print(
+                    f"no {val_split} split in {reader.root}: validating on {len(reader)} images carved out of "
+                    f"train (val_fraction {fraction:g})",
+                    file=sys.stderr,
+                )
+    else:
+        reader = _reader(name, split, root, image_size, num_samples, seed, own_opts)
     if not train:
         if name == "hed_bsds":
             raise ConfigError("hed_bsds has no evaluation split; evaluate on bsds500 (split val or test)")
@@ -516,6 +874,7 @@ def build_edge_dataset(
         EdgeTrainingOptions, {k: v for k, v in opts.items() if k in TRAIN_OPTIONS}, "data.options."
     )
     kw = dataclasses.asdict(typed)
+    kw.pop("val_fraction")  # read above, when a validation part is carved
     angles, flip, scales = kw.pop("angles"), kw.pop("flip"), kw.pop("scales")
     augment = kw.pop("augment")
     augment = (

@@ -8,6 +8,7 @@ does the benchmark alone on any folder of edge maps.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,17 @@ def evaluate(
     The dataset and split default to the checkpoint's config; the scoring to the benchmark's protocol (99
     thresholds, NMS on, maxDist 0.0075 or the dataset's own, e.g. 0.011 for NYUD), whatever cheaper settings
     validation used during training.
+
+    Without ``data`` and without a checkpoint config (``--pretrained``), ``root``'s layout names the dataset
+    (`detect_layout`): a BSDS folder (``images/`` + ``groundTruth/``) is bsds500, a mask folder is masks.
+
+    The split, when not given: with the checkpoint's own dataset, its ``data.val_split``; if the dataset has no
+    folder for it (training validated on a part carved out of train, see `build_edge_dataset`), the ``test``
+    split if there is one — a held-out benchmark rather than the images that chose best.pt — else that same
+    carved part (the result then says ``carved_from: train``). Otherwise ``test`` for bsds500 / nyud, for masks
+    the first of ``test`` / ``val`` the folder has, else ``train`` (an unsplit folder: all its images), and
+    ``val`` for the rest. An explicit split the dataset lacks (not train/trainval/test) is carved likewise.
+
     ``out_dir`` keeps the edge maps (``<stem>.png``), ``pr_curve.png`` and ``results.json``; it is checked (an
     existing file is refused) and the numeric options are range-checked (`ConfigError`) before the model loads.
     ``tile``: images with a side longer than this run as overlapping tiles (`edges.tiling`; 0 = never)."""
@@ -234,23 +246,22 @@ def evaluate(
     from imagexplore.edges.data import build_edge_dataset
     from imagexplore.edges.nms import nms as edge_nms
 
+    if data is None and checkpoint is None and pretrained is not None:
+        data = _detect_data(root)  # before the model loads: a folder that is no dataset fails fast
     model, cfg, meta = load_edge_model(checkpoint, pretrained, device)
     ev = EVAL_DEFAULTS  # the benchmark's protocol, not the (possibly cheaper) validation settings of training
     if data is None:
-        if cfg is None:
-            raise UserError(
-                "with --pretrained, say which data to evaluate on: --data shapes|bsds500|nyud ..."
-            )
-        data = cfg.data.name
+        data = cfg.data.name if cfg is not None else _detect_data(root)
     same = cfg is not None and data == cfg.data.name
-    if same and split is None:
-        split = cfg.data.val_split
-    split = split or ("test" if data in ("bsds500", "nyud") else "val")
+    data_root = root or (cfg.data.root if same else None)
+    if split is None:
+        split = _default_split(data, data_root, cfg.data.val_split if same else None)
     ds = build_edge_dataset(
         data,
         split,
         train=False,
-        root=root or (cfg.data.root if same else None),
+        val_split=cfg.data.val_split if same else split,
+        root=data_root,
         image_size=image_size if image_size is not None else (cfg.data.image_size if same else None),
         num_samples=limit if limit is not None else (cfg.data.val_samples if same else None),
         seed=cfg.data.seed if same else 0,
@@ -290,6 +301,7 @@ def evaluate(
             "model": str(checkpoint or pretrained),
             "dataset": data,
             "split": split,
+            **({"carved_from": ds.base.carved_from} if getattr(ds.base, "carved_from", None) else {}),
             "nms": bool(nms),
             "max_dist": max_dist,
             "seconds_model": t_model,
@@ -302,6 +314,51 @@ def evaluate(
         plot_pr(res, out_dir / "pr_curve.png", label=Path(str(checkpoint or pretrained)).stem)
         (out_dir / "results.json").write_text(json.dumps(res, indent=2))
     return res
+
+
+EVAL_LAYOUTS = (
+    "a BSDS folder (images/<split>/*.jpg + groundTruth/<split>/*.mat) or a mask folder (NAME.jpg + NAME.png "
+    "masks, or images/ + masks/, optionally per split)"
+)
+
+
+def _detect_data(root: str | None) -> str:
+    """The dataset of a ``--root`` given without ``--data`` (and without a checkpoint config)."""
+    from imagexplore.edges.data import detect_layout
+
+    if root is None:
+        raise UserError(
+            "with --pretrained, say which data to evaluate on: --data shapes|bsds500|nyud|masks ..., or give "
+            f"--root DIR holding {EVAL_LAYOUTS}"
+        )
+    data = detect_layout(root)
+    if data is None:
+        raise UserError(
+            f"--root {root}: not a dataset layout recognised without --data; expected {EVAL_LAYOUTS} — or say "
+            "which data it is: --data shapes|bsds500|nyud|masks ..."
+        )
+    print(f"--root {root}: evaluating it as --data {data} (detected)", file=sys.stderr)
+    return data
+
+
+def _default_split(data: str, root, val_split: str | None) -> str:
+    """The split `evaluate` reads when none is given (see its docstring); ``val_split``: the checkpoint's
+    data.val_split when it trained on ``data``, else None."""
+    from imagexplore.edges.data import CARVED_DATASETS, FIXED_SPLITS, has_split
+
+    if val_split is not None:
+        if data in CARVED_DATASETS and val_split not in FIXED_SPLITS and not has_split(data, root, val_split):
+            if has_split(data, root, "test"):
+                print(
+                    f"the run validated on images carved out of train (no {val_split} split in the dataset): "
+                    "evaluating on its test split",
+                    file=sys.stderr,
+                )
+                return "test"
+        return val_split
+    if data == "masks":
+        return next((s for s in ("test", "val") if has_split(data, root, s)), "train")
+    return "test" if data in ("bsds500", "nyud") else "val"
 
 
 def check_eval_options(

@@ -19,10 +19,13 @@ def train_split_of(cfg: ExperimentConfig) -> str:
 
 
 def build_datasets(cfg: ExperimentConfig):
+    """(training set, validation set) of cfg.data. For bsds500 / nyud / masks without a folder for
+    data.val_split, validation is carved out of train (data.options.val_fraction, by a stable hash of each
+    image's name) and training leaves those images out: see `build_edge_dataset`."""
     from imagexplore.edges.data import build_edge_dataset
 
     d = cfg.data
-    common = dict(root=d.root, image_size=d.image_size, seed=d.seed, options=d.options)
+    common = dict(root=d.root, image_size=d.image_size, seed=d.seed, options=d.options, val_split=d.val_split)
     train_set = build_edge_dataset(
         d.name, train_split_of(cfg), train=True, num_samples=d.train_samples, **common
     )

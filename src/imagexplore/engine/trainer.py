@@ -1,8 +1,9 @@
 """The training engine shared by every task.
 
 One loop: optimizer steps counted as iterations (training length in epochs or iterations), gradient
-accumulation, clipping, bf16 autocast on CUDA, DDP under torchrun, evaluation every N epochs or iterations through
-`reset / update / compute` evaluators, best/last checkpoints and exact resume.
+accumulation, clipping, bf16 autocast on CUDA, DDP under torchrun, evaluation every N epochs or iterations (and of
+the starting weights with `train.eval_at_start`) through `reset / update / compute` evaluators, best/last
+checkpoints and exact resume.
 
 Several networks (GANs, CycleMatch, JMC): named optimizers (`optimizers: {D: ..., G: ...}`) stepped in order,
 each `steps` times per iteration; while one steps, only its own parameters require gradients, so no backward
@@ -609,13 +610,18 @@ class Trainer:
         as an interrupted run would; a later `fit(resume=True)` continues exactly where it stopped.
 
         `resume`: True = the run's last.pt (refused if there is none), a path = that checkpoint, "auto" = last.pt
-        if there is one, else a new run (said on stderr); see `resume_path`."""
+        if there is one, else a new run (said on stderr); see `resume_path`.
+
+        `train.eval_at_start`: a new run evaluates the starting weights first (iteration 0), so best.pt is them
+        until training beats them; a resumed run does not evaluate again. If they stay the best, one line on
+        stderr says so and the summary's ``best.best_is_start`` is true."""
         tc = self.cfg.train
         end = self.total_iters if stop_at is None else min(stop_at, self.total_iters)
+        resumed = False
         if resume:
             path = resume_path(self.run_dir, resume)
             if path is not None:
-                self.resume(path)
+                resumed = self.resume(path)
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
@@ -624,6 +630,8 @@ class Trainer:
         names = list(self.optimizers)
         self.ddp_model.train()
         bs = self.cfg.data.batch_size
+        if tc.eval_at_start and not resumed and self.state.iteration == 0 and self.val_set is not None:
+            self._after_eval(self.evaluate())  # the starting weights: best.pt until training beats them
 
         while self.state.iteration < end:
             epoch = self.state.epoch
@@ -724,12 +732,23 @@ class Trainer:
         for pname, p in self.params.items():  # hand the model back as it came
             p.requires_grad_(self.initial_grad[pname])
         self.wrappers = {}
+        best_is_start = self.state.best_iteration == 0  # only an evaluation at start (eval_at_start) has it
+        if best_is_start and self.state.iteration > 0 and dist.is_main():
+            last = self.state.last_eval.get(tc.best_metric)
+            print(
+                f"fine-tuning did not beat the starting weights on validation ({tc.best_metric} "
+                f"{self.state.best_value:.3f} at iteration 0"
+                + (f"; last {last:.3f}" if last is not None else "")
+                + "): best.pt holds the starting weights",
+                file=sys.stderr,
+            )
         summary = {
             "best": {
                 "metric": tc.best_metric,
                 "value": self.state.best_value,
                 "epoch": self.state.best_epoch,
                 "iteration": self.state.best_iteration,
+                "best_is_start": best_is_start,
             },
             "final": self.state.last_eval,
             "seconds": round(time.time() - start_time, 3),
