@@ -6,7 +6,9 @@ Per seed s: the cut-out set of `imagexplore data export-edges --seed s --train 4
 photo cut-outs on texture photos, 320×240, two annotators; test objects never trained on), then
 - the pretrained `hed-bsds500` as it is;
 - each variant fine-tuned from it for --iterations (configs/edges/finetune_hed.yaml or finetune_rds.yaml with
-  the variant's overrides, training seed s), scored at its last iteration and at its best validation ODS.
+  the variant's overrides, training seed s), scored at its last iteration and as selected on the 8 validation
+  images (`selected`: best.pt, or the starting weights when they validate at least as well — what
+  `train.eval_at_start`, on in the finetune configs, hands a user).
 Scores on the 24 test images, benchmark protocol (NMS, 99 thresholds, maxDist 0.0075): ODS / OIS / AP of the
 fused output, the ODS of each side output, and the fused loss (β = 9, per-pixel mean, plain ground truth).
 Writes OUT/results.json (merged with earlier runs: a finished (seed, variant) is not trained again).
@@ -37,7 +39,29 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "HED, heads ×1": ("finetune_hed", ["optim.param_groups=[]"]),
     "RDS canny (release), heads ×1": ("finetune_rds", RDS + ["optim.param_groups=[]"]),
 }
+# the released recipe (configs/edges/shapes_rds_sgd_quick.yaml: SGD, summed loss, HED's multipliers) with its lr
+# 1e-7 of 96-px scenes scaled by the pixel count (320×240 is 8.3× more pixels per image): 1.2e-8
+SGD = [
+    "loss.reduction=sum",
+    "optim.name=sgd",
+    "optim.lr=1.2e-8",
+    "optim.momentum=0.9",
+    "optim.weight_decay=0.0002",
+    "optim.param_groups=["
+    "{pattern: '^backbone\\.features\\.(24|26|28)\\.weight$', lr_mult: 100.0},"
+    "{pattern: '^backbone\\.features\\.(24|26|28)\\.bias$', lr_mult: 200.0, wd_mult: 0.0},"
+    "{pattern: '^backbone\\..*\\.weight$', lr_mult: 1.0},"
+    "{pattern: '^backbone\\..*\\.bias$', lr_mult: 2.0, wd_mult: 0.0},"
+    "{pattern: 'weight$', lr_mult: 0.01},"
+    "{pattern: 'bias$', lr_mult: 0.02, wd_mult: 0.0}]",
+]
+VARIANTS["HED, released SGD recipe"] = ("finetune_hed", SGD)
+VARIANTS["RDS canny (release), released SGD recipe"] = ("finetune_rds", RDS + SGD)
 KEYS = ("ods", "ois", "ap", "loss_fuse", "side1", "side2", "side3", "side4", "side5")
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
 def case(out: Path, seed: int) -> Path:
@@ -84,7 +108,8 @@ def finetune(root: Path, run: Path, config: str, overrides: list[str], seed: int
     if not (run / "summary.json").is_file():
         train(load_config(f"edges/{config}.yaml", sets + overrides), run, resume="auto", show_progress=False)
     summary = json.loads((run / "summary.json").read_text())
-    res = {"best_iteration": summary["best"]["iteration"], "seconds": summary["seconds"]}
+    best = summary["best"]
+    res = {"best_iteration": best["iteration"], "best_val": best["value"], "seconds": summary["seconds"]}
     res["last"] = score(load_edge_model(run / "checkpoints" / "last.pt")[0], root)
     if res["best_iteration"] == iterations:
         res["best"] = res["last"]
@@ -99,14 +124,34 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def val_ods(model, root: Path) -> float:
+    """Fused ODS on root's val split (the benchmark protocol): what best.pt is chosen by."""
+    from imagexplore.edges.data import BSDS500
+    from imagexplore.edges.task import BoundaryEvaluator
+
+    ev = BoundaryEvaluator()
+    with torch.inference_mode():
+        for image, ann, _ in BSDS500(root, "val"):
+            ev.update(torch.sigmoid(model(image[None])[:, -1].float()), ann[None])
+    return round(ev.compute()["ods"], 4)
+
+
+def selected(per: dict, r: dict) -> dict:
+    """What a user gets with train.eval_at_start: the run's best.pt unless the starting weights had a validation
+    ODS at least as high (then the pretrained model's scores)."""
+    if r.get("best_val") is not None and per["pretrained_val_ods"] >= r["best_val"]:
+        return per["pretrained"]
+    return r["best"]
+
+
 def report(results: dict) -> None:
     rows: dict[str, dict[str, list]] = {}
     for _seed, per in sorted(results.items()):
         rows.setdefault("pretrained hed-bsds500", {}).setdefault("", []).append(per["pretrained"])
         for name, r in per.items():
-            if name != "pretrained":
-                for which in ("last", "best"):
-                    rows.setdefault(name, {}).setdefault(which, []).append(r[which])
+            if isinstance(r, dict) and "last" in r:
+                rows.setdefault(name, {}).setdefault("last", []).append(r["last"])
+                rows[name].setdefault("selected", []).append(selected(per, r))
     print(
         "| model | checkpoint | seeds | ODS | OIS | AP | fused loss | side 1…5 ODS |\n|---|---|---|---|---|---|---|---|"
     )
@@ -133,6 +178,11 @@ def main() -> None:
     out = Path(args.out)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
+    for seed, per in results.items():  # runs scored before best_val was recorded: read it from their summary
+        for name, r in per.items():
+            summary = out / f"seed{seed}" / slug(name) / "summary.json"
+            if isinstance(r, dict) and "last" in r and "best_val" not in r and summary.is_file():
+                r["best_val"] = json.loads(summary.read_text())["best"]["value"]
     if not args.report:
         from imagexplore.edges.pretrained import load_pretrained
 
@@ -141,15 +191,22 @@ def main() -> None:
             per = results.setdefault(str(seed), {})
             if "pretrained" not in per:
                 per["pretrained"] = score(load_pretrained("hed-bsds500"), root)
+            if "pretrained_val_ods" not in per:
+                per["pretrained_val_ods"] = val_ods(load_pretrained("hed-bsds500"), root)
             for name in args.variants:
                 config, overrides = VARIANTS[name]
-                slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
                 per[name] = finetune(
-                    root, out / f"seed{seed}" / slug, config, overrides, seed, args.iterations
+                    root, out / f"seed{seed}" / slug(name), config, overrides, seed, args.iterations
                 )
                 print(f"seed {seed} {name}: {per[name]}", flush=True)
                 path.write_text(json.dumps(results, indent=2))
             path.write_text(json.dumps(results, indent=2))
+    if args.report and any("pretrained_val_ods" not in per for per in results.values()):
+        from imagexplore.edges.pretrained import load_pretrained
+
+        for seed, per in results.items():
+            per.setdefault("pretrained_val_ods", val_ods(load_pretrained("hed-bsds500"), out / f"case{seed}"))
+        path.write_text(json.dumps(results, indent=2))
     report(results)
 
 

@@ -132,10 +132,17 @@ def cmd_data(args) -> int:
             raise UserError(f"--size must be WIDTHxHEIGHT, e.g. 320x240, got {args.size!r}") from None
         out = check_out_dir(args.out)
         written = make_cutout_edges(
-            out, train=args.train, val=args.val, test=args.test, size=(w, h), annotators=args.annotators,
+            out,
+            train=args.train,
+            val=args.val,
+            test=args.test,
+            size=(w, h),
+            annotators=args.annotators,
             seed=args.seed,
         )
-        print(f"{out}: " + ", ".join(f"{n} {s}" for s, n in written.items()) + " images (BSDS layout + masks/)")
+        print(
+            f"{out}: " + ", ".join(f"{n} {s}" for s, n in written.items()) + " images (BSDS layout + masks/)"
+        )
         return 0
     if args.cmd in ("export-persons", "convert-persons"):
         from imagexplore.synthesis.persons import run_data_command
