@@ -326,17 +326,22 @@ def test_fcn_score_in_eval_and_in_validation(runs, segmenter, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_two_process_torchrun_trains_the_instantiation_network(tmp_path):
-    """DDP (gloo, CPU): each side of the instantiation network is one DDP module called several times per step
-    through its `NetworkGroup` forward; 2 processes train and validate every sample once."""
+@pytest.mark.parametrize(
+    "config, extra",
+    [("shapes_instantiation_quick", ["model.kwargs.e_kwargs.ndf=8"]), ("shapes_swapgan_quick", [])],
+)
+def test_two_process_torchrun_trains_the_multi_network_models(tmp_path, config, extra):
+    """DDP (gloo, CPU): each side of the instantiation network, and SwapGAN's three generators, are DDP modules
+    called several times per step through their `NetworkGroup` forward; 2 processes train and validate every
+    sample once."""
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    over = [*TINY, "model.kwargs.e_kwargs.ndf=8", "train.device=cpu"]
+    over = [*TINY, *extra, "train.device=cpu"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
-    cmd += ["imagexplore", "synth", "train", "--config", "shapes_instantiation_quick", "--out", str(tmp_path)]
+    cmd += ["imagexplore", "synth", "train", "--config", config, "--out", str(tmp_path)]
     proc = subprocess.run(
         [*cmd, "--no-progress", *_sets(over)], capture_output=True, text=True, timeout=240, env=env
     )
