@@ -165,6 +165,18 @@ CLASSIFY = [
 # edges
 
 EDGES = [
+    ("data export-edges --out {tmp}/e --size 320by240", "--size must be WIDTHxHEIGHT"),
+    ("data export-edges --out {tmp}/e --size 16x16", "size must be at least 32×32"),
+    ("data export-edges --out {tmp}/e --train 0 --test 0", "not all zero"),
+    (
+        "edges train --config finetune_rds --set data.name=shapes --set data.options.relax_mean=median",
+        "relax_mean",
+    ),
+    (
+        "edges train --config finetune_hed",
+        "'bsds500' was not found: give its folder (--root DIR, or data.root",
+    ),
+    ("edges eval --pretrained hed-bsds500 --root {tmp}", "layout"),
     # ranges: refused by the flag, not silently replaced (0 thresholds used to become 99)
     ("edges score --pred {dir} --gt {dir} --thresholds 0", "argument --thresholds: must be ≥ 1"),
     ("edges score --pred {dir} --gt {dir} --max-dist 0", "argument --max-dist: must be > 0"),
