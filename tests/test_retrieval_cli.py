@@ -213,7 +213,7 @@ def test_every_retrieve_option_has_help_and_cli_imports_nothing_heavy():
     parser = cli.build_parser()
     group = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["retrieve"]
     commands = next(a for a in group._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(commands) == {"extract", "build", "merge", "search", "eval"}
+    assert set(commands) == {"extract", "build", "merge", "search", "serve-shards", "eval"}
     for name, p in commands.items():
         for action in p._actions:
             if not isinstance(action, argparse._HelpAction):

@@ -19,9 +19,10 @@ build was given them, relative to the directory the build ran in: it is read as 
 
 Large collections (docs/retrieval_scaling.md): `Index.build_from_features` builds from the shard files of
 `imagexplore retrieve extract` under torchrun, `Index.build(vocab_from=...)` makes shards that share
-vocabularies, `Index.merge` joins them exactly and `ShardedSearch` searches several as one. Images are fed to
-the CNN in fixed groups (`distributed.extract_batched`) by every path, so all of them give the same features
-and hence the same index as one `Index.build`.
+vocabularies, `Index.merge` joins them exactly and `ShardedSearch` searches several as one (in this process,
+or each shard in a Ray actor: `ray_shards`). Images are fed to the CNN in fixed groups
+(`distributed.extract_batched`) by every path, so all of them give the same features and hence the same index
+as one `Index.build`.
 """
 
 from __future__ import annotations
@@ -41,18 +42,15 @@ from imagexplore.errors import ConfigError, DataError, UserError
 from imagexplore.retrieval.configs import ConfigSource, read_index_fields, resolve_config
 from imagexplore.retrieval.distributed import extract_batched, read_features
 from imagexplore.retrieval.features import extract, load_backbone
-from imagexplore.retrieval.index import LAYOUT_FIELDS, IndexConfig, InvertedIndex, ShardedIndex
+from imagexplore.retrieval.index import IndexConfig, InvertedIndex, ShardedIndex
 from imagexplore.retrieval.options import (
     DEFAULT_BACKBONE,
     DEFAULT_BATCH_IMAGES,
-    check_index_dir,
     check_positive,
     image_files,
 )
+from imagexplore.retrieval.stored import BACKBONE_FILE, PATHS_FILE, PATHS_LAYOUT, check_described, read_stored
 
-BACKBONE_FILE = "backbone.json"
-PATHS_FILE = "paths.json"
-PATHS_LAYOUT = {"relative_to": "index", "version": 2}
 log = logging.getLogger(__name__)
 
 PathOrPaths = Sequence[str | os.PathLike] | str | os.PathLike
@@ -273,36 +271,8 @@ class Index:
         """Read an index written by `save` (the CNN is loaded at the first search or add).
 
         Image paths come back joined to ``directory`` as given (see the module's "Paths")."""
-        root = check_index_dir(directory, "index")
-        inverted = InvertedIndex.load(root)  # checks format.json, every file's sha256 and shape
-        try:
-            described = json.loads((root / BACKBONE_FILE).read_text())
-            backbone, weights = described["name"], described.get("weights")
-            if not isinstance(backbone, str) or not (weights is None or isinstance(weights, str)):
-                raise TypeError("name/weights must be strings")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DataError(
-                f"{root / BACKBONE_FILE} is missing or damaged: it is not an index of image files written by "
-                "`imagexplore retrieve build`; rebuild it"
-            ) from exc
-        stats = json.loads((root / "stats.json").read_text())  # a JSON object, checked by InvertedIndex.load
-        skipped, seconds = stats.get("skipped", []), stats.get("extract_seconds")
-        if not isinstance(skipped, list) or not all(isinstance(p, str) for p in skipped):
-            raise DataError(f"{root / 'stats.json'}: 'skipped' must be a list of paths: rebuild the index")
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
-            raise DataError(f"{root / 'stats.json'}: 'extract_seconds' must be a number: rebuild the index")
-        if _paths_layout(root) == 1:
-            log.warning(
-                "index %s was written by an older imagexplore: its paths are relative to the directory the build "
-                "ran in, not to the index; convert it by running `imagexplore retrieve merge --out NEW %s` "
-                "from that directory",
-                root,
-                root,
-            )
-        else:
-            inverted = inverted.renamed([_resolve_in(root, p) for p in inverted.images])
-            skipped = [_resolve_in(root, p) for p in skipped]
-        return cls(inverted, backbone, skipped, weights, extract_seconds=seconds)
+        got = read_stored(directory)
+        return cls(got.inverted, got.backbone, got.skipped, got.weights, extract_seconds=got.extract_seconds)
 
 
 class ShardedSearch:
@@ -312,18 +282,77 @@ class ShardedSearch:
     without copying them into one index. It holds the shards as they are now: later `Index.add` calls on them
     do not show. Queries are described once, by the first shard's CNN. ``labels`` name the shards in error
     messages (`load` uses the directories).
+
+    ``backend="ray"`` puts every shard in a Ray actor of its own (`ray_shards.RayShardedIndex`; ``pip install
+    imagexplore[ray]``), on the cluster Ray was initialised with, else the one at ``address``, else a local one
+    started here: shards may then also be given as directories, which the actors read themselves (`load`).
+    Queries are still described here; the results are those of ``backend="local"``, bit for bit. A dead actor
+    is restarted or replaced and its call sent again; a shard that cannot answer raises
+    `ray_shards.ShardUnavailableError`: a search never returns part of the shards' results. ``actor_options``
+    go to Ray's ``.options`` of each shard actor (e.g. ``{"memory": 8 << 30}``). `close` ends the actors.
+    ``indexes`` holds the shards as given.
     """
 
-    def __init__(self, indexes: Sequence[Index], labels: Sequence[str] | None = None):
+    def __init__(
+        self,
+        indexes: Sequence[Index | str | os.PathLike],
+        labels: Sequence[str] | None = None,
+        *,
+        backend: str = "local",
+        address: str | None = None,
+        actor_options: Mapping | None = None,
+    ):
         indexes = list(indexes)
-        _check_compatible(indexes, labels or [f"index #{i}" for i in range(len(indexes))])
+        labels = list(labels) if labels else _labels(indexes)
+        if backend == "local":
+            if address is not None or actor_options is not None:
+                raise ConfigError("address= and actor_options= are for backend='ray'")
+            _check_compatible(indexes, labels)
+            self._sharded = ShardedIndex([ix.inverted for ix in indexes])
+        elif backend == "ray":
+            if not indexes:
+                raise UserError("no indexes were given: pass at least one index directory")
+            from imagexplore.retrieval.ray_shards import RayShardedIndex
+
+            self._sharded = RayShardedIndex(
+                indexes, labels, address=address, actor_options=actor_options, check=check_described
+            )
+        else:
+            raise ConfigError(f"unknown ShardedSearch backend {backend!r}: choose 'local' or 'ray'")
         self.indexes = indexes
-        self._sharded = ShardedIndex([ix.inverted for ix in indexes])
+        self.backend = backend
+        first = indexes[0]
+        # the CNN that describes queries: the first shard's, or (its directory read remotely) the same network
+        self._describer = first if isinstance(first, Index) else _describer(self._sharded)
 
     @classmethod
-    def load(cls, directories: Sequence[str | os.PathLike]) -> ShardedSearch:
-        """The indexes saved in ``directories``, in that order (which sets the order of tied results)."""
-        return cls(*_load_all(directories))
+    def load(
+        cls,
+        directories: Sequence[str | os.PathLike],
+        *,
+        backend: str = "local",
+        address: str | None = None,
+        actor_options: Mapping | None = None,
+    ) -> ShardedSearch:
+        """The indexes saved in ``directories``, in that order (which sets the order of tied results); with
+        ``backend="ray"`` each is read by its actor, wherever Ray places it (give paths every node can read)."""
+        if backend == "ray":
+            if isinstance(directories, str | os.PathLike):
+                raise UserError("give a list of indexes or index directories, not a single one")
+            return cls(directories, backend=backend, address=address, actor_options=actor_options)
+        return cls(*_load_all(directories), backend=backend, address=address, actor_options=actor_options)
+
+    @classmethod
+    def connect(cls, name: str, address: str | None = None) -> ShardedSearch:
+        """The shards that ``imagexplore retrieve serve-shards --name NAME`` keeps loaded on the Ray cluster at
+        ``address`` (`ray_shards.ServedShards`): queries are described here and scored by the service."""
+        from imagexplore.retrieval.ray_shards import ServedShards
+
+        self = cls.__new__(cls)
+        self._sharded = ServedShards(name, address)
+        self.indexes, self.backend = [], "ray"
+        self._describer = _describer(self._sharded)
+        return self
 
     def search(self, image, k: int = 10) -> list[tuple[str, float]]:
         """`Index.search` over all shards."""
@@ -331,12 +360,17 @@ class ShardedSearch:
 
     def search_many(self, images: Sequence, k: int = 10) -> list[list[tuple[str, float]]]:
         """`Index.search_many` over all shards: one CNN pass, then the shards' top-k lists merged."""
-        return _search_images(self.indexes[0], self._sharded, images, k)
+        return _search_images(self._describer, self._sharded, images, k)
 
     def to(self, device: str) -> ShardedSearch:
         """Describe queries on ``device`` (the first shard's CNN does it)."""
-        self.indexes[0].to(device)
+        self._describer.to(device)
         return self
+
+    def close(self) -> None:
+        """End the Ray actors holding the shards (nothing to do for ``backend="local"``)."""
+        if self.backend == "ray":
+            self._sharded.close()
 
     def __len__(self) -> int:
         return len(self._sharded)
@@ -344,6 +378,11 @@ class ShardedSearch:
     @property
     def paths(self) -> tuple:
         return self._sharded.images
+
+
+def _describer(remote) -> Index:
+    """An `Index` holding nothing but the CNN of shards held elsewhere (it only describes queries)."""
+    return Index(None, remote.backbone, weights=remote.weights)  # type: ignore[arg-type]
 
 
 def _search_images(describer: Index, searcher, images: Sequence, k: int) -> list[list[tuple[str, float]]]:
@@ -416,31 +455,6 @@ def _relative_to(directory: Path, path) -> str:
         return os.path.abspath(str(path))
 
 
-def _resolve_in(directory: Path, path) -> str:
-    """A saved path (relative to ``directory``) as a path from here: ``directory`` as given, joined, normalised
-    lexically (the inverse of `_relative_to`, also across symbolic links)."""
-    if not isinstance(path, str):
-        raise DataError(f"{directory / 'images.json'} holds {path!r}, not an image path: rebuild the index")
-    return os.path.normpath(os.path.join(directory, path))
-
-
-def _paths_layout(root: Path) -> int:
-    """2: paths relative to the index (``paths.json``); 1: an older index, paths as its build was given them."""
-    path = root / PATHS_FILE
-    if not path.exists():
-        return 1
-    try:
-        layout = json.loads(path.read_text())  # its sha256 was checked by InvertedIndex.load
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is unreadable ({exc}): rebuild the index") from exc
-    if layout != PATHS_LAYOUT:
-        raise DataError(
-            f"{path} says {layout!r}; this imagexplore reads {PATHS_LAYOUT}: rebuild the index or use the "
-            "imagexplore release that wrote it"
-        )
-    return 2
-
-
 def _as_index(source: Index | str | os.PathLike | None) -> Index | None:
     return source if source is None or isinstance(source, Index) else Index.load(source)
 
@@ -475,41 +489,29 @@ def _load_all(indexes: Sequence[Index | str | os.PathLike]) -> tuple[list[Index]
     """Indexes (loading directories) with a label each for messages: the directory, or the position."""
     if isinstance(indexes, str | os.PathLike):
         raise UserError("give a list of indexes or index directories, not a single one")
-    loaded = [_as_index(ix) for ix in indexes]
-    labels = [f"index #{i}" if isinstance(ix, Index) else str(ix) for i, ix in enumerate(indexes)]
-    return loaded, labels
+    return [_as_index(ix) for ix in indexes], _labels(indexes)
+
+
+def _labels(indexes: Sequence[Index | str | os.PathLike]) -> list[str]:
+    """A label per index for messages: its directory, or its position."""
+    return [f"index #{i}" if isinstance(ix, Index) else str(ix) for i, ix in enumerate(indexes)]
 
 
 def _check_compatible(indexes: Sequence[Index], labels: Sequence[str]) -> None:
     """Shards must share backbone, layout, vocabularies and PCA, and hold no image twice; say which differs."""
     if not indexes:
         raise UserError("no indexes were given: pass at least one index directory")
-    first, name = indexes[0], labels[0]
-    seen: dict = {}  # by absolute path: shards given one relative and one absolute still name files alike
-    for ix, label in zip(indexes, labels):
-        if (ix.backbone, ix.weights) != (first.backbone, first.weights):
-            raise ConfigError(
-                f"{label} was built with backbone {ix.backbone!r} (weights {ix.weights}), {name} with "
-                f"{first.backbone!r} (weights {first.weights}): shards must describe images alike"
-            )
-        a, b = first.inverted, ix.inverted
-        for field in LAYOUT_FIELDS:
-            if getattr(a.config, field) != getattr(b.config, field):
-                raise ConfigError(
-                    f"{label} has index {field} {getattr(b.config, field)!r}, {name} "
-                    f"{getattr(a.config, field)!r}: build every shard with --vocab-from {name}"
-                )
-        if not a.models.same_as(b.models):
-            raise ConfigError(
-                f"{label} was built with other vocabularies or PCA than {name}: build every shard with "
-                f"`imagexplore retrieve build --vocab-from {name}` (Index.build(vocab_from=...))"
-            )
-        for image in b.images:
-            key = os.path.abspath(image) if isinstance(image, str) else image
-            if seen.setdefault(key, label) != label:
-                raise DataError(
-                    f"image {image} is in both {seen[key]} and {label}: shards must index disjoint images"
-                )
+    described = [
+        {
+            "backbone": ix.backbone,
+            "weights": ix.weights,
+            "config": ix.inverted.config,
+            "images": ix.inverted.images,
+        }
+        for ix in indexes
+    ]
+    first = indexes[0].inverted.models
+    check_described(described, labels, [first.same_as(ix.inverted.models) for ix in indexes])
 
 
 def _select(feats: Mapping[str, np.ndarray] | None, config: IndexConfig) -> dict[str, np.ndarray] | None:

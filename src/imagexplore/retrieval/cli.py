@@ -1,8 +1,9 @@
-"""`imagexplore retrieve extract | build | merge | search | eval`: chapter 4's DeepIndex over folders of images.
+"""`imagexplore retrieve extract | build | merge | search | serve-shards | eval`: chapter 4's DeepIndex over
+folders of images.
 
 `extract` runs alone or as torchrun workers (one feature file per rank), `build --features` indexes what they
-wrote, `build --vocab-from` + `merge` / `search --index A --index B` handle shards made on separate machines
-(docs/retrieval_scaling.md).
+wrote, `build --vocab-from` + `merge` / `search --index A --index B` handle shards made on separate machines,
+`search --backend ray` and `serve-shards` hold the shards in Ray actors (docs/retrieval_scaling.md).
 
 This module imports nothing heavy (torch, faiss, timm are loaded by the commands when they run), so that
 `imagexplore --help` stays fast; every command checks its outputs and inputs before any work.
@@ -128,9 +129,27 @@ def add_commands(sub) -> None:
     p = rsub.add_parser("search", help="the best matches of each query image in an index (or several as one)")
     p.add_argument(
         "--index",
-        required=True,
         action="append",
         help="index directory of `retrieve build`; repeat it to search shards as one index",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default): shards searched in this process; ray: one Ray actor per shard "
+        "(pip install imagexplore[ray])",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray or --served: the Ray cluster (auto, HEAD_HOST:6379 or ray://HOST:10001); "
+        "default for --backend ray: a local Ray instance started for this command",
+    )
+    p.add_argument(
+        "--served",
+        default=None,
+        metavar="NAME",
+        help="search the shards `retrieve serve-shards --name NAME` keeps loaded (instead of --index)",
     )
     p.add_argument(
         "images", nargs="+", metavar="IMAGE", help="query image files, or folders (their images, recursively)"
@@ -147,6 +166,22 @@ def add_commands(sub) -> None:
         "--device", choices=DEVICES, default=None, help="where queries are described (default auto)"
     )
     _on_bad_file(p, "fail", "query images")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    p = rsub.add_parser(
+        "serve-shards",
+        help="keep index shards loaded in Ray actors on a cluster, for `retrieve search --served NAME`",
+    )
+    p.add_argument(
+        "--index", action="append", help="shard index directory (repeat; paths every node can read)"
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="the Ray cluster started by `ray start --head`: auto (on its machines) or HEAD_HOST:6379",
+    )
+    p.add_argument("--name", default="deepindex", help="name the shards are served under (default deepindex)")
+    p.add_argument("--stop", action="store_true", help="stop the shards served as --name")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     _add_eval_parser(rsub)
@@ -225,6 +260,8 @@ def run(args) -> int | None:
         return _merge(args)
     if args.cmd == "search":
         return _search(args)
+    if args.cmd == "serve-shards":
+        return _serve_shards(args)
     if args.cmd == "eval":
         return _eval(args)
     return None  # no sub-command: the caller prints the group's help
@@ -358,8 +395,21 @@ def _report(index, out: str, start: float, as_json: bool, **extra) -> int:
 
 def _search(args) -> int:
     """Indexes and queries checked (every query decoded) before the index and the CNN are loaded."""
-    for directory in args.index:
-        check_index_dir(directory)
+    if (args.index is None) == (args.served is None):
+        raise ConfigError(
+            "give the indexes to search with --index DIR (repeatable) or --served NAME, not both"
+        )
+    if args.served is not None and args.backend != "local":
+        raise ConfigError("--served NAME searches through Ray already: leave --backend out")
+    if args.address is not None and args.backend != "ray" and args.served is None:
+        raise ConfigError("--address is the Ray cluster of --backend ray or --served: add --backend ray")
+    if args.backend == "ray" or args.served is not None:
+        from imagexplore.retrieval.ray_shards import import_ray
+
+        import_ray()  # not installed: say how to install it before any work
+    if args.backend == "local" and args.index is not None:
+        for directory in args.index:  # Ray's actors read theirs where they run, and say what is wrong there
+            check_index_dir(directory)
     from imagexplore.data.images import BadFileCounter, load_image
     from imagexplore.data.inputs import expand_inputs
 
@@ -384,9 +434,18 @@ def _search(args) -> int:
     from imagexplore.retrieval.api import Index, ShardedSearch
     from imagexplore.retrieval.distributed import resolve_device
 
-    index = Index.load(args.index[0]) if len(args.index) == 1 else ShardedSearch.load(args.index)
+    if args.served is not None:
+        index = ShardedSearch.connect(args.served, args.address)
+    elif args.backend == "ray":
+        index = ShardedSearch.load(args.index, backend="ray", address=args.address)
+    else:
+        index = Index.load(args.index[0]) if len(args.index) == 1 else ShardedSearch.load(args.index)
     index.to(str(resolve_device(args.device or "auto")))
-    found = index.search_many(kept, k=args.top)
+    try:
+        found = index.search_many(kept, k=args.top)
+    finally:
+        if isinstance(index, ShardedSearch):
+            index.close()
     out = [
         {"query": q, "results": [{"path": p, "score": s} for p, s in hits]}
         for q, hits in zip(kept, found, strict=True)
@@ -398,6 +457,40 @@ def _search(args) -> int:
             print(item["query"])
             for rank, hit in enumerate(item["results"], 1):
                 print(f"  {rank:3d}  {hit['score']:.4f}  {hit['path']}")
+    return 0
+
+
+def _serve_shards(args) -> int:
+    """Start (or `--stop`) the detached actors that keep shards loaded on a Ray cluster."""
+    from imagexplore.retrieval.ray_shards import import_ray, serve, stop_served
+
+    import_ray()
+    if args.stop:
+        if args.index:
+            raise ConfigError("--stop ends the shards served as --name: leave --index out")
+        stop_served(args.name, args.address)
+        print(
+            json.dumps({"stopped": args.name}) if args.json else f"stopped the shards served as {args.name}"
+        )
+        return 0
+    if not args.index:
+        raise ConfigError("give the shards to serve with --index DIR (repeatable)")
+    start = time.perf_counter()
+    info = serve(args.index, args.name, args.address)
+    res = {
+        "name": args.name,
+        "shards": info["shards"],
+        "images": len(info["images"]),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(
+            f"serving {res['images']} images in {len(res['shards'])} shards as {args.name} ({res['seconds']:.1f} s); "
+            f"search them with `imagexplore retrieve search --served {args.name} --address ADDR IMAGE...`, "
+            f"stop them with `imagexplore retrieve serve-shards --stop --name {args.name} --address ADDR`"
+        )
     return 0
 
 

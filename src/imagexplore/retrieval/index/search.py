@@ -86,6 +86,14 @@ class EncodedQueries:
             {t: s.astype(np.float32, copy=False) for t, s in signatures.items()},
         )
 
+    def select(self, rows: list[int]) -> EncodedQueries:
+        """The queries ``rows`` alone, in that order (e.g. a chunk sent to another process)."""
+        return EncodedQueries(
+            [self.keys[i] for i in rows],
+            [self.counts[i] for i in rows],
+            {t: s[rows] for t, s in self.signatures.items()},
+        )
+
 
 def query_norm(
     sorted_keys: np.ndarray, idf: np.ndarray, encoded: EncodedQueries, i: int, burst: str = "none"
@@ -243,7 +251,7 @@ class Searcher:
     def _score_chunk(self, snap: Snapshot, encoded: EncodedQueries, rows: list[int], k: int) -> list:
         """`_score_query` of the queries ``rows`` together: the same results, bit for bit."""
         config = self.config
-        n_types = len(config.types)
+        voted = None
         if config.scoring != "signature":
             max_df, max_cands = config.pruning_for(snap.n_images)
             qnorms = [query_norm(snap.keys, snap.idf, encoded, i, config.burst) for i in rows]
@@ -253,36 +261,46 @@ class Searcher:
                 voted = [_keep_best(snap, v, max_cands) for v in voted]
         found = [[None] * len(snap.parts) for _ in rows]
         for p, part in enumerate(snap.parts):
-            n = len(part.data.images)
-            if config.scoring == "signature":
-                everyone = np.arange(n, dtype=np.int64)
-                todo = [(everyone, None)] * len(rows)
-            else:
-                todo = [v[p] for v in voted]
-            blas = [
-                config.scoring != "votes"
-                and cands.size > k
-                and (scores is None or cands.size * _BLAS_CANDIDATES >= n)
-                for cands, scores in todo
-            ]
-            dense = [j for j, b in enumerate(blas) if b]
-            step = max(1, _BATCH_VALUES // max(n, 1))
-            for lo in range(0, len(dense), step):
-                group = dense[lo : lo + step]
-                approx = self._approx_cosines(part, encoded, [rows[j] for j in group])
-                for j, row in zip(group, approx):
-                    found[j][p] = self._finish(part, *todo[j], encoded, rows[j], k, row, n_types)
-            for j, b in enumerate(blas):
-                if not b:
-                    found[j][p] = self._finish(part, *todo[j], encoded, rows[j], k)
+            todo = None if voted is None else [v[p] for v in voted]
+            for j, got in enumerate(self._finish_part(part, encoded, rows, todo, k)):
+                found[j][p] = got
         return [_merge(snap, f, k) for f in found]
+
+    def _finish_part(
+        self, part: Part, encoded: EncodedQueries, rows: list[int], todo: list | None, k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query of ``rows`` its top ``k`` in ``part`` (positions in the part) after the signature stage:
+        `_finish` of its candidates and vote scores in ``todo`` (None with ``scoring="signature"``: every image
+        of the part), through one BLAS product for the queries with many candidates."""
+        config = self.config
+        n_types = len(config.types)
+        n = len(part.data.images)
+        if todo is None:
+            everyone = np.arange(n, dtype=np.int64)
+            todo = [(everyone, None)] * len(rows)
+        blas = [
+            config.scoring != "votes"
+            and cands.size > k
+            and (scores is None or cands.size * _BLAS_CANDIDATES >= n)
+            for cands, scores in todo
+        ]
+        found: list = [None] * len(rows)
+        dense = [j for j, b in enumerate(blas) if b]
+        step = max(1, _BATCH_VALUES // max(n, 1))
+        for lo in range(0, len(dense), step):
+            group = dense[lo : lo + step]
+            approx = self._approx_cosines(part, encoded, [rows[j] for j in group])
+            for j, row in zip(group, approx):
+                found[j] = self._finish(part, *todo[j], encoded, rows[j], k, row, n_types)
+        for j, b in enumerate(blas):
+            if not b:
+                found[j] = self._finish(part, *todo[j], encoded, rows[j], k)
+        return found
 
     def _chunks(self, snap: Snapshot, encoded: EncodedQueries):
         """Query positions in chunks of at most `_BATCH_QUERIES`, and of at most `_BATCH_VALUES` (queries x
         images): what bounds the dense votes and BLAS cosines held at a time."""
-        step = max(1, min(_BATCH_QUERIES, _BATCH_VALUES // max(snap.n_images, 1)))
-        for lo in range(0, len(encoded.keys), step):
-            yield list(range(lo, min(lo + step, len(encoded.keys))))
+        return query_chunks(len(encoded.keys), snap.n_images)
 
     def _matched(self, part: Part, encoded: EncodedQueries, i: int, max_df: float | None, n_total: int):
         """Positions of the lists query ``i`` matches in ``part`` (stop words dropped) and its counts there."""
@@ -501,6 +519,12 @@ class Searcher:
         return out / len(data.signatures)
 
 
+def query_chunks(n_queries: int, n_images: int) -> list[list[int]]:
+    """Query positions in chunks of at most `_BATCH_QUERIES` and `_BATCH_VALUES` (queries x images)."""
+    step = max(1, min(_BATCH_QUERIES, _BATCH_VALUES // max(n_images, 1)))
+    return [list(range(lo, min(lo + step, n_queries))) for lo in range(0, n_queries, step)]
+
+
 def cosine_margin(encoded: EncodedQueries, i: int) -> float:
     """A bound on how far two float32 summations of query ``i``'s signature cosines (mean over types) may differ:
     each is within ``gamma_d |q| |s|`` of the exact value (any summation order, FMA or not; Higham, Accuracy and
@@ -573,23 +597,33 @@ def _spans(sizes: list[int], limit: int):
 
 def _merge(snap: Snapshot, found: list, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The top ``k`` over parts of each part's top ``k`` (positions shifted to the whole collection)."""
-    if len(found) == 1 and snap.parts[0].first_id == 0:
+    return merge_found([part.first_id for part in snap.parts], found, k)
+
+
+def merge_found(first_ids: list[int], found: list, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_merge` for parts starting at ``first_ids`` (wherever they are held)."""
+    if len(found) == 1 and first_ids[0] == 0:
         return found[0]
-    ids = np.concatenate([ids + part.first_id for (ids, _), part in zip(found, snap.parts)])
+    ids = np.concatenate([ids + first for (ids, _), first in zip(found, first_ids)])
     return top_k(ids, np.concatenate([scores for _, scores in found]), k)
 
 
 def _keep_best(snap: Snapshot, voted: list, max_cands: int) -> list:
     """Per part the candidates among the best ``max_cands`` by vote score over all parts (ties to the smaller
     position, as `top_k`, which does not depend on the order candidates come in)."""
+    return keep_best([(part.first_id, len(part.data.images)) for part in snap.parts], voted, max_cands)
+
+
+def keep_best(bounds: list[tuple[int, int]], voted: list, max_cands: int) -> list:
+    """`_keep_best` for parts given as ``(first_id, images)`` (wherever they are held)."""
     if sum(cands.size for cands, _ in voted) <= max_cands:
         return voted
-    ids = np.concatenate([cands + part.first_id for (cands, _), part in zip(voted, snap.parts)])
+    ids = np.concatenate([cands + first for (cands, _), (first, _) in zip(voted, bounds)])
     best, scores = top_k(ids, np.concatenate([scores for _, scores in voted]), max_cands)
-    if len(snap.parts) == 1:
-        return [(best - snap.parts[0].first_id, scores)]
+    if len(bounds) == 1:
+        return [(best - bounds[0][0], scores)]
     out = []
-    for part in snap.parts:
-        mine = (best >= part.first_id) & (best < part.first_id + len(part.data.images))
-        out.append((best[mine] - part.first_id, scores[mine]))
+    for first, n in bounds:
+        mine = (best >= first) & (best < first + n)
+        out.append((best[mine] - first, scores[mine]))
     return out

@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from imagexplore.retrieval.index.collection import Collection
+from imagexplore.retrieval.index.config import IndexConfig
 from imagexplore.retrieval.index.inverted import InvertedIndex, check_shards
 from imagexplore.retrieval.index.postings import idf_weights
-from imagexplore.retrieval.index.search import Part, Searcher, Snapshot
+from imagexplore.retrieval.index.search import EncodedQueries, Part, Searcher, Snapshot, top_k
 
 
 class ShardedIndex(Searcher):
@@ -31,22 +33,15 @@ class ShardedIndex(Searcher):
         self.config = first.config
         self.models = first.models
         parts = [s.collection for s in shards]
-        all_keys, inverse = np.unique(np.concatenate([d.postings.keys for d in parts]), return_inverse=True)
-        # float sums of integer counts are exact far beyond any index size, and bincount is one pass
-        df = np.bincount(
-            inverse, weights=np.concatenate([d.postings.df for d in parts]), minlength=all_keys.size
-        ).astype(np.int64)
-        n_images = sum(len(d.images) for d in parts)
-        global_idf = idf_weights(df, n_images)
+        all_keys, global_idf, weights = global_weights(
+            [d.postings.keys for d in parts], [d.postings.df for d in parts], [len(d.images) for d in parts]
+        )
         searched = []
-        start, first_id = 0, 0
-        for data in parts:
-            where = inverse[start : start + data.postings.keys.size]
-            start += data.postings.keys.size
-            idf = global_idf[where]
-            searched.append(Part(data, idf, df[where], first_id, {"none": data.postings.doc_norms(idf)}))
+        first_id = 0
+        for data, (idf, df) in zip(parts, weights):
+            searched.append(Part(data, idf, df, first_id, {"none": data.postings.doc_norms(idf)}))
             first_id += len(data.images)
-        self._snap = Snapshot(tuple(searched), all_keys, global_idf, n_images)
+        self._snap = Snapshot(tuple(searched), all_keys, global_idf, first_id)
         self._images = tuple(x for d in parts for x in d.images)
 
     def __len__(self) -> int:
@@ -58,6 +53,66 @@ class ShardedIndex(Searcher):
 
     def _snapshot(self) -> Snapshot:
         return self._snap
+
+
+def global_weights(
+    keys: Sequence[np.ndarray], dfs: Sequence[np.ndarray], sizes: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The weights of shards searched as one, from each shard's posting-list keys, their df and its image count:
+    every list's key and idf over all shards (what query norms use), and per shard the global idf and df of its
+    own lists (what its votes and document norms use)."""
+    all_keys, inverse = np.unique(np.concatenate(list(keys)), return_inverse=True)
+    # float sums of integer counts are exact far beyond any index size, and bincount is one pass
+    df = np.bincount(inverse, weights=np.concatenate(list(dfs)), minlength=all_keys.size).astype(np.int64)
+    global_idf = idf_weights(df, int(sum(sizes)))
+    per_shard = []
+    start = 0
+    for shard_keys in keys:
+        where = inverse[start : start + shard_keys.size]
+        start += shard_keys.size
+        per_shard.append((global_idf[where], df[where]))
+    return all_keys, global_idf, per_shard
+
+
+class ShardScorer(Searcher):
+    """One shard of a sharded search scored alone, under the weights of the whole (`global_weights`): the half
+    of `ShardedIndex`'s scoring that needs the shard's data, for shards held in other processes
+    (`retrieval.ray_shards`). The caller does the rest as `Searcher._score_chunk` does: query norms over all
+    shards, the global ``max_candidates`` cut (`search.keep_best`) and the merge (`search.merge_found`).
+    Positions are the shard's own (from 0)."""
+
+    def __init__(self, data: Collection, config: IndexConfig, idf: np.ndarray, df: np.ndarray):
+        self.config = config
+        self.part = Part(data, idf, df, 0, {"none": data.postings.doc_norms(idf)})
+
+    def votes(
+        self,
+        encoded: EncodedQueries,
+        qnorms: list[float],
+        max_df: float | None,
+        n_total: int,
+        max_cands: int | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query its candidates in this shard and their vote scores (``Searcher._votes_many``); with
+        ``max_cands``, only its best ``max_cands`` (ties to the smaller position): the global best
+        ``max_cands`` are among the shards' own best, so this leaves `keep_best` the same result."""
+        rows = list(range(len(encoded.keys)))
+        got = self._votes_many(self.part, encoded, rows, qnorms, max_df, n_total)
+        if max_cands is not None:
+            got = [(c, s) if c.size <= max_cands else top_k(c, s, max_cands) for c, s in got]
+        return got
+
+    def finish(
+        self, encoded: EncodedQueries, todo: list | None, k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query its top ``k`` in this shard from the candidates ``todo`` (`Searcher._finish_part`)."""
+        return self._finish_part(self.part, encoded, list(range(len(encoded.keys))), todo, k)
+
+    def search(
+        self, encoded: EncodedQueries, qnorms: list[float], max_df: float | None, n_total: int, k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`votes` then `finish`, when no global ``max_candidates`` cut comes between them."""
+        return self.finish(encoded, self.votes(encoded, qnorms, max_df, n_total), k)
 
 
 def search_shards(
