@@ -23,7 +23,7 @@ from helpers import single_thread
 from imagexplore import cli
 from imagexplore.data.shapes import ShapesWorld
 from imagexplore.errors import ConfigError, DataError
-from imagexplore.retrieval.api import Index
+from imagexplore.retrieval.api import Index, ShardedSearch
 
 BACKBONE = "timm:test_efficientnet"
 
@@ -229,3 +229,23 @@ def test_every_retrieve_option_has_help_and_cli_imports_nothing_heavy():
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_search_mmap_gives_the_same_names_and_scores(built, monkeypatch, capsys):
+    """`retrieve search --mmap` (and `ShardedSearch.load(mmap=True)`) map the index and find exactly what
+    the index read into memory finds; --mmap with Ray is refused in one line."""
+    root, _ = built
+    monkeypatch.chdir(root)
+    argv = ["retrieve", "search", "--index", "idx", "photos", "--top", "3", "--device", "cpu", "--json"]
+    argv += ["--on-bad-file", "skip"]
+    with single_thread():
+        rc, plain, _ = run_main(argv, capsys)
+        assert rc == 0
+        rc, mapped, _ = run_main([*argv, "--mmap"], capsys)
+        assert rc == 0
+        assert json.loads(mapped) == json.loads(plain) and len(json.loads(plain)) == 4
+        queries = [f"photos/s{i}.png" for i in range(4)]
+        sharded = ShardedSearch.load(["idx"], mmap=True)
+        assert sharded.search_many(queries, k=3) == Index.load("idx").search_many(queries, k=3)
+    rc, _, err = run_main([*argv, "--mmap", "--backend", "ray"], capsys)
+    one_line_error(rc, err, "--mmap")

@@ -7,6 +7,7 @@ signature (patch 0) singles out the image.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -513,3 +514,68 @@ def test_signatures_do_not_depend_on_the_batch_with_fewer_images_than_dims():
     grown = InvertedIndex.build({"a": x[:3]}, cfg, models_from=full)
     grown.add({"a": x[3:]})
     assert np.array_equal(grown.signatures["a"], full.signatures["a"])
+
+
+def _mapped(arr: np.ndarray) -> bool:
+    """Whether ``arr`` is a view of a memory-mapped file."""
+    base = arr
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    return base is not None
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+@pytest.mark.parametrize("float16", [False, True])
+def test_mmapped_index_searches_exactly_like_the_in_memory_one(indexes, data, tmp_path, mode, float16):
+    """The mapped signatures and postings give the same ids and scores, bit for bit, for every scoring, burst,
+    pruning and multiple assignment, single and batched; the index written today is what is mapped (the
+    format is unchanged: every array was a plain .npy already)."""
+    feats, _, _, queries = data
+    index = indexes[mode]
+    if float16:
+        index = InvertedIndex.build(feats, dataclasses.replace(CONFIGS[mode], float16_signatures=True))
+    target = index.save(tmp_path / "idx")
+    in_memory, mapped = InvertedIndex.load(target), InvertedIndex.load(target, mmap=True)
+    data_map = mapped.collection
+    assert all(_mapped(s) for s in data_map.signatures.values())
+    assert _mapped(data_map.postings.ids) and _mapped(data_map.postings.offsets)
+    assert not any(_mapped(s) for s in in_memory.collection.signatures.values())
+    assert mapped.images == in_memory.images and mapped.stats == in_memory.stats
+    for options in [
+        {},
+        {"scoring": "votes"},
+        {"scoring": "signature"},
+        {"burst": "sqrt", "ma": 2},
+        {"burst": "log", "max_df": 0.2},
+        {"pruning": "scale"},
+    ]:
+        a, b = in_memory.with_query_options(**options), mapped.with_query_options(**options)
+        assert _same(b.search_batch(queries, k=10), a.search_batch(queries, k=10)), options
+        for i in range(0, 180, 37):
+            assert _same(b.search(_query(queries, i), k=10), a.search(_query(queries, i), k=10)), options
+
+
+def test_mmapped_load_checks_every_file(indexes, tmp_path):
+    target = indexes["1d"].save(tmp_path / "idx")
+    _damage_flip(target / "signatures_a.npy")
+    with pytest.raises(DataError, match="damaged"):
+        InvertedIndex.load(target, mmap=True)
+    target = indexes["1d"].save(tmp_path / "idx2")
+    _damage_truncate(target / "postings_ids.npy")
+    with pytest.raises(DataError, match="damaged"):
+        InvertedIndex.load(target, mmap=True)
+
+
+def test_mmapped_index_adds_and_saves_like_the_in_memory_one(data, tmp_path):
+    feats, _, _, queries = data
+    first = {t: x[:100] for t, x in feats.items()}
+    rest = {t: x[100:] for t, x in feats.items()}
+    target = InvertedIndex.build(first, CONFIGS["2d"]).save(tmp_path / "idx")
+    in_memory, mapped = InvertedIndex.load(target), InvertedIndex.load(target, mmap=True)
+    in_memory.add(rest)
+    mapped.add(rest)
+    assert _same(mapped.search_batch(queries, k=10), in_memory.search_batch(queries, k=10))
+    mapped.save(target)  # over the directory it maps: written aside, then swapped in
+    again = InvertedIndex.load(target, mmap=True)
+    assert len(again) == 180
+    assert _same(again.search_batch(queries, k=10), in_memory.search_batch(queries, k=10))

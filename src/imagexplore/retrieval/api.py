@@ -267,11 +267,13 @@ class Index:
         )
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> Index:
+    def load(cls, directory: str | os.PathLike, *, mmap: bool = False) -> Index:
         """Read an index written by `save` (the CNN is loaded at the first search or add).
 
-        Image paths come back joined to ``directory`` as given (see the module's "Paths")."""
-        got = read_stored(directory)
+        Image paths come back joined to ``directory`` as given (see the module's "Paths"). ``mmap``: the
+        signatures and posting lists stay on disk, memory-mapped read-only, rather than being read into memory
+        (an index larger than RAM can be searched, with identical results; `InvertedIndex.load`)."""
+        got = read_stored(directory, mmap=mmap)
         return cls(got.inverted, got.backbone, got.skipped, got.weights, extract_seconds=got.extract_seconds)
 
 
@@ -333,14 +335,19 @@ class ShardedSearch:
         backend: str = "local",
         address: str | None = None,
         actor_options: Mapping | None = None,
+        mmap: bool = False,
     ) -> ShardedSearch:
         """The indexes saved in ``directories``, in that order (which sets the order of tied results); with
-        ``backend="ray"`` each is read by its actor, wherever Ray places it (give paths every node can read)."""
+        ``backend="ray"`` each is read by its actor, wherever Ray places it (give paths every node can read).
+        ``mmap`` (local backend): each index's big arrays are memory-mapped (`Index.load`)."""
         if backend == "ray":
+            if mmap:
+                raise ConfigError("mmap=True reads the shards in this process: use it with backend='local'")
             if isinstance(directories, str | os.PathLike):
                 raise UserError("give a list of indexes or index directories, not a single one")
             return cls(directories, backend=backend, address=address, actor_options=actor_options)
-        return cls(*_load_all(directories), backend=backend, address=address, actor_options=actor_options)
+        loaded = _load_all(directories, mmap=mmap)
+        return cls(*loaded, backend=backend, address=address, actor_options=actor_options)
 
     @classmethod
     def connect(cls, name: str, address: str | None = None) -> ShardedSearch:
@@ -455,8 +462,8 @@ def _relative_to(directory: Path, path) -> str:
         return os.path.abspath(str(path))
 
 
-def _as_index(source: Index | str | os.PathLike | None) -> Index | None:
-    return source if source is None or isinstance(source, Index) else Index.load(source)
+def _as_index(source: Index | str | os.PathLike | None, mmap: bool = False) -> Index | None:
+    return source if source is None or isinstance(source, Index) else Index.load(source, mmap=mmap)
 
 
 def _weights_path(weights: str | os.PathLike | None) -> str | None:
@@ -485,11 +492,14 @@ def _check_some_read(files: Sequence[Path], skipped: Sequence[tuple[Path, str]])
         raise DataError(f"none of the {len(files)} images could be read (first: {skipped[0][1]})")
 
 
-def _load_all(indexes: Sequence[Index | str | os.PathLike]) -> tuple[list[Index], list[str]]:
-    """Indexes (loading directories) with a label each for messages: the directory, or the position."""
+def _load_all(
+    indexes: Sequence[Index | str | os.PathLike], mmap: bool = False
+) -> tuple[list[Index], list[str]]:
+    """Indexes (loading directories, memory-mapped with ``mmap``) with a label each for messages: the
+    directory, or the position."""
     if isinstance(indexes, str | os.PathLike):
         raise UserError("give a list of indexes or index directories, not a single one")
-    return [_as_index(ix) for ix in indexes], _labels(indexes)
+    return [_as_index(ix, mmap) for ix in indexes], _labels(indexes)
 
 
 def _labels(indexes: Sequence[Index | str | os.PathLike]) -> list[str]:

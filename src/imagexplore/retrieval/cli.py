@@ -152,6 +152,12 @@ def add_commands(sub) -> None:
         help="search the shards `retrieve serve-shards --name NAME` keeps loaded (instead of --index)",
     )
     p.add_argument(
+        "--mmap",
+        action="store_true",
+        help="memory-map the indexes' signatures and posting lists instead of reading them into memory "
+        "(an index larger than RAM; same results; --backend local only)",
+    )
+    p.add_argument(
         "images", nargs="+", metavar="IMAGE", help="query image files, or folders (their images, recursively)"
     )
     p.add_argument(
@@ -399,6 +405,10 @@ def _search(args) -> int:
         raise ConfigError(
             "give the indexes to search with --index DIR (repeatable) or --served NAME, not both"
         )
+    if args.mmap and (args.backend != "local" or args.served is not None):
+        raise ConfigError(
+            "--mmap maps the indexes into this process: use it with --index and --backend local"
+        )
     if args.served is not None and args.backend != "local":
         raise ConfigError("--served NAME searches through Ray already: leave --backend out")
     if args.address is not None and args.backend != "ray" and args.served is None:
@@ -439,7 +449,11 @@ def _search(args) -> int:
     elif args.backend == "ray":
         index = ShardedSearch.load(args.index, backend="ray", address=args.address)
     else:
-        index = Index.load(args.index[0]) if len(args.index) == 1 else ShardedSearch.load(args.index)
+        index = (
+            Index.load(args.index[0], mmap=args.mmap)
+            if len(args.index) == 1
+            else ShardedSearch.load(args.index, mmap=args.mmap)
+        )
     index.to(str(resolve_device(args.device or "auto")))
     try:
         found = index.search_many(kept, k=args.top)

@@ -35,12 +35,14 @@ class StoredIndex:
     extract_seconds: float | None
 
 
-def read_stored(directory: str | os.PathLike, names_in: str | os.PathLike | None = None) -> StoredIndex:
+def read_stored(
+    directory: str | os.PathLike, names_in: str | os.PathLike | None = None, *, mmap: bool = False
+) -> StoredIndex:
     """Read the index saved in ``directory``; its image paths come back joined to ``names_in`` (default: the
     directory as given), so a process that reads the directory by another path (e.g. absolute) names the
-    images as one that reads it as ``names_in`` does."""
+    images as one that reads it as ``names_in`` does. ``mmap``: map the big arrays (`InvertedIndex.load`)."""
     root = check_index_dir(directory, "index")
-    inverted = InvertedIndex.load(root)  # checks format.json, every file's sha256 and shape
+    inverted = InvertedIndex.load(root, mmap=mmap)  # checks format.json, every file's sha256 and shape
     try:
         described = json.loads((root / BACKBONE_FILE).read_text())
         backbone, weights = described["name"], described.get("weights")

@@ -275,9 +275,13 @@ class InvertedIndex(Searcher):
         return dest
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> InvertedIndex:
-        """Read an index written by `save`, checking version, presence, sha256 and shape of every file."""
-        return cls(*read_index(directory))
+    def load(cls, directory: str | os.PathLike, *, mmap: bool = False) -> InvertedIndex:
+        """Read an index written by `save`, checking version, presence, sha256 and shape of every file.
+
+        ``mmap``: memory-map the signatures and posting arrays read-only instead of reading them (an index
+        larger than RAM can be searched; results are identical). The directory must then stay in place while
+        the index is used; `add` and `merge` make in-memory copies."""
+        return cls(*read_index(directory, mmap=mmap))
 
 
 def check_shards(shards: Sequence[InvertedIndex]) -> InvertedIndex:

@@ -4,6 +4,10 @@ The directory holds ``format.json`` (format name, version 1 and the sha256 of ev
 ``config.json``, ``images.json`` (the caller's ids/paths), ``stats.json``, ``vocab_<type>.npy``,
 ``pca_<type>.npz``, ``signatures_<type>.npy`` and ``postings_offsets.npy`` / ``postings_ids.npy``
 (+ ``postings_cells.npy`` in 2-D), written to a temp dir beside it and renamed into place.
+
+Every array is a plain uncompressed ``.npy`` file, so `read_index` with ``mmap=True`` maps the big ones
+(`MAPPABLE`: signatures and postings) read-only from disk (``np.load(mmap_mode="r")``) instead of reading them:
+their checksums are then computed by streaming each file, and the pages are read on demand by searches.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from imagexplore.retrieval.index.vocabulary import IndexModels
 
 FORMAT_NAME = "imagexplore-deepindex"
 FORMAT_VERSION = 1
+_HASH_CHUNK = 1 << 22  # bytes hashed at a time when a file is mapped rather than read
+
+
+def mappable(name: str) -> bool:
+    """Whether ``read_index(mmap=True)`` maps file ``name`` instead of reading it: the signatures and postings."""
+    return name.endswith(".npy") and name.startswith(("signatures_", "postings_"))
 
 
 def write_index(
@@ -61,9 +71,15 @@ def write_index(
     _write_atomically(dest, blobs)
 
 
-def read_index(directory: str | os.PathLike) -> tuple[IndexConfig, IndexModels, Collection, float]:
+def read_index(
+    directory: str | os.PathLike, mmap: bool = False
+) -> tuple[IndexConfig, IndexModels, Collection, float]:
     """Config, models, collection and build seconds of an index written by `write_index`, checking version,
-    presence, sha256 and shape of every file."""
+    presence, sha256 and shape of every file.
+
+    ``mmap``: the signatures and posting arrays (`mappable`) are memory-mapped read-only from their ``.npy``
+    files rather than read into memory (their sha256 is computed by streaming the file); searches give the
+    same results, reading the pages they touch from disk (or the page cache)."""
     root = Path(directory)
     fmt = _parse_json(_read_bytes(root / "format.json", "the index's format.json"), root / "format.json")
     if not isinstance(fmt, dict) or fmt.get("format") != FORMAT_NAME:
@@ -80,11 +96,29 @@ def read_index(directory: str | os.PathLike) -> tuple[IndexConfig, IndexModels, 
     for name, digest in listed.items():
         if not isinstance(name, str) or Path(name).name != name:
             raise DataError(f"{root}/format.json lists {name!r}, not a file of the index: rebuild it")
-        blob = _read_bytes(root / name, "an index file listed in format.json")
-        if hashlib.sha256(blob).hexdigest() != digest:
+        if mmap and mappable(name):
+            got, blob = _file_sha256(root / name, "an index file listed in format.json"), root / name
+        else:
+            blob = _read_bytes(root / name, "an index file listed in format.json")
+            got = hashlib.sha256(blob).hexdigest()
+        if got != digest:
             raise DataError(f"{root / name} is damaged (sha256 differs from format.json): rebuild the index")
         blobs[name] = blob
     return _from_blobs(root, blobs)
+
+
+def _file_sha256(path: Path, what: str) -> str:
+    """The sha256 of a file, read ``_HASH_CHUNK`` bytes at a time (what a mapped file is checked with)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DataError(
+            f"cannot read {what} {path} ({exc.strerror}): is this a complete DeepIndex directory?"
+        ) from exc
+    return digest.hexdigest()
 
 
 def _json_bytes(obj) -> bytes:
@@ -150,10 +184,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _from_blobs(root: Path, blobs: dict[str, bytes]) -> tuple[IndexConfig, IndexModels, Collection, float]:
-    """Rebuild an index from verified file contents, checking every shape against config and stats."""
+def _from_blobs(
+    root: Path, blobs: dict[str, bytes | Path]
+) -> tuple[IndexConfig, IndexModels, Collection, float]:
+    """Rebuild an index from verified file contents (or, for arrays to map, verified files), checking every
+    shape against config and stats."""
 
-    def need(name: str) -> bytes:
+    def need(name: str) -> bytes | Path:
         if name not in blobs:
             raise DataError(
                 f"{root} lacks {name} (not listed in format.json): the index is incomplete, rebuild it"
@@ -161,8 +198,14 @@ def _from_blobs(root: Path, blobs: dict[str, bytes]) -> tuple[IndexConfig, Index
         return blobs[name]
 
     def array(name: str, dtype, shape: tuple) -> np.ndarray:
+        got = need(name)
         try:
-            arr = np.load(io.BytesIO(need(name)), allow_pickle=False)
+            if isinstance(
+                got, Path
+            ):  # a plain ndarray view of the read-only map (np.asarray drops np.memmap)
+                arr = np.asarray(np.load(got, mmap_mode="r", allow_pickle=False))
+            else:
+                arr = np.load(io.BytesIO(got), allow_pickle=False)
         except ValueError as exc:
             raise DataError(f"{root / name} is not a readable .npy array ({exc}): rebuild the index") from exc
         _check_shape(root / name, arr, dtype, shape)
