@@ -249,3 +249,102 @@ def test_search_mmap_gives_the_same_names_and_scores(built, monkeypatch, capsys)
         assert sharded.search_many(queries, k=3) == Index.load("idx").search_many(queries, k=3)
     rc, _, err = run_main([*argv, "--mmap", "--backend", "ray"], capsys)
     one_line_error(rc, err, "--mmap")
+
+
+@pytest.fixture(scope="module")
+def tree(built, tmp_path_factory):
+    """A nested folder of 14 tiny images (and files and folders that are not images, or hidden)."""
+    root, _ = built
+    top = tmp_path_factory.mktemp("tree") / "photos"
+    world = ShapesWorld(seed=1, size=40)
+    names = [
+        "a.png",
+        "a/x.png",
+        "a/b/y.jpg",
+        "a b/z.png",
+        "A.PNG",
+        "b.jpeg",
+        "b/c/d/e.png",
+        "b/c.png",
+        "b_1.png",
+    ]
+    names += ["c/1.png", "c/10.png", "c/2.png", "c/2/2.png", "z.bmp"]
+    for i, name in enumerate(names):
+        (top / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(world.view(i % 6, i // 6)["image"]).save(top / name)
+    (top / "notes.txt").write_text("x")
+    (top / ".hidden").mkdir()
+    Image.fromarray(world.view(0, 0)["image"]).save(top / ".hidden" / "h.png")
+    Image.fromarray(world.view(0, 0)["image"]).save(top / "c" / "._x.png")
+    return root, top
+
+
+def _saved(idx: Path) -> dict:
+    """Every file of a saved index by its sha256, but stats.json (times) and format.json (which lists it)."""
+    files = json.loads((idx / "format.json").read_text())["files"]
+    return {name: digest for name, digest in files.items() if name != "stats.json"}
+
+
+def test_walk_lists_lazily_in_the_order_of_list_images(tree):
+    from imagexplore.data.images import list_images
+    from imagexplore.retrieval.resumable import walk_images
+
+    _, top = tree
+    walked = walk_images(top)
+    assert next(walked) == top / "A.PNG"  # a generator: nothing listed up front
+    assert [top / "A.PNG", *walked] == list_images(top) and len(list_images(top)) == 14
+
+
+def test_build_resumes_after_a_kill_and_equals_an_uninterrupted_build(tree, tmp_path, monkeypatch, capsys):
+    """`retrieve build` killed after 2 chunks of 4 images (--chunk-size 3 rounded up to --batch-size 2) and run
+    again resumes after them and saves the same index, file for file, as a clean build; the checkpoint
+    (OUT.partial) is gone once the index is saved, and a resume with other settings is refused."""
+    import imagexplore.retrieval.api as api
+
+    root, top = tree
+    argv = ["retrieve", "build", "--images", str(top), "--config", str(root / "cfg.yaml")]
+    argv += ["--backbone", BACKBONE, "--weights", str(root / "w.pt"), "--device", "cpu", "--json"]
+    argv += ["--batch-size", "2", "--chunk-size", "3"]
+    with single_thread():
+        assert run_main([*argv, "--out", str(tmp_path / "clean")], capsys)[0] == 0
+        assert not (tmp_path / "clean.partial").exists()
+        whole = Index.build(
+            top,
+            str(root / "cfg.yaml"),
+            backbone=BACKBONE,
+            weights=root / "w.pt",
+            batch_size=2,
+            progress=False,
+        )
+        whole.save(tmp_path / "in_memory")  # the build without a checkpoint gives the same index
+        assert _saved(tmp_path / "in_memory") == _saved(tmp_path / "clean")
+
+        real, calls = api.extract_batched, []
+
+        def killed_after_two(extractor, files, *args, **kwargs):
+            calls.append([p.name for p in files])
+            if len(calls) > 2:
+                raise KeyboardInterrupt  # what Ctrl-C (or a kill the process survives to report) raises
+            return real(extractor, files, *args, **kwargs)
+
+        monkeypatch.setattr(api, "extract_batched", killed_after_two)
+        rc, _, _ = run_main([*argv, "--out", str(tmp_path / "resumed")], capsys)
+        assert rc != 0 and not (tmp_path / "resumed").exists()
+        partial = tmp_path / "resumed.partial"
+        assert sorted(p.name for p in partial.glob("chunk_*.json")) == [
+            "chunk_000000.json",
+            "chunk_000001.json",
+        ]
+        assert [len(c) for c in calls] == [4, 4, 4]
+
+        rc, _, err = run_main([*argv, "--out", str(tmp_path / "resumed"), "--batch-size", "1"], capsys)
+        one_line_error(rc, err, "batch_size")  # other settings: refused, the checkpoint kept
+
+        calls.clear()
+        monkeypatch.setattr(api, "extract_batched", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+        assert run_main([*argv, "--out", str(tmp_path / "resumed")], capsys)[0] == 0
+    assert [len(c) for c in calls] == [4, 2]  # only the chunks not written before
+    assert _saved(tmp_path / "resumed") == _saved(tmp_path / "clean")
+    assert not partial.exists()
+    for name in _saved(tmp_path / "clean"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()

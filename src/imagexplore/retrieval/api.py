@@ -27,6 +27,7 @@ as one `Index.build`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -46,9 +47,11 @@ from imagexplore.retrieval.index import IndexConfig, InvertedIndex, ShardedIndex
 from imagexplore.retrieval.options import (
     DEFAULT_BACKBONE,
     DEFAULT_BATCH_IMAGES,
+    DEFAULT_CHUNK_IMAGES,
     check_positive,
     image_files,
 )
+from imagexplore.retrieval.resumable import chunk_size_for, extract_chunks, walk_images
 from imagexplore.retrieval.stored import BACKBONE_FILE, PATHS_FILE, PATHS_LAYOUT, check_described, read_stored
 
 log = logging.getLogger(__name__)
@@ -109,9 +112,17 @@ class Index:
         vocab_from: Index | str | os.PathLike | None = None,
         device: str = "cpu",
         on_bad_file: str = "skip",
+        checkpoint: str | os.PathLike | None = None,
+        chunk_size: int = DEFAULT_CHUNK_IMAGES,
     ) -> Index:
         """Index image files (a list, or a folder listed recursively); unreadable ones go to ``skipped``
         (``on_bad_file="fail"``: the first one raises its `DataError` instead).
+
+        ``checkpoint`` (a folder): the files are taken lazily (a folder is walked, never listed whole) and
+        their features extracted ``chunk_size`` at a time (rounded up to a multiple of ``batch_size``), each
+        chunk written into ``checkpoint``; a build stopped midway and run again with the same arguments
+        resumes after the last chunk written and gives exactly the same index (`resumable`). The checkpoint
+        is left in place: remove it once the index is saved (``retrieve build`` does).
 
         ``train_paths`` (files or a folder) learn the vocabularies and PCA independently of the collection;
         ``vocab_from`` (an `Index` or its directory) reuses another index's instead, with its backbone, weights
@@ -125,17 +136,28 @@ class Index:
         cfg = config_for(config, source)
         backbone, weights = _backbone_for(backbone, _weights_path(weights), source)
         index = cls(None, backbone, weights=weights, device=device)  # type: ignore[arg-type]  # filled in below
-        files = image_files(paths, "images to index")
         train_files = None if train_paths is None else image_files(train_paths, "training images")
-        start = time.perf_counter()
-        feats, skipped = index._features(files, progress, batch_size, on_bad_file)
-        _check_some_read(files, skipped)
+        start, earlier = time.perf_counter(), 0.0  # earlier: extraction seconds of earlier runs (checkpoint)
+        if checkpoint is None:
+            files = image_files(paths, "images to index")
+            feats, skipped = index._features(files, progress, batch_size, on_bad_file)
+            _check_some_read(files, skipped)
+            bad = {p for p, _ in skipped}
+            kept = [str(p) for p in files if p not in bad]
+        else:
+            chunk = check_positive("chunk_size (images per checkpointed chunk)", chunk_size)
+            feats, kept, skipped, seconds, n_files = index._features_in_chunks(
+                paths, checkpoint, chunk_size_for(chunk, batch_size), progress, batch_size, on_bad_file
+            )
+            earlier = max(0.0, seconds - (time.perf_counter() - start))
+            if not n_files:
+                raise UserError(f"no image files in {paths}: give a folder holding .jpg/.png images")
+            if not kept:
+                raise DataError(f"none of the {n_files} images could be read (first: {skipped[0][1]})")
         train = None
         if train_files is not None:
             train, _ = index._features(train_files, progress, batch_size, on_bad_file)
-        index.extract_seconds = time.perf_counter() - start
-        bad = {p for p, _ in skipped}
-        kept = [str(p) for p in files if p not in bad]
+        index.extract_seconds = earlier + time.perf_counter() - start
         index.inverted = _build_inverted(feats, kept, cfg, source, train, progress)
         index.skipped = [str(p) for p, _ in skipped]
         return index
@@ -185,6 +207,40 @@ class Index:
     ) -> tuple[dict, list[tuple[Path, str]]]:
         with self._lock:
             return extract_batched(self._load_extractor(), files, batch_size, progress, on_bad=on_bad_file)
+
+    def _features_in_chunks(
+        self,
+        paths: PathOrPaths,
+        checkpoint: str | os.PathLike,
+        chunk_files: int,
+        progress: bool,
+        batch_size: int,
+        on_bad_file: str,
+    ) -> tuple[dict, list[str], list[tuple[Path, str]], float, int]:
+        """`resumable.extract_chunks` of a folder (walked lazily) or a list of files."""
+        if isinstance(paths, str | os.PathLike):
+            files, source = walk_images(paths), os.path.abspath(paths)
+        else:
+            listed = [str(p) for p in paths]
+            files = (Path(p) for p in listed)
+            source = "files sha256 " + hashlib.sha256("\n".join(listed).encode()).hexdigest()
+        described = {
+            "images": source,
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "batch_size": batch_size,
+        }
+        got = extract_chunks(
+            files,
+            checkpoint,
+            described,
+            chunk_files,
+            lambda chunk: self._features(chunk, False, batch_size, on_bad_file),
+            progress,
+        )
+        if on_bad_file == "fail" and got[2]:  # skipped by an earlier run with on_bad_file="skip"
+            raise DataError(got[2][0][1])
+        return got
 
     def _load_extractor(self):
         """The CNN, loaded at first use; the caller holds the lock."""

@@ -12,6 +12,7 @@ This module imports nothing heavy (torch, faiss, timm are loaded by the commands
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 
@@ -21,6 +22,7 @@ from imagexplore.retrieval.options import (
     DATASETS,
     DEFAULT_BACKBONE,
     DEFAULT_BATCH_IMAGES,
+    DEFAULT_CHUNK_IMAGES,
     DEVICES,
     MIN_PATCH_SIZE,
     PATCH_SETS,
@@ -30,6 +32,7 @@ from imagexplore.retrieval.options import (
     check_index_dir,
     check_index_out,
     check_weights,
+    checkpoint_dir,
 )
 
 NON_NEGATIVE = int_range(0)
@@ -105,6 +108,14 @@ def add_commands(sub) -> None:
         type=POSITIVE_INT,
         default=DEFAULT_BATCH_IMAGES,
         help=f"with --images: images per forward pass, ≥ 1 (default {DEFAULT_BATCH_IMAGES}; larger on a GPU)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=POSITIVE_INT,
+        default=DEFAULT_CHUNK_IMAGES,
+        help="with --images: images per checkpointed chunk of features, kept in OUT.partial until the index "
+        "is saved; a build stopped midway resumes there when run again with the same arguments "
+        f"(default {DEFAULT_CHUNK_IMAGES}, rounded up to a multiple of --batch-size)",
     )
     p.add_argument(
         "--device", choices=DEVICES, default=None, help="with --images: default auto (CUDA if present)"
@@ -356,8 +367,12 @@ def _build(args) -> int:
             batch_size=args.batch_size,
             device=device,
             on_bad_file=args.on_bad_file,
+            checkpoint=checkpoint_dir(args.out),
+            chunk_size=args.chunk_size,
         )
     index.save(args.out)
+    if args.features is None:
+        shutil.rmtree(checkpoint_dir(args.out), ignore_errors=True)
     return _report(index, args.out, start, args.json)
 
 

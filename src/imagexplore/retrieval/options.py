@@ -17,6 +17,7 @@ DEFAULT_BACKBONE = "efficientnet-lite0"
 # One image per forward pass: fastest on CPU (Lite0, 2 cores: 14 patches a pass beat 56 or 112) and it makes
 # features independent of any grouping. GPUs want larger batches (--batch-size).
 DEFAULT_BATCH_IMAGES = 1
+DEFAULT_CHUNK_IMAGES = 4096  # images per checkpointed chunk of a resumable build (`resumable`)
 DEVICES = ("auto", "cpu", "cuda")
 OFFICIAL = ("holidays", "ukbench", "oxford5k", "paris6k", "roxford5k", "rparis6k")
 DATASETS = OFFICIAL + ("shapes", "photo-copies")
@@ -65,6 +66,13 @@ def check_index_out(path: str | os.PathLike, flag: str = "--out") -> Path:
             "replaced): choose another path or remove it"
         )
     return p
+
+
+def checkpoint_dir(out: str | os.PathLike) -> Path:
+    """Where ``retrieve build --images ... --out OUT`` keeps its chunks of features until OUT is saved:
+    ``OUT.partial`` beside it."""
+    p = Path(os.path.abspath(out))
+    return p.with_name(p.name + ".partial")
 
 
 def check_feature_out(path: str | os.PathLike, flag: str = "--out") -> Path:
