@@ -348,3 +348,30 @@ def test_build_resumes_after_a_kill_and_equals_an_uninterrupted_build(tree, tmp_
     assert not partial.exists()
     for name in _saved(tmp_path / "clean"):
         assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+def test_resumed_build_checks_the_folder_and_on_bad_file(tree, tmp_path):
+    """A chunk written before is reused only for the same files; skipped files of a run with
+    on_bad_file="skip" fail a resume with "fail"; the library leaves the checkpoint in place."""
+    import shutil
+
+    root, top = tree
+    photos = tmp_path / "photos"
+    shutil.copytree(top, photos)
+    (photos / "a" / "broken.jpg").write_bytes(b"not a jpeg")
+    kw = {"backbone": BACKBONE, "weights": root / "w.pt", "progress": False, "chunk_size": 5}
+    cfg = str(root / "cfg.yaml")
+    with single_thread():
+        index = Index.build(photos, cfg, checkpoint=tmp_path / "ck", **kw)
+        assert len(index) == 14 and index.skipped == [str(photos / "a" / "broken.jpg")]
+        assert (tmp_path / "ck" / "chunk_000002.json").exists()
+        with pytest.raises(DataError, match="broken.jpg"):
+            Index.build(photos, cfg, checkpoint=tmp_path / "ck", on_bad_file="fail", **kw)
+        again = Index.build(photos, cfg, checkpoint=tmp_path / "ck", **kw)  # all chunks read back
+        assert again.paths == index.paths and again.inverted.stats == {
+            **index.inverted.stats,
+            "build_seconds": again.inverted.stats["build_seconds"],
+        }
+        (photos / "a" / "0.png").write_bytes((photos / "a.png").read_bytes())
+        with pytest.raises(DataError, match="changed"):
+            Index.build(photos, cfg, checkpoint=tmp_path / "ck", **kw)
