@@ -143,6 +143,11 @@ def test_older_index_reads_as_before_and_merge_converts_it(built, tmp_path, monk
     loaded = Index.load(old)
     assert list(loaded.paths) == cwd_relative == [f"photos/s{i}.png" for i in range(4)]
     assert "older imagexplore" in caplog.text
+    mapped = Index.load(old, mmap=True)  # every release wrote plain .npy files: older indexes map too
+    assert mapped.paths == loaded.paths
+    with single_thread():
+        queries = [root / "photos" / f"s{i}.png" for i in range(4)]
+        assert mapped.search_many(queries, k=4) == loaded.search_many(queries, k=4)
     assert run_main(["retrieve", "merge", "--out", str(tmp_path / "new"), str(old)], capsys)[0] == 0
     monkeypatch.chdir(tmp_path)
     assert all(Path(p).is_file() for p in Index.load(tmp_path / "new").paths)
