@@ -355,9 +355,10 @@ def test_build_resumes_after_a_kill_and_equals_an_uninterrupted_build(tree, tmp_
         assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
 
 
-def test_resumed_build_checks_the_folder_and_on_bad_file(tree, tmp_path):
+def test_resumed_build_checks_the_folder_and_on_bad_file(tree, tmp_path, monkeypatch):
     """A chunk written before is reused only for the same files; skipped files of a run with
-    on_bad_file="skip" fail a resume with "fail"; the library leaves the checkpoint in place."""
+    on_bad_file="skip" fail a resume with "fail"; the library leaves the checkpoint in place; a resume from
+    another directory names the images as given to it."""
     import shutil
 
     root, top = tree
@@ -377,6 +378,13 @@ def test_resumed_build_checks_the_folder_and_on_bad_file(tree, tmp_path):
             **index.inverted.stats,
             "build_seconds": again.inverted.stats["build_seconds"],
         }
+        monkeypatch.chdir(tmp_path)
+        here = Index.build("photos", cfg, checkpoint=tmp_path / "ck2", **kw)
+        (tmp_path / "sub").mkdir()
+        monkeypatch.chdir(tmp_path / "sub")
+        there = Index.build("../photos", cfg, checkpoint=tmp_path / "ck2", **kw)  # every chunk read back
+        assert list(there.paths) == [os.path.join("..", p) for p in here.paths]
+        assert there.skipped == [os.path.join("..", "photos", "a", "broken.jpg")]
         (photos / "a" / "0.png").write_bytes((photos / "a.png").read_bytes())
         with pytest.raises(DataError, match="changed"):
             Index.build(photos, cfg, checkpoint=tmp_path / "ck", **kw)

@@ -9,8 +9,8 @@ that stops (killed, out of memory, a power cut) and is started again with the sa
 already written and gives exactly the same index.
 
 Checkpoint folder: ``state.json`` (what is extracted: folder, backbone, weights, batch size, chunk size),
-then per chunk ``chunk_<i>_<type>.npy`` (its features) and ``chunk_<i>.json`` (its kept and
-skipped files, the sha256 of its file list, the seconds it took), each written to a temp file and renamed, the
+then per chunk ``chunk_<i>_<type>.npy`` (its features) and ``chunk_<i>.json`` (the positions of its kept
+and skipped files, the sha256 of its files' absolute paths, the seconds it took), each written to a temp file and renamed, the
 json last: a chunk counts as done only once its json exists.
 """
 
@@ -35,11 +35,11 @@ STATE_VERSION = 1
 
 def walk_images(folder: str | os.PathLike) -> Iterator[Path]:
     """The image files (by suffix, any case) under ``folder``, lazily, in sorted-path order; hidden files and
-    folders are skipped and links followed, as `list_images` does."""
+    folders are skipped and links followed, as `list_images` does. The folder is checked at once."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"image folder {root} not found or not a folder: expected a folder of images")
-    yield from _walk(root)
+    return _walk(root)
 
 
 def _walk(directory: Path) -> Iterator[Path]:
@@ -79,6 +79,8 @@ def extract_chunks(
     _open_checkpoint(root, state)
     it = iter(files)
     metas: list[dict] = []
+    kept: list[str] = []
+    skipped: list[tuple[Path, str]] = []
     from tqdm.auto import tqdm
 
     with tqdm(desc="features", unit="img", disable=not progress) as bar:
@@ -86,8 +88,8 @@ def extract_chunks(
             chunk = list(itertools.islice(it, chunk_files))
             if not chunk:
                 break
-            names = [str(p) for p in chunk]
-            digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+            names = [str(p) for p in chunk]  # as given in this run; the checkpoint records positions
+            digest = hashlib.sha256("\n".join(os.path.abspath(n) for n in names).encode()).hexdigest()
             meta_path = root / f"chunk_{i:06d}.json"
             if meta_path.exists():
                 meta = json.loads(meta_path.read_text())
@@ -98,13 +100,14 @@ def extract_chunks(
                     )
             else:
                 start = time.perf_counter()
-                feats, skipped = extract(chunk)
-                bad = {str(p) for p, _ in skipped}
+                feats, bad_files = extract(chunk)
+                pos = {n: i for i, n in enumerate(names)}
+                bad = {pos[str(p)] for p, _ in bad_files}
                 meta = {
                     "files_sha256": digest,
                     "files": len(chunk),
-                    "kept": [n for n in names if n not in bad],
-                    "skipped": [[str(p), reason] for p, reason in skipped],
+                    "kept": [i for i in range(len(names)) if i not in bad],
+                    "skipped": [[pos[str(p)], reason] for p, reason in bad_files],
                     "types": sorted(feats),
                     "seconds": time.perf_counter() - start,
                 }
@@ -114,10 +117,10 @@ def extract_chunks(
                     )
                 _write(meta_path, lambda fh, meta=meta: fh.write(json.dumps(meta).encode()))
             metas.append(meta)
+            kept += [names[i] for i in meta["kept"]]
+            skipped += [(chunk[i], reason) for i, reason in meta["skipped"]]
             bar.update(len(chunk))
     feats = _gather(root, metas)
-    kept = [n for m in metas for n in m["kept"]]
-    skipped = [(Path(p), reason) for m in metas for p, reason in m["skipped"]]
     return feats, kept, skipped, sum(m["seconds"] for m in metas), sum(m["files"] for m in metas)
 
 
