@@ -9,6 +9,16 @@ Signatures are random unit 512-d vectors per type, float32 (``--float16``: store
 copies of indexed images (30% of their words re-drawn, signature plus noise at cosine ~0.9), so each has one right
 answer: the top-1 rate below checks that the index works, it is not a retrieval-quality figure.
 
+``--data realistic``: the codes come from real photos instead. Up to ``--realistic-images`` (default 200) of the
+photos available offline (scikit-image's colour photos, then the opencv-doc samples and Tux Paint's photo-like
+stamps when installed) go through EfficientNet-Lite0 as `Index.build` extracts them (`extract_batched`, 14
+patches of ``--patch-size`` px); their features are cached as an .npz in ``--realistic-cache`` (keyed by the
+photo list and patch size). `IndexModels.learn` makes the vocabularies (k = min(1024, patches / 2)) and PCA, and
+`IndexModels` the words and signatures (1-D: ``high``; 2-D: ``mid`` and ``high``; signatures zero-padded to 512
+dims). Image i of the collection copies base photo i mod N with 20% of its words redrawn from the real words and
+its signature plus Gaussian noise (norm ~0.3), renormalised; queries are noisy copies of collection images as
+above (words redrawn from the real words). Every row says which in ``"data"``.
+
 Pruning (``--pruning``, default ``scale``: `IndexConfig(pruning="scale")`, which prunes from 100,000 images on;
 ``none``: the exact scoring of the thesis; ``--max-df`` / ``--max-candidates`` / ``--burst`` set the options
 themselves). The pruned DeepIndex is timed and its top 10 compared with the unpruned one's (``agreement_top10``).
@@ -26,7 +36,7 @@ FAISS's flat batch goes through BLAS (forced: its default skips BLAS for small b
 A memory estimate is printed first; sizes whose estimate exceeds the available RAM are refused.
 Writes bench/results/retrieval.json. ``--json``: stdout holds only JSON, one object a (size, mode) row a line.
 Run: python bench/bench_retrieval.py [--quick] [--sizes 10000 100000] [--queries 200] [--pruning scale|none]
-     [--float16] [--json]
+     [--float16] [--json] [--data synthetic|realistic] [--realistic-images 200]
 """
 
 from __future__ import annotations
