@@ -9,6 +9,16 @@ Signatures are random unit 512-d vectors per type, float32 (``--float16``: store
 copies of indexed images (30% of their words re-drawn, signature plus noise at cosine ~0.9), so each has one right
 answer: the top-1 rate below checks that the index works, it is not a retrieval-quality figure.
 
+``--data realistic``: the codes come from real photos instead. Up to ``--realistic-images`` (default 200) of the
+photos available offline (scikit-image's colour photos, then the opencv-doc samples and Tux Paint's photo-like
+stamps when installed) go through EfficientNet-Lite0 as `Index.build` extracts them (`extract_batched`, 14
+patches of ``--patch-size`` px); their features are cached as an .npz in ``--realistic-cache`` (keyed by the
+photo list and patch size). `IndexModels.learn` makes the vocabularies (k = min(1024, patches / 2)) and PCA, and
+`IndexModels` the words and signatures (1-D: ``high``; 2-D: ``mid`` and ``high``; signatures zero-padded to 512
+dims). Image i of the collection copies base photo i mod N with 20% of its words redrawn from the real words and
+its signature plus Gaussian noise (norm ~0.3), renormalised; queries are noisy copies of collection images as
+above (words redrawn from the real words). Every row says which in ``"data"``.
+
 Pruning (``--pruning``, default ``scale``: `IndexConfig(pruning="scale")`, which prunes from 100,000 images on;
 ``none``: the exact scoring of the thesis; ``--max-df`` / ``--max-candidates`` / ``--burst`` set the options
 themselves). The pruned DeepIndex is timed and its top 10 compared with the unpruned one's (``agreement_top10``).
@@ -26,7 +36,7 @@ FAISS's flat batch goes through BLAS (forced: its default skips BLAS for small b
 A memory estimate is printed first; sizes whose estimate exceeds the available RAM are refused.
 Writes bench/results/retrieval.json. ``--json``: stdout holds only JSON, one object a (size, mode) row a line.
 Run: python bench/bench_retrieval.py [--quick] [--sizes 10000 100000] [--queries 200] [--pruning scale|none]
-     [--float16] [--json]
+     [--float16] [--json] [--data synthetic|realistic] [--realistic-images 200]
 """
 
 from __future__ import annotations
@@ -201,6 +211,121 @@ def make_collection(rng, n: int, mode: str, zipf: float, n_queries: int):
     return words, sigs, q_words, q_sigs, source
 
 
+REALISTIC_WORD_NOISE, REALISTIC_SIGNATURE_NOISE = 0.2, 0.3
+# the vocabulary of the few hundred base photos: k = min(K, patches // this), so 200 photos (2,800 patches) still
+# give K words (the library's 20 points a word would leave 140 words)
+REALISTIC_POINTS_PER_WORD = 2
+OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
+
+
+def realistic_photos(limit: int) -> list[Path]:
+    """Up to ``limit`` real photos available offline: scikit-image's colour photos, the opencv-doc samples (if
+    installed) and Tux Paint's photo-like stamps (if installed), in that order."""
+    from imagexplore.data.assets import skimage_photos
+    from imagexplore.errors import DataError
+
+    files = list(skimage_photos())
+    if OPENCV_SAMPLES.is_dir():
+        files += sorted(p for p in OPENCV_SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png"))
+    try:
+        from imagexplore.edges.cutouts import photo_stamps
+
+        files += photo_stamps()
+    except DataError:
+        pass
+    return files[:limit]
+
+
+def base_features(files: list[Path], patch_size: int, cache_dir: Path | None) -> dict[str, np.ndarray]:
+    """EfficientNet-Lite0 patch features ``{type: (N, P, D)}`` of ``files`` (`distributed.extract_batched`, the
+    path of `Index.build`), cached in ``cache_dir`` as an .npz keyed by the file list and the patch size."""
+    import hashlib
+
+    key = hashlib.sha1(("\n".join(map(str, files)) + f"\n{patch_size}").encode()).hexdigest()[:16]
+    cached = None if cache_dir is None else cache_dir / f"realistic_features_{key}.npz"
+    if cached is not None and cached.is_file():
+        with np.load(cached) as z:
+            return {t: z[t] for t in z.files}
+    from imagexplore.retrieval.distributed import extract_batched
+    from imagexplore.retrieval.features import load_backbone
+
+    t0 = time.perf_counter()
+    feats, skipped = extract_batched(load_backbone(input_size=patch_size), files, batch_size=8)
+    if skipped:
+        say(f"realistic data: {len(skipped)} unreadable photos left out")
+    say(f"realistic data: features of {len(files) - len(skipped)} photos in {time.perf_counter() - t0:.1f} s")
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, **feats)
+    return feats
+
+
+def base_codes(feats: dict[str, np.ndarray], mode: str) -> tuple[dict, dict]:
+    """Words (type -> (N, P) int32) and signatures (type -> (N, DIM) float32, zero-padded past the PCA's dims)
+    of the base photos, as `InvertedIndex.build` makes them: vocabularies and PCA learned on the photos
+    (`IndexModels.learn`), nearest word per patch and PCA signature of the whole image (`IndexModels`)."""
+    from imagexplore.retrieval.configs import DEFAULT_TYPES
+    from imagexplore.retrieval.index.vocabulary import IndexModels
+
+    names = DEFAULT_TYPES[mode]
+    config = IndexConfig(
+        types=names, mode=mode, k=K, signature_dim=DIM, points_per_word=REALISTIC_POINTS_PER_WORD
+    )
+    models = IndexModels.learn({t: feats[t] for t in names}, config, "collection")
+    words, sigs = {}, {}
+    for bench_type, t in zip(TYPES[mode], names):
+        x = feats[t]
+        n, p = x.shape[:2]
+        words[bench_type] = (
+            models.nearest(t, x.reshape(-1, x.shape[2]), 1)[1][:, 0].reshape(n, p).astype(np.int32)
+        )
+        s = models.signature(t, x[:, 0])
+        sigs[bench_type] = np.zeros((n, DIM), dtype=np.float32)
+        sigs[bench_type][:, : s.shape[1]] = s
+    return words, sigs
+
+
+def noisy_copies(
+    rng, words: np.ndarray, sigs: np.ndarray, rows: np.ndarray, word_noise: float, sig_noise: float
+):
+    """Copies of ``rows`` of (words, signatures): a ``word_noise`` share of words redrawn from the words' own
+    distribution (all of ``words``), signatures plus Gaussian noise of norm ~``sig_noise``, renormalised."""
+    pool = words.reshape(-1)
+    w = np.empty((rows.size, words.shape[1]), dtype=np.int32)
+    s = np.empty((rows.size, DIM), dtype=np.float32)
+    for lo in range(0, rows.size, CHUNK):
+        r = rows[lo : lo + CHUNK]
+        chunk = words[r].copy()
+        redraw = rng.random(chunk.shape) < word_noise
+        chunk[redraw] = pool[rng.integers(pool.size, size=int(redraw.sum()))]
+        w[lo : lo + r.size] = chunk
+        x = sigs[r] + sig_noise * rng.standard_normal((r.size, DIM), dtype=np.float32) / np.float32(
+            np.sqrt(DIM)
+        )
+        s[lo : lo + r.size] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return w, s
+
+
+def realistic_collection(rng, n: int, mode: str, n_queries: int, base: tuple[dict, dict]):
+    """`make_collection` from real codes: image i copies base photo ``i mod N`` with a ``REALISTIC_WORD_NOISE``
+    share of its words redrawn from the real words and its signature perturbed (``REALISTIC_SIGNATURE_NOISE``);
+    queries are noisy copies of collection images, as in the synthetic mode."""
+    base_words, base_sigs = base
+    types = TYPES[mode]
+    n_base = base_words[types[0]].shape[0]
+    of = np.arange(n) % n_base
+    words, sigs = {}, {}
+    for t in types:
+        words[t], sigs[t] = noisy_copies(
+            rng, base_words[t], base_sigs[t], of, REALISTIC_WORD_NOISE, REALISTIC_SIGNATURE_NOISE
+        )
+    source = rng.choice(n, size=n_queries, replace=False)
+    q_words, q_sigs = {}, {}
+    for t in types:
+        q_words[t], q_sigs[t] = noisy_copies(rng, words[t], sigs[t], source, WORD_NOISE, SIGNATURE_NOISE)
+    return words, sigs, q_words, q_sigs, source
+
+
 def latencies(search_one, search_all, n_queries: int) -> tuple[dict, np.ndarray]:
     """Single-query times (median, p95 ms), the batch time per query (ms), and the batch's result."""
     times = []
@@ -349,7 +474,12 @@ def run_one(n: int, mode: str, args, rng) -> dict:
 def _run_one(n: int, mode: str, args, rng) -> dict:
     types = TYPES[mode]
     q = args.queries
-    words, sigs, q_words, q_sigs, source = make_collection(rng, n, mode, args.zipf, q)
+    if args.data == "realistic":
+        words, sigs, q_words, q_sigs, source = realistic_collection(
+            rng, n, mode, q, args.realistic_base[mode]
+        )
+    else:
+        words, sigs, q_words, q_sigs, source = make_collection(rng, n, mode, args.zipf, q)
     config = IndexConfig(types=types, mode=mode, k=K, signature_dim=DIM, float16_signatures=args.float16)
     gc.collect()
     malloc_phase("measure")
@@ -368,7 +498,7 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
     res = {
         "images": n,
         "mode": mode,
-        "data": "synthetic",
+        "data": args.data,
         "queries": q,
         "build_seconds": round(build_s, 3),
         "build_images_per_s": round(n / build_s),
@@ -528,6 +658,14 @@ def say(*parts) -> None:
 def index_rows(args) -> Iterator[dict]:
     """The DeepIndex rows: one a (size, mode)."""
     rng = np.random.default_rng(args.seed)
+    if args.data == "realistic" and not hasattr(args, "realistic_base"):
+        files = realistic_photos(args.realistic_images)
+        if not files:
+            raise SystemExit("--data realistic: no real photos found (scikit-image's, opencv-doc, tuxpaint)")
+        cache = None if args.realistic_cache == "" else Path(args.realistic_cache)
+        feats = base_features(files, args.patch_size, cache)
+        args.realistic_base = {m: base_codes(feats, m) for m in args.modes}
+        say(f"realistic data: {len(files)} base photos, {next(iter(feats.values())).shape[1]} patches each")
     for n in args.sizes:
         for mode in args.modes:
             yield run_one(n, mode, args, rng)
@@ -645,8 +783,25 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         action="store_true",
         help="also a row of indexing speed on real photos against the network's forward-pass limit",
     )
+    ap.add_argument(
+        "--data",
+        choices=("synthetic", "realistic"),
+        default="synthetic",
+        help="codes: synthetic (Zipf words, random signatures) or realistic (real Lite0 features, replicated)",
+    )
+    ap.add_argument("--realistic-images", type=int, default=200, help="base photos of --data realistic")
+    ap.add_argument(
+        "--realistic-cache",
+        default=str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagexplore" / "bench"),
+        help="folder caching the base photos' features of --data realistic ('' : no cache)",
+    )
     ap.add_argument("--extraction-images", type=int, default=24, help="photos timed by --extraction")
-    ap.add_argument("--patch-size", type=int, default=224, help="CNN input size per patch for --extraction")
+    ap.add_argument(
+        "--patch-size",
+        type=int,
+        default=224,
+        help="CNN input size per patch for --extraction and --data realistic",
+    )
     ap.add_argument("--photo-side", type=int, default=2048, help="long side of the --extraction photos (px)")
     ap.add_argument(
         "--json", action="store_true", help="stdout: one JSON object a row, one a line, nothing else"
@@ -684,6 +839,8 @@ def main(argv: list[str] | None = None) -> int:
         "k": K,
         "signature_dim": DIM,
         "signature_dtype": "float16" if args.float16 else "float32",
+        "data": args.data,
+        "realistic_images": args.realistic_images if args.data == "realistic" else None,
         "zipf": args.zipf,
         "queries": args.queries,
         "top_k": 10,
