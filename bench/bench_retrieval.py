@@ -68,21 +68,22 @@ PUBLISHED_BYTES = {"1d": 2104, "2d": 4152}
 WORD_NOISE, SIGNATURE_NOISE = 0.3, 0.5
 CHUNK = 65536
 # Bytes per image alive while `from_codes` runs, besides the signatures and what the index keeps: the isfinite
-# mask of the signatures, int64 copies of the words, keys, sort order, sorted ids, the derived per-(list, image)
+# mask of the signatures, int64 copies of the words, keys, sort order, sorted ids, the temporary per-(list, image)
 # arrays of `Postings` and the terms of the document norms (~90 B an entry counted; 100 leaves a margin).
 BUILD_BYTES_PER_ENTRY = 100
-# Bytes per image the index keeps besides ids and signatures: `Postings._pair_*` (24 B an entry), norms, and
-# from the first batch on the forward matrix of `Collection.forward` (12 B an entry, 4 B an image).
-KEPT_BYTES = 36 * P + 20
+# Bytes per image the index keeps besides ids and signatures: document norms (8 B), the image id in
+# `Collection.images` (~40 B), and from the first batch on the forward matrix of `Collection.forward` (12 B an
+# entry, 4 B an image).
+KEPT_BYTES = 12 * P + 52
 # Above the interpreter and imports (measured at start): queries, scoring chunks (65,536 rows) and FAISS buffers.
 SLACK_BYTES = 200 * 2**20
 
 
-def zipf_words(rng: np.random.Generator, shape: tuple, s: float) -> np.ndarray:
-    """Word ids (int32) drawn with probability ∝ 1/(rank+1)^s; word id = rank."""
-    cdf = np.cumsum(1.0 / np.arange(1, K + 1) ** s)
+def zipf_words(rng: np.random.Generator, shape: tuple, s: float, k: int = K) -> np.ndarray:
+    """Word ids (int32) among ``k`` drawn with probability ∝ 1/(rank+1)^s; word id = rank."""
+    cdf = np.cumsum(1.0 / np.arange(1, k + 1) ** s)
     cdf /= cdf[-1]
-    return np.minimum(np.searchsorted(cdf, rng.random(shape), side="right"), K - 1).astype(np.int32)
+    return np.minimum(np.searchsorted(cdf, rng.random(shape), side="right"), k - 1).astype(np.int32)
 
 
 def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -194,17 +195,18 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 
-def make_collection(rng, n: int, mode: str, zipf: float, n_queries: int):
-    """Words and signatures of ``n`` images, and queries made from ``n_queries`` of them (and which)."""
+def make_collection(rng, n: int, mode: str, zipf: float, n_queries: int, k: int = K):
+    """Words (among ``k``) and signatures of ``n`` images, and queries made from ``n_queries`` of them (and
+    which)."""
     types = TYPES[mode]
-    words = {t: zipf_words(rng, (n, P), zipf) for t in types}
+    words = {t: zipf_words(rng, (n, P), zipf, k) for t in types}
     sigs = {t: unit_vectors(rng, n) for t in types}
     source = rng.choice(n, size=n_queries, replace=False)
     q_words, q_sigs = {}, {}
     for t in types:
         w = words[t][source].copy()
         redraw = rng.random(w.shape) < WORD_NOISE
-        w[redraw] = zipf_words(rng, (int(redraw.sum()),), zipf)
+        w[redraw] = zipf_words(rng, (int(redraw.sum()),), zipf, k)
         q_words[t] = w
         s = sigs[t][source] + SIGNATURE_NOISE * rng.standard_normal((n_queries, DIM)) / np.sqrt(DIM)
         q_sigs[t] = (s / np.linalg.norm(s, axis=1, keepdims=True)).astype(np.float32)
@@ -345,9 +347,16 @@ def latencies(search_one, search_all, n_queries: int) -> tuple[dict, np.ndarray]
     return out, got
 
 
-def query_keys(q_words: dict, mode: str) -> np.ndarray:
-    """The posting-list keys of the query words: the word in 1-D, the cell ``a * K + b`` in 2-D."""
-    return q_words["a"] if mode == "1d" else q_words["a"].astype(np.int64) * K + q_words["b"]
+def vocabulary_size(spec: str, n: int) -> int:
+    """The synthetic codes' vocabulary for ``n`` images: ``--k`` as a number, or the library's ``k: auto`` rule."""
+    if spec == "auto":
+        raise NotImplementedError
+    return int(spec)
+
+
+def query_keys(q_words: dict, mode: str, k: int = K) -> np.ndarray:
+    """The posting-list keys of the query words: the word in 1-D, the cell ``a * k + b`` in 2-D."""
+    return q_words["a"] if mode == "1d" else q_words["a"].astype(np.int64) * k + q_words["b"]
 
 
 def candidates(index: InvertedIndex, keys: np.ndarray, max_df: float | None = None) -> int:
@@ -366,7 +375,7 @@ def candidates(index: InvertedIndex, keys: np.ndarray, max_df: float | None = No
 def candidates_frac(index: InvertedIndex, q_words: dict, n_queries: int | None = None) -> float:
     """Mean fraction of the images that reach the signature stage for ``index``'s pruning (first queries)."""
     mode = index.config.mode
-    keys = query_keys(q_words, mode)
+    keys = query_keys(q_words, mode, index.models.k(index.config.types[-1]))
     max_df, max_cands = index.config.pruning_for(len(index))
     counts = [candidates(index, row, max_df) for row in keys[:n_queries]]
     if max_cands is not None:
@@ -474,13 +483,14 @@ def run_one(n: int, mode: str, args, rng) -> dict:
 def _run_one(n: int, mode: str, args, rng) -> dict:
     types = TYPES[mode]
     q = args.queries
+    k = vocabulary_size(args.k, n) if args.data == "synthetic" else K
     if args.data == "realistic":
         words, sigs, q_words, q_sigs, source = realistic_collection(
             rng, n, mode, q, args.realistic_base[mode]
         )
     else:
-        words, sigs, q_words, q_sigs, source = make_collection(rng, n, mode, args.zipf, q)
-    config = IndexConfig(types=types, mode=mode, k=K, signature_dim=DIM, float16_signatures=args.float16)
+        words, sigs, q_words, q_sigs, source = make_collection(rng, n, mode, args.zipf, q, k)
+    config = IndexConfig(types=types, mode=mode, k=k, signature_dim=DIM, float16_signatures=args.float16)
     gc.collect()
     malloc_phase("measure")
     rss0 = rss_bytes()
@@ -507,8 +517,9 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
         "resident_bytes_per_image": resident,
         "rss_growth_bytes_per_image": resident,
         "posting_lists": stats["posting_lists"],
+        "k": k,
     }
-    keys = query_keys(q_words, mode)
+    keys = query_keys(q_words, mode, k)
     res["candidates_median"] = int(statistics.median(candidates(index, keys[i]) for i in range(min(q, 20))))
     pruned = index.with_query_options(**_pruning_fields(pruned_config(config, args)))
     max_df, max_cands = pruned.config.pruning_for(n)
@@ -589,7 +600,7 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
     flat.reset()  # its memory back before the IVF copies
     gc.collect()
     quantizer = None
-    for name, pq in (("faiss_ivf", False), ("faiss_ivfpq", True)):
+    for name, pq in (("faiss_ivf", False), ("faiss_ivfpq", True)) if args.ivf else ():
         ivf, quantizer = faiss_ivf(index, types, rng, quantizer, pq=pq)
         got = at_matched_recall(ivf, query_rows, exact, res["agreement_top10"], q)
         got["bytes_per_image"] = ivf.code_size + 8  # codes + the 8-byte id of every entry
@@ -761,6 +772,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     ap.add_argument("--modes", nargs="+", choices=sorted(TYPES), default=sorted(TYPES))
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of the word frequencies")
+    ap.add_argument(
+        "--k",
+        default=str(K),
+        help="words of the synthetic codes' vocabulary: a number, or 'auto' for the library's rule that ties k "
+        "to the collection (IndexConfig k: auto); --data realistic keeps its photos' vocabulary",
+    )
     ap.add_argument("--float16", action="store_true", help="store the signatures as float16")
     ap.add_argument(
         "--pruning",
@@ -776,6 +793,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         help="IndexConfig.max_candidates: a count, or a fraction below 1 (default: the preset's)",
     )
     ap.add_argument("--burst", choices=BURSTS, default="none", help="IndexConfig.burst")
+    ap.add_argument(
+        "--no-ivf",
+        dest="ivf",
+        action="store_false",
+        help="leave FAISS IVFFlat / IVFPQ out (their training and nprobe search take most of a 1M run)",
+    )
     ap.add_argument("--faiss-threads", type=int, default=1, help="FAISS's and numpy's BLAS threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -836,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "benchmark": "retrieval",
         "entries_per_image": P,
-        "k": K,
+        "k": args.k,
         "signature_dim": DIM,
         "signature_dtype": "float16" if args.float16 else "float32",
         "data": args.data,

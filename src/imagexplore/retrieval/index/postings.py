@@ -26,40 +26,28 @@ class Postings:
     """CSR posting lists: list ``j`` (word or cell ``keys[j]``) holds ``ids[offsets[j]:offsets[j + 1]]``.
 
     Ids inside a list are sorted, which makes a merge of shards a stable sort and keeps results identical to a
-    single build. The ``_pair_*`` arrays (one row per distinct (list, image), image-wise in key order) and ``df``
-    (images per list) are derived, kept in memory only, so that document norms can be recomputed for any idf
-    (shards).
+    single build. Besides ``keys`` / ``offsets`` / ``ids`` (the published 4 B an entry) only ``df`` (images per
+    list) stays in memory. The distinct (list, image) pairs with their counts - what document norms under any
+    idf (shards) and burst-damped votes need - are derived from the entries when asked: for norms as
+    temporaries, for burst-damped searches (`pair_offsets`, `pair_images`, `damped_counts`) kept once made.
     """
 
     keys: np.ndarray
     offsets: np.ndarray
     ids: np.ndarray
     n_images: int
-    _pair_list: np.ndarray = field(repr=False)
-    _pair_img: np.ndarray = field(repr=False)
-    _pair_count: np.ndarray = field(repr=False)
     df: np.ndarray = field(repr=False)
 
     @classmethod
     def from_arrays(cls, keys: np.ndarray, offsets: np.ndarray, ids: np.ndarray, n_images: int) -> Postings:
-        entry_list = np.repeat(np.arange(keys.size, dtype=np.int64), np.diff(offsets))
-        first = np.ones(ids.size, dtype=bool)
-        first[1:] = (entry_list[1:] != entry_list[:-1]) | (ids[1:] != ids[:-1])
-        starts = np.flatnonzero(first)
-        pair_list = entry_list[starts]
-        counts = np.diff(np.append(starts, ids.size))
         for arr in (keys, offsets, ids):
             arr.setflags(write=False)
-        # the derived arrays in the narrowest exact dtypes (10 B a pair instead of 24: they stay in memory beside
-        # the published 4 B an entry); every use casts them (bincount, float64 tf), so results are unchanged
+        pair_list, _, _ = _pairs(keys.size, offsets, ids)
         return cls(
             keys=keys,
             offsets=offsets,
             ids=ids,
             n_images=n_images,
-            _pair_list=pair_list.astype(np.int32 if keys.size < 2**31 else np.int64),
-            _pair_img=ids[starts],
-            _pair_count=counts.astype(np.uint16 if counts.max(initial=0) < 2**16 else np.uint32),
             df=np.bincount(pair_list, minlength=keys.size),
         )
 
@@ -88,30 +76,54 @@ class Postings:
 
     def doc_norms(self, idf: np.ndarray, burst: str = "none") -> np.ndarray:
         """The norm of every image's tf-idf bag of words for per-list weights ``idf``, its term counts damped by
-        ``burst`` (`damp_tf`)."""
-        weights = (damp_tf(self._pair_count, burst) * idf[self._pair_list]) ** 2
-        return np.sqrt(np.bincount(self._pair_img, weights=weights, minlength=self.n_images))
+        ``burst`` (`damp_tf`). The pairs are temporaries: norms are made once per (idf, burst) and kept."""
+        pair_list, pair_img, counts = _pairs(self.keys.size, self.offsets, self.ids)
+        weights = (damp_tf(counts, burst) * idf[pair_list]) ** 2
+        return np.sqrt(np.bincount(pair_img, weights=weights, minlength=self.n_images))
 
     @cached_property
+    def _kept_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(pair_offsets, pair_images, counts)``, made by the first burst-damped search and kept (10 B a pair)."""
+        pair_list, pair_img, counts = _pairs(self.keys.size, self.offsets, self.ids)
+        return np.searchsorted(pair_list, np.arange(self.keys.size + 1)), pair_img, counts
+
+    @property
     def pair_offsets(self) -> np.ndarray:
         """CSR offsets of the distinct (list, image) pairs: list ``j`` holds pairs ``pair_offsets[j]:[j + 1]``
-        (images ``_pair_img``, counts ``_pair_count``), what burst-damped votes gather instead of entries."""
-        return np.searchsorted(self._pair_list, np.arange(self.keys.size + 1))
+        (images `pair_images`, counts in `damped_counts`), what burst-damped votes gather instead of entries."""
+        return self._kept_pairs[0]
 
     def pair_images(self) -> np.ndarray:
         """The image (uint32, as ``ids``) of every distinct (list, image) pair, in list order."""
-        return self._pair_img
+        return self._kept_pairs[1]
 
     def damped_counts(self, burst: str) -> np.ndarray:
         """`damp_tf` of every pair's count, computed once per ``burst`` so every query gathers the same bits."""
         got = self._damped.get(burst)
         if got is None:
-            got = self._damped[burst] = damp_tf(self._pair_count, burst)
+            got = self._damped[burst] = damp_tf(self._kept_pairs[2], burst)
         return got
 
     @cached_property
     def _damped(self) -> dict[str, np.ndarray]:
         return {}
+
+
+def _pairs(n_lists: int, offsets: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (list, image) pairs of CSR postings, in list order: their list (int32/int64), image (uint32)
+    and count (uint16/uint32) - an image's repeated word in a list (ids are sorted within a list) is one pair."""
+    entry_list = np.repeat(
+        np.arange(n_lists, dtype=np.int32 if n_lists < 2**31 else np.int64), np.diff(offsets)
+    )
+    first = np.ones(ids.size, dtype=bool)
+    first[1:] = (entry_list[1:] != entry_list[:-1]) | (ids[1:] != ids[:-1])
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, ids.size))
+    return (
+        entry_list[starts],
+        ids[starts],
+        counts.astype(np.uint16 if counts.max(initial=0) < 2**16 else np.uint32),
+    )
 
 
 def damp_tf(counts: np.ndarray, burst: str) -> np.ndarray:
