@@ -60,7 +60,7 @@ import faiss
 import numpy as np
 
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
-from imagexplore.retrieval.index.config import BURSTS, PRUNINGS
+from imagexplore.retrieval.index.config import BURSTS, PRUNINGS, STOP_WORDS
 
 P, K, DIM = 14, 1024, 512
 TYPES = {"1d": ("a",), "2d": ("a", "b")}
@@ -472,6 +472,7 @@ def pruned_config(config: IndexConfig, args) -> IndexConfig:
         max_df=args.max_df,
         max_candidates=args.max_candidates,
         burst=args.burst,
+        stop_words=args.stop_words,
     )
 
 
@@ -528,6 +529,7 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
         "max_df": max_df,
         "max_candidates": max_cands,
         "burst": pruned.config.burst,
+        "stop_words": pruned.config.stop_words_for(n),
         "active": pruned.config.pruning_for(n) != (None, None) or pruned.config.burst != "none",
     }
     res["candidates_frac"] = round(candidates_frac(pruned, q_words, min(q, 20)), 5)
@@ -620,7 +622,8 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
 
 
 def _pruning_fields(config: IndexConfig) -> dict:
-    return {name: getattr(config, name) for name in ("pruning", "max_df", "max_candidates", "burst")}
+    names = ("pruning", "max_df", "max_candidates", "burst", "stop_words")
+    return {name: getattr(config, name) for name in names}
 
 
 def show(r: dict) -> None:
@@ -793,6 +796,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         help="IndexConfig.max_candidates: a count, or a fraction below 1 (default: the preset's)",
     )
     ap.add_argument("--burst", choices=BURSTS, default="none", help="IndexConfig.burst")
+    ap.add_argument(
+        "--stop-words",
+        choices=STOP_WORDS,
+        default=None,
+        help="IndexConfig.stop_words (default: the preset's, rescore from 100,000 images on)",
+    )
     ap.add_argument(
         "--no-ivf",
         dest="ivf",

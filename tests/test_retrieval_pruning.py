@@ -97,7 +97,10 @@ def test_pruning_options_are_checked_and_the_scale_preset_starts_at_its_size():
     assert scale.pruning_for(SCALE_MIN_IMAGES - 1) == (None, None)
     max_df, max_cands = scale.pruning_for(SCALE_MIN_IMAGES)
     assert max_df == SCALE_PRESET["max_df"]
-    assert max_cands == math.ceil(SCALE_PRESET["max_candidates"] * SCALE_MIN_IMAGES)
+    assert max_cands == SCALE_PRESET["max_candidates"]  # a count: the signature stage's cost stays flat
+    assert scale.stop_words_for(SCALE_MIN_IMAGES) == "rescore"
+    assert scale.stop_words_for(SCALE_MIN_IMAGES - 1) == IndexConfig().stop_words_for(10**9) == "drop"
+    assert IndexConfig(pruning="scale", stop_words="drop").stop_words_for(10**9) == "drop"
     assert IndexConfig(pruning="scale", max_df=0.9, max_candidates=7).pruning_for(10**6) == (0.9, 7)
     assert IndexConfig(max_candidates=0.001).pruning_for(10) == (None, 1)
     assert IndexConfig.from_json({"max_df": 0.2, "burst": "sqrt", "max_candidates": 0.5}).burst == "sqrt"
@@ -107,6 +110,34 @@ def test_pruning_options_are_checked_and_the_scale_preset_starts_at_its_size():
         IndexConfig(max_df=0.0)
     with pytest.raises(ConfigError, match="burst"):
         IndexConfig(burst="tfidf")
+    with pytest.raises(ConfigError, match="stop_words"):
+        IndexConfig(stop_words="keep")
+
+
+@pytest.mark.parametrize("scoring", ["votes", "votes_signature"])
+def test_rescored_stop_words_make_no_candidates_but_count_in_the_candidates_score(scoring):
+    # the index of `test_a_word_above_max_df_is_left_out_of_the_vote`: word 0 (df 3 of 4) is a stop word at
+    # max_df 0.5. "rescore": only word 3 makes candidates (image 2), and image 2's score is its whole tf-idf
+    # cosine - word 0's vote added back - which equals the unpruned score of image 2
+    index = _coded([[0, 1], [0, 2], [0, 3], [1, 2]], k=4, scoring=scoring)
+    ids, scores = _one(index.with_query_options(max_df=0.5, stop_words="rescore"), [0, 3])
+    assert ids.tolist() == [2]
+    idf0, idf3 = math.log(4 / 3), math.log(4 / 1)
+    want = (idf0**2 + idf3**2) / (
+        math.hypot(idf0, idf3) * math.hypot(idf0, idf3)
+    )  # = 1: the same bag of words
+    assert scores[0] == pytest.approx(want, rel=1e-12)
+    full_ids, full_scores = _one(index, [0, 3])
+    assert scores[0] == pytest.approx(full_scores[full_ids.tolist().index(2)], rel=1e-12)
+    # image 2 holds word 0 twice here: the added vote counts it twice (tf 2), damped with burst
+    twice = _coded([[0, 1, 1], [0, 2, 2], [0, 3, 0], [1, 2, 2]], k=4, scoring="votes")
+    for burst, tf in (("none", 2.0), ("sqrt", math.sqrt(2))):
+        view = twice.with_query_options(max_df=0.5, stop_words="rescore", burst=burst)
+        ids, scores = _one(view, [0, 3])
+        norm_q = math.hypot(idf0, idf3)
+        norm_d = math.hypot(tf * idf0, idf3)
+        assert ids.tolist() == [2]
+        assert scores[0] == pytest.approx((tf * idf0**2 + idf3**2) / (norm_q * norm_d), rel=1e-12)
 
 
 def _zipf_codes(rng, n: int, k: int, p: int, types) -> dict[str, np.ndarray]:
@@ -151,6 +182,9 @@ PRUNINGS = [
     {"burst": "log"},
     {"kernel": "threshold", "threshold": 0.1, "max_df": 0.4},
     {"scoring": "votes", "max_df": 0.3, "max_candidates": 25},
+    {"max_df": 0.3, "stop_words": "rescore"},
+    {"max_df": 0.2, "max_candidates": 40, "stop_words": "rescore", "burst": "sqrt"},
+    {"scoring": "votes", "max_df": 0.3, "max_candidates": 25, "stop_words": "rescore"},
     {"scoring": "signature"},
 ]
 
@@ -236,6 +270,7 @@ def test_scale_bench_json_lines_carry_the_contract(tmp_path, monkeypatch, capsys
             "max_df": 0.3,
             "max_candidates": 300,
             "burst": "none",
+            "stop_words": "drop",
             "active": True,
         }
         assert 0 < r["candidates_frac"] <= 300 / 2000 and 0 <= r["agreement_top10"] <= 1

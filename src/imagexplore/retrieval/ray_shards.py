@@ -215,8 +215,8 @@ class ShardServer:
     def votes(self, setup: list, encoded: EncodedQueries, qnorms, max_df, n_total: int, max_cands: int):
         return self._scorer_for(setup).votes(encoded, qnorms, max_df, n_total, max_cands)
 
-    def finish(self, setup: list, encoded: EncodedQueries, todo, k: int):
-        return self._scorer_for(setup).finish(encoded, todo, k)
+    def finish(self, setup: list, encoded: EncodedQueries, todo, k: int, rescore=None):
+        return self._scorer_for(setup).finish(encoded, todo, k, rescore)
 
     def search(self, setup: list, encoded: EncodedQueries, qnorms, max_df, n_total: int, k: int):
         return self._scorer_for(setup).search(encoded, qnorms, max_df, n_total, k)
@@ -346,7 +346,9 @@ class RayShardedIndex(Searcher):
                 else:
                     voted = self._fan("votes", (ref, qnorms, max_df, n, max_cands))
                     kept = [keep_best(self._bounds, [v[j] for v in voted], max_cands) for j in local]
-                    todo = [(ref, [kept[j][p] for j in local], k) for p in range(len(self._actors))]
+                    stop = self._stop(max_df, n)
+                    rescore = None if stop is None else (qnorms, *stop)
+                    todo = [(ref, [kept[j][p] for j in local], k, rescore) for p in range(len(self._actors))]
                     found = self._fan("finish", todo, per_shard=True)
             for j, i in enumerate(rows):
                 got_ids, got_scores = merge_found(self._first_ids, [f[j] for f in found], k)

@@ -245,13 +245,17 @@ class Searcher:
         voted = [self._votes(part, encoded, i, qnorm, max_df, snap.n_images) for part in snap.parts]
         if max_cands is not None:
             voted = _keep_best(snap, voted, max_cands)
-        found = [self._finish(part, c, s, encoded, i, k) for part, (c, s) in zip(snap.parts, voted)]
+        stop = self._stop(max_df, snap.n_images)
+        found = [
+            self._finish(part, c, s, encoded, i, k, rescore=None if stop is None else (qnorm, *stop))
+            for part, (c, s) in zip(snap.parts, voted)
+        ]
         return _merge(snap, found, k)
 
     def _score_chunk(self, snap: Snapshot, encoded: EncodedQueries, rows: list[int], k: int) -> list:
         """`_score_query` of the queries ``rows`` together: the same results, bit for bit."""
         config = self.config
-        voted = None
+        voted, rescore = None, None
         if config.scoring != "signature":
             max_df, max_cands = config.pruning_for(snap.n_images)
             qnorms = [query_norm(snap.keys, snap.idf, encoded, i, config.burst) for i in rows]
@@ -259,19 +263,28 @@ class Searcher:
             voted = [[votes[j] for votes in per_part] for j in range(len(rows))]  # query -> part -> votes
             if max_cands is not None:
                 voted = [_keep_best(snap, v, max_cands) for v in voted]
+            stop = self._stop(max_df, snap.n_images)
+            rescore = None if stop is None else (qnorms, *stop)
         found = [[None] * len(snap.parts) for _ in rows]
         for p, part in enumerate(snap.parts):
             todo = None if voted is None else [v[p] for v in voted]
-            for j, got in enumerate(self._finish_part(part, encoded, rows, todo, k)):
+            for j, got in enumerate(self._finish_part(part, encoded, rows, todo, k, rescore)):
                 found[j][p] = got
         return [_merge(snap, f, k) for f in found]
 
     def _finish_part(
-        self, part: Part, encoded: EncodedQueries, rows: list[int], todo: list | None, k: int
+        self,
+        part: Part,
+        encoded: EncodedQueries,
+        rows: list[int],
+        todo: list | None,
+        k: int,
+        rescore: tuple | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query of ``rows`` its top ``k`` in ``part`` (positions in the part) after the signature stage:
         `_finish` of its candidates and vote scores in ``todo`` (None with ``scoring="signature"``: every image
-        of the part), through one BLAS product for the queries with many candidates."""
+        of the part), through one BLAS product for the queries with many candidates. ``rescore`` (query norms
+        of ``rows``, max_df, images in all parts) adds the stop words' votes first (`_stop`)."""
         config = self.config
         n_types = len(config.types)
         n = len(part.data.images)
@@ -291,11 +304,41 @@ class Searcher:
             group = dense[lo : lo + step]
             approx = self._approx_cosines(part, encoded, [rows[j] for j in group])
             for j, row in zip(group, approx):
-                found[j] = self._finish(part, *todo[j], encoded, rows[j], k, row, n_types)
+                found[j] = self._finish(part, *todo[j], encoded, rows[j], k, row, n_types, _one(rescore, j))
         for j, b in enumerate(blas):
             if not b:
-                found[j] = self._finish(part, *todo[j], encoded, rows[j], k)
+                found[j] = self._finish(part, *todo[j], encoded, rows[j], k, rescore=_one(rescore, j))
         return found
+
+    def _stop(self, max_df: float | None, n_total: int) -> tuple[float, int] | None:
+        """``(max_df, n_total)`` when the stop words' votes are added back to the candidates (``stop_words``
+        ``"rescore"``), else None."""
+        if max_df is None or self.config.stop_words_for(n_total) != "rescore":
+            return None
+        return max_df, n_total
+
+    def _stop_votes(
+        self, part: Part, cands: np.ndarray, encoded: EncodedQueries, i: int, max_df: float, n_total: int
+    ) -> np.ndarray | None:
+        """What the lists above ``max_df`` that query ``i`` matches add to the votes of ``cands`` (positions in
+        ``part``): the candidates' rows of `Collection.forward` (each image's entries, or damped counts with
+        ``burst``, in list order) times the weight (`_weights`) of those lists, summed row by row in list order.
+        A few hundred entries a query, however long the stop words' lists are. None when the query matches
+        no such list."""
+        postings = part.data.postings
+        pos, found = _lookup(postings.keys, encoded.keys[i])
+        pos, qcounts = pos[found], encoded.counts[i][found]
+        stop = part.df[pos] > max_df * n_total
+        if not stop.any():
+            return None
+        order = np.argsort(pos[stop])
+        stop_lists = pos[stop][order]
+        weights = self._weights(part, pos[stop], qcounts[stop])[order]
+        rows = part.data.forward(self.config.burst)[cands]
+        at = np.minimum(np.searchsorted(stop_lists, rows.indices), stop_lists.size - 1)
+        hit = stop_lists[at] == rows.indices
+        owner = np.repeat(np.arange(cands.size), np.diff(rows.indptr))
+        return np.bincount(owner[hit], weights=weights[at[hit]] * rows.data[hit], minlength=cands.size)
 
     def _chunks(self, snap: Snapshot, encoded: EncodedQueries):
         """Query positions in chunks of at most `_BATCH_QUERIES`, and of at most `_BATCH_VALUES` (queries x
@@ -442,14 +485,23 @@ class Searcher:
         k: int,
         approx: np.ndarray | None = None,
         n_types: int = 1,
+        rescore: tuple[float, float, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` of ``cands`` (vote ``scores``, None for ``"signature"``) after the signature stage.
+
+        ``rescore`` = (query norm, max_df, images in all parts): the votes of the query's stop words
+        (`_stop_votes`) are added to the candidates' scores first, so each carries its whole tf-idf vote.
 
         With ``approx`` (every image's signature cosine by BLAS, float32), bounds on each candidate's score
         (the cosine +- `cosine_margin`) keep only those that can reach the top ``k``; the exact scoring of those
         survivors gives the top ``k`` of all, bit for bit.
         """
         config = self.config
+        if rescore is not None and scores is not None and cands.size:
+            qnorm, max_df, n_total = rescore
+            add = self._stop_votes(part, cands, encoded, i, max_df, n_total)
+            if add is not None:
+                scores = scores + self._vote_scores(part, add, cands, qnorm)
         if config.scoring == "votes":
             return top_k(cands, scores, k)
         if approx is not None and cands.size > k:
@@ -517,6 +569,11 @@ class Searcher:
                 rows = sigs[cands[lo : lo + _COSINE_CHUNK]].astype(np.float32, copy=False)
                 out[lo : lo + _COSINE_CHUNK] += np.einsum("ij,j->i", rows, q)
         return out / len(data.signatures)
+
+
+def _one(rescore: tuple | None, j: int) -> tuple | None:
+    """The ``rescore`` of `Searcher._finish` for the ``j``-th query of a chunk's ``(qnorms, max_df, n_total)``."""
+    return None if rescore is None else (rescore[0][j], rescore[1], rescore[2])
 
 
 def query_chunks(n_queries: int, n_images: int) -> list[list[int]]:

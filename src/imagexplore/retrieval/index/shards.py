@@ -103,16 +103,19 @@ class ShardScorer(Searcher):
         return got
 
     def finish(
-        self, encoded: EncodedQueries, todo: list | None, k: int
+        self, encoded: EncodedQueries, todo: list | None, k: int, rescore: tuple | None = None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per query its top ``k`` in this shard from the candidates ``todo`` (`Searcher._finish_part`)."""
-        return self._finish_part(self.part, encoded, list(range(len(encoded.keys))), todo, k)
+        """Per query its top ``k`` in this shard from the candidates ``todo`` (`Searcher._finish_part`);
+        ``rescore`` = (query norms, max_df, images in all shards) adds the stop words' votes back."""
+        return self._finish_part(self.part, encoded, list(range(len(encoded.keys))), todo, k, rescore)
 
     def search(
         self, encoded: EncodedQueries, qnorms: list[float], max_df: float | None, n_total: int, k: int
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """`votes` then `finish`, when no global ``max_candidates`` cut comes between them."""
-        return self.finish(encoded, self.votes(encoded, qnorms, max_df, n_total), k)
+        stop = self._stop(max_df, n_total)
+        rescore = None if stop is None else (qnorms, *stop)
+        return self.finish(encoded, self.votes(encoded, qnorms, max_df, n_total), k, rescore)
 
 
 def search_shards(
