@@ -57,7 +57,7 @@ HIERARCHICAL_FROM = 16384
 # ... and from this many on, assignment="auto" uses HNSW. Not from HIERARCHICAL_FROM: exact assignment is one BLAS
 # product, and HNSW (efSearch 128) was slower than it at 16,384 words (9.3 s vs 2.4 s for 100,000 patches, recall
 # 0.93) and at 65,536 (12.8 s vs 10.4 s, recall 1.0) on 2 cores; exact grows linearly with k, HNSW barely
-# (262,144 words: 27 s vs 109 s, recall 0.99). docs/retrieval_scaling.md has the table.
+# (262,144 words, loaded machine: 23 s vs 134 s, recall 0.99). docs/retrieval_scaling.md has the table.
 HNSW_FROM = 131072
 VOCAB_TRAININGS = ("auto", "flat", "two_level")
 ASSIGNMENTS = ("auto", "exact", "hnsw")

@@ -196,7 +196,9 @@ class IndexModels:
         """Same words, PCA and word assignment (exact or the same HNSW search): shards that may be merged."""
         if self is other:
             return True
-        if (self.assignment, self.hnsw_ef_search) != (other.assignment, other.hnsw_ef_search):
+        if self.assignment != other.assignment:
+            return False
+        if "hnsw" in self.assignment.values() and self.hnsw_ef_search != other.hnsw_ef_search:
             return False
         return self.vocab.keys() == other.vocab.keys() and all(
             np.array_equal(a[t], b[t])
