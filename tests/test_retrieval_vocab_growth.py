@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from imagexplore.errors import ConfigError
-from imagexplore.retrieval.cli import vocab_size
+from imagexplore.retrieval.cli import add_commands, vocab_size
 from imagexplore.retrieval.configs import resolve_config
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
 from imagexplore.retrieval.index.config import (
@@ -192,7 +192,11 @@ def test_k_auto_from_the_command_line_and_configs():
     assert vocab_size("auto") == "auto" and vocab_size("64") == 64
     with pytest.raises(argparse.ArgumentTypeError):
         vocab_size("0")
-    assert resolve_config(None, k="auto").k == "auto"
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    args = parser.parse_args(["retrieve", "build", "--features", "f", "--out", "o", "--k", "auto"])
+    assert args.k == "auto" and resolve_config(None, k=args.k).k == "auto"
+    assert parser.parse_args(["retrieve", "eval", "--k", "auto"]).k == "auto"
     assert resolve_config({"k": {"high": "auto"}}).k == {"high": "auto"}
 
 
