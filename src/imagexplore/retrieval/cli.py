@@ -39,6 +39,14 @@ NON_NEGATIVE = int_range(0)
 PATCH_SIZE = int_range(MIN_PATCH_SIZE)
 
 
+def vocab_size(text: str) -> int | str:
+    """`--k`: a vocabulary size ≥ 1, or ``auto`` (sized from the collection, docs/retrieval_scaling.md)."""
+    return "auto" if text.strip().lower() == "auto" else POSITIVE_INT(text)
+
+
+vocab_size.__name__ = "vocabulary size"
+
+
 def _on_bad_file(p, default: str, what: str) -> None:
     """The shared `--on-bad-file fail|skip` flag, with this command's default and wording."""
     add_on_bad_file(p)
@@ -95,7 +103,10 @@ def add_commands(sub) -> None:
     p.add_argument("--config", default=None, help="YAML of IndexConfig fields (k, ma, scoring, ...)")
     p.add_argument("--mode", choices=["1d", "2d"], default=None, help="1d: high features; 2d: mid × high")
     p.add_argument(
-        "--k", type=POSITIVE_INT, default=None, help="vocabulary size per feature type, ≥ 1 (default 1024)"
+        "--k",
+        type=vocab_size,
+        default=None,
+        help="vocabulary size per feature type, ≥ 1, or 'auto' (from the collection's size; default 1024)",
     )
     p.add_argument(
         "--backbone",
@@ -218,7 +229,9 @@ def _add_eval_parser(rsub) -> None:
     )
     p.add_argument("--config", default=None, help="configs/retrieval/*.yaml or a YAML of IndexConfig fields")
     p.add_argument("--mode", choices=["1d", "2d"], default=None, help="1d: high features; 2d: mid × high")
-    p.add_argument("--k", type=POSITIVE_INT, default=None, help="vocabulary size per feature type, ≥ 1")
+    p.add_argument(
+        "--k", type=vocab_size, default=None, help="vocabulary size per feature type, ≥ 1, or 'auto'"
+    )
     p.add_argument(
         "--scoring",
         choices=["votes_signature", "votes", "signature"],

@@ -24,7 +24,7 @@ ConfigSource = IndexConfig | Mapping | str | os.PathLike | None
 
 
 def resolve_config(
-    config: ConfigSource = None, *, mode: str | None = None, k: int | None = None
+    config: ConfigSource = None, *, mode: str | None = None, k: int | str | None = None
 ) -> IndexConfig:
     """An `IndexConfig` from an instance, a dict of its fields or a YAML file; ``mode``/``k`` override it.
 

@@ -114,6 +114,8 @@ def models_arrays(models: IndexModels) -> dict:
         "pca_components": dict(models.pca_components),
         "k_requested": dict(models.k_requested),
         "source": models.source,
+        "assignment": dict(models.assignment),
+        "hnsw_ef_search": models.hnsw_ef_search,
     }
 
 
@@ -124,6 +126,8 @@ def models_from(arrays: Mapping) -> IndexModels:
         {t: np.array(v) for t, v in arrays["pca_components"].items()},
         arrays["k_requested"],
         arrays["source"],
+        arrays["assignment"],
+        arrays["hnsw_ef_search"],
     )
 
 

@@ -6,6 +6,11 @@ stop words (lists held by more than that fraction of the images) from a query's 
 words (Jégou et al., CVPR 2009), ``max_candidates`` lets only the best candidates by vote reach the signature
 stage, and ``pruning="scale"`` fills unset ``max_df`` / ``max_candidates`` with `SCALE_PRESET` once an index
 holds at least `SCALE_MIN_IMAGES` images (docs/retrieval_scaling.md, "Candidate pruning").
+Vocabularies that grow with the collection (issue 16): ``k="auto"`` sizes a vocabulary from the collection's
+patch count (`auto_k`, rule `K_AUTO_RULE`); from `HIERARCHICAL_FROM` words on the vocabulary is trained by
+two-level k-means, and from `HNSW_FROM` words on patches are assigned to words through an HNSW graph
+(``vocab_training`` / ``assignment`` force either way; docs/retrieval_scaling.md, "Vocabularies that grow with
+the collection").
 """
 
 from __future__ import annotations
@@ -49,7 +54,29 @@ QUERY_FIELDS = frozenset(
 SCALE_MIN_IMAGES = 100_000
 SCALE_PRESET = {"max_df": 0.05, "max_candidates": 2000}
 # Fields that fix how an index is laid out: shards to be merged or searched together must share them.
-LAYOUT_FIELDS = ("types", "mode", "float16_signatures")
+# ``assignment`` and ``hnsw_ef_search`` are here because they decide which words a patch gets (an HNSW graph may
+# return another word than the exact nearest one): shards assigned differently would not merge into what one
+# build gives, and queries would be assigned differently from the shards' postings. ``vocab_training`` and
+# ``k`` are not: shards share the vocabulary arrays themselves (`IndexModels.same_as`), however they were made.
+LAYOUT_FIELDS = ("types", "mode", "float16_signatures", "assignment", "hnsw_ef_search")
+# k="auto": k = clamp(2 ** round(log2(P / auto_patches_per_word)), AUTO_K_MIN, AUTO_K_MAX) for P indexed patches
+AUTO_K_MIN = 1024
+AUTO_K_MAX = 2**20
+K_AUTO_RULE = (
+    f"k = clamp(2 ** round(log2(collection patches / auto_patches_per_word)), {AUTO_K_MIN}, {AUTO_K_MAX}) "
+    "when k is 'auto', then the small-collection rule"
+)
+# From this many words on, vocab_training="auto" trains two-level k-means (19x faster than flat at 16,384 words in
+# bench/bench_vocabulary.py) ...
+HIERARCHICAL_FROM = 16384
+# ... and from this many on, assignment="auto" uses HNSW. Not from HIERARCHICAL_FROM: exact assignment is one BLAS
+# product, and HNSW (efSearch 128) was slower than it at 16,384 words (9.3 s vs 2.4 s for 100,000 patches, recall
+# 0.93) and at 65,536 (12.8 s vs 10.4 s, recall 1.0) on 2 cores; exact grows linearly with k, HNSW barely
+# (262,144 words, loaded machine: 23 s vs 134 s, recall 0.99). docs/retrieval_scaling.md has the table.
+HNSW_FROM = 131072
+VOCAB_TRAININGS = ("auto", "flat", "two_level")
+ASSIGNMENTS = ("auto", "exact", "hnsw")
+HNSW_M = 32  # neighbours per node of the HNSW graph over the words (faiss.IndexHNSWFlat(D, HNSW_M))
 _TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -57,13 +84,16 @@ _TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 class IndexConfig:
     """How a DeepIndex is built (types, mode, vocabulary, signatures) and how queries are scored.
 
-    ``k`` is one vocabulary size for every type or a mapping type -> size. ``mode="1d"`` indexes one feature
-    type, ``"2d"`` the pair of word assignments of exactly two types (a coupled multi-index).
+    ``k`` is one vocabulary size for every type or a mapping type -> size; a size may be ``"auto"`` (`auto_k` of
+    the collection's patch count). ``mode="1d"`` indexes one feature type, ``"2d"`` the pair of word assignments
+    of exactly two types (a coupled multi-index).
     """
 
     types: tuple[str, ...] = ("feature",)
     mode: Literal["1d", "2d"] = "1d"
-    k: Annotated[int, AtLeastOne] | dict[str, Annotated[int, AtLeastOne]] = 1024
+    k: (
+        Annotated[int, AtLeastOne] | Literal["auto"] | dict[str, Annotated[int, AtLeastOne] | Literal["auto"]]
+    ) = 1024
     ma: Annotated[int, AtLeastOne] = 1
     scoring: Literal["votes_signature", "votes", "signature"] = "votes_signature"
     kernel: Literal["exp", "threshold"] = "exp"
@@ -82,6 +112,12 @@ class IndexConfig:
     kmeans_niter: Annotated[int, AtLeastOne] = 20
     kmeans_seed: Annotated[int, NonNegative] = 0
     points_per_word: Annotated[int, AtLeastOne] = 20
+    # vocabularies that grow with the collection (build-time fields)
+    auto_patches_per_word: Annotated[int, AtLeastOne] = 200  # k="auto": about this many postings a word
+    max_points_per_word: Annotated[int, AtLeastOne] = 256  # training patches kept per word (seeded subsample)
+    vocab_training: Literal["auto", "flat", "two_level"] = "auto"
+    assignment: Literal["auto", "exact", "hnsw"] = "auto"
+    hnsw_ef_search: Annotated[int, AtLeastOne] = 128
 
     def __post_init__(self):
         if isinstance(self.k, Mapping):
@@ -101,6 +137,11 @@ class IndexConfig:
         if isinstance(self.k, dict) and set(self.k) != set(self.types):
             raise ConfigError(
                 f"index k must give one size per feature type {self.types}, got {sorted(self.k)}"
+            )
+        if self.max_points_per_word < self.points_per_word:
+            raise ConfigError(
+                f"index max_points_per_word ({self.max_points_per_word}) must be at least points_per_word "
+                f"({self.points_per_word}): a word cannot keep fewer training patches than it needs"
             )
         if isinstance(self.max_candidates, float) and self.max_candidates >= 1:
             raise ConfigError(
@@ -128,9 +169,29 @@ class IndexConfig:
             return self.stop_words
         return "rescore" if self.pruning == "scale" and n_images >= SCALE_MIN_IMAGES else "drop"
 
-    def k_for(self, name: str) -> int:
-        """The requested vocabulary size of one feature type (before the small-collection rule)."""
-        return self.k[name] if isinstance(self.k, dict) else self.k
+    def k_for(self, name: str, patches: int | None = None) -> int:
+        """The requested vocabulary size of one feature type (before the small-collection rule); ``"auto"`` is
+        resolved by `auto_k` from ``patches``, the number of patches of the collection indexed (N x P)."""
+        k = self.k[name] if isinstance(self.k, dict) else self.k
+        if k != "auto":
+            return k
+        if patches is None:
+            raise ConfigError(
+                f"index k of {name!r} is 'auto': it needs the collection's patch count to be resolved"
+            )
+        return auto_k(patches, self.auto_patches_per_word)
+
+    def training_for(self, k: int) -> str:
+        """How a vocabulary of ``k`` words is trained: ``"flat"`` or ``"two_level"`` k-means."""
+        if self.vocab_training != "auto":
+            return self.vocab_training
+        return "two_level" if k >= HIERARCHICAL_FROM else "flat"
+
+    def assignment_for(self, k: int) -> str:
+        """How patches are assigned to a vocabulary of ``k`` words: ``"exact"`` or ``"hnsw"``."""
+        if self.assignment != "auto":
+            return self.assignment
+        return "hnsw" if k >= HNSW_FROM else "exact"
 
     def to_json(self) -> dict:
         """Plain JSON form stored as ``config.json``, read back by `from_json`."""
@@ -144,6 +205,15 @@ class IndexConfig:
         if not isinstance(data, dict):
             raise ConfigError("an index config must be a JSON object of IndexConfig fields")
         return from_dict(cls, data, prefix="index.")
+
+
+def auto_k(patches: int, patches_per_word: int = 200) -> int:
+    """`K_AUTO_RULE`: the vocabulary size of a collection of ``patches`` indexed patches (N images x P), a power
+    of two near ``patches / patches_per_word`` (about that many postings a word), clamped to
+    [`AUTO_K_MIN`, `AUTO_K_MAX`]."""
+    if patches < 1:
+        return AUTO_K_MIN
+    return int(min(max(2 ** round(math.log2(patches / patches_per_word)), AUTO_K_MIN), AUTO_K_MAX))
 
 
 def check_same_layout(config: IndexConfig, other: IndexConfig) -> None:

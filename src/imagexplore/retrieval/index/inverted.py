@@ -36,7 +36,7 @@ from imagexplore.retrieval.index.collection import (
     image_names,
     merge_collections,
 )
-from imagexplore.retrieval.index.config import QUERY_FIELDS, IndexConfig, check_same_layout
+from imagexplore.retrieval.index.config import K_AUTO_RULE, QUERY_FIELDS, IndexConfig, check_same_layout
 from imagexplore.retrieval.index.postings import Postings
 from imagexplore.retrieval.index.search import Searcher, Snapshot
 from imagexplore.retrieval.index.storage import read_index, write_index
@@ -88,12 +88,20 @@ class InvertedIndex(Searcher):
                     )
                 check_same_layout(config, models_from.config)
                 models = models_from.models
-            elif train is not None:
-                models = IndexModels.learn(
-                    check_features(train, config.types, "train features"), config, "independent", bar
-                )
             else:
-                models = IndexModels.learn(feats, config, "collection", bar)
+                # k="auto" counts the patches of the collection indexed, even when vocabularies learn on train=
+                first = feats[config.types[0]]
+                patches = int(first.shape[0] * first.shape[1])
+                if train is not None:
+                    models = IndexModels.learn(
+                        check_features(train, config.types, "train features"),
+                        config,
+                        "independent",
+                        bar,
+                        collection_patches=patches,
+                    )
+                else:
+                    models = IndexModels.learn(feats, config, "collection", bar, collection_patches=patches)
             check_dims(feats, models, "features")
             bar.set_postfix_str("postings + signatures")
             data = encode_collection(feats, models, config, images, first_id=0)
@@ -133,7 +141,9 @@ class InvertedIndex(Searcher):
                 raise ConfigError("vocab= and pca= go together: the PCA is what made the signatures")
             models = IndexModels.given(vocab, pca, config)
         else:
-            models = IndexModels.placeholder(config, {t: s.shape[1] for t, s in sigs.items()})
+            models = IndexModels.placeholder(
+                config, {t: s.shape[1] for t, s in sigs.items()}, _code_patches(words, config, sigs)
+            )
         check_signature_dims(sigs, models, "signatures")
         codes = check_words(words, config.types, models, "words", (2,), "(N, P)")
         n = next(iter(codes.values())).shape[0]
@@ -234,6 +244,15 @@ class InvertedIndex(Searcher):
             "k": {t: self.models.k(t) for t in self.config.types},
             "k_requested": dict(self.models.k_requested),
             "k_rule": K_RULE,
+            "k_auto_rule": K_AUTO_RULE,
+            "k_auto": [t for t in self.config.types if _is_auto(self.config, t)],
+            "vocab_training": {
+                t: self.config.training_for(self.models.k(t))
+                if self.models.source in ("collection", "independent")
+                else self.models.source
+                for t in self.config.types
+            },
+            "assignment": dict(self.models.assignment),
             "mode": self.config.mode,
             "posting_lists": int(data.postings.keys.size),
             "signature_dim": {t: int(s.shape[1]) for t, s in data.signatures.items()},
@@ -282,6 +301,18 @@ class InvertedIndex(Searcher):
         larger than RAM can be searched; results are identical). The directory must then stay in place while
         the index is used; `add` and `merge` make in-memory copies."""
         return cls(*read_index(directory, mmap=mmap))
+
+
+def _is_auto(config: IndexConfig, name: str) -> bool:
+    return (config.k[name] if isinstance(config.k, dict) else config.k) == "auto"
+
+
+def _code_patches(words: Mapping, config: IndexConfig, sigs: Mapping[str, np.ndarray]) -> int:
+    """N x P of codes given to `from_codes` (what ``k="auto"`` counts): N from the (checked) signatures, P from
+    the words' second axis (1 when malformed: `check_words` reports it right after)."""
+    n = next(iter(sigs.values())).shape[0]
+    shape = np.shape(words.get(config.types[0])) if isinstance(words, Mapping) else ()
+    return n * (shape[1] if len(shape) == 2 else 1)
 
 
 def check_shards(shards: Sequence[InvertedIndex]) -> InvertedIndex:

@@ -3,7 +3,9 @@
 The directory holds ``format.json`` (format name, version 1 and the sha256 of every other file),
 ``config.json``, ``images.json`` (the caller's ids/paths), ``stats.json``, ``vocab_<type>.npy``,
 ``pca_<type>.npz``, ``signatures_<type>.npy`` and ``postings_offsets.npy`` / ``postings_ids.npy``
-(+ ``postings_cells.npy`` in 2-D), written to a temp dir beside it and renamed into place.
+(+ ``postings_cells.npy`` in 2-D), written to a temp dir beside it and renamed into place. The FAISS quantiser
+(exact, or an HNSW graph built deterministically) is not stored: it is rebuilt from ``vocab_<type>.npy`` and the
+config at load.
 
 Every array is a plain uncompressed ``.npy`` file, so `read_index` with ``mmap=True`` maps the big ones
 (`MAPPABLE`: signatures and postings) read-only from disk (``np.load(mmap_mode="r")``) instead of reading them:
@@ -211,8 +213,12 @@ def _from_blobs(
         _check_shape(root / name, arr, dtype, shape)
         return arr
 
+    raw_config = _parse_json(need("config.json"), root / "config.json")
+    if isinstance(raw_config, dict) and "assignment" not in raw_config:
+        # written before the field existed: its postings were assigned exactly, whatever the vocabulary's size
+        raw_config = {**raw_config, "assignment": "exact"}
     try:
-        config = IndexConfig.from_json(_parse_json(need("config.json"), root / "config.json"))
+        config = IndexConfig.from_json(raw_config)
     except ConfigError as exc:
         raise DataError(f"{root / 'config.json'}: {exc}") from exc
     stats = _parse_json(need("stats.json"), root / "stats.json")
@@ -266,7 +272,9 @@ def _from_blobs(
         raise DataError(
             f"{root}/postings_ids.npy does not hold {p} sorted entries per image: rebuild the index"
         )
-    models = IndexModels.from_arrays(vocab, means, comps, k_requested, source)
+    models = IndexModels.from_arrays(
+        vocab, means, comps, k_requested, source, config.assignment, config.hnsw_ef_search
+    )
     data = Collection.create(Postings.from_arrays(keys, offsets, ids, n), signatures, images)
     return config, models, data, seconds
 
