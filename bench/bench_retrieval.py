@@ -60,7 +60,7 @@ import faiss
 import numpy as np
 
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
-from imagexplore.retrieval.index.config import BURSTS, PRUNINGS, STOP_WORDS
+from imagexplore.retrieval.index.config import BURSTS, PRUNINGS, STOP_WORDS, auto_k
 
 P, K, DIM = 14, 1024, 512
 TYPES = {"1d": ("a",), "2d": ("a", "b")}
@@ -350,7 +350,7 @@ def latencies(search_one, search_all, n_queries: int) -> tuple[dict, np.ndarray]
 def vocabulary_size(spec: str, n: int) -> int:
     """The synthetic codes' vocabulary for ``n`` images: ``--k`` as a number, or the library's ``k: auto`` rule."""
     if spec == "auto":
-        raise NotImplementedError
+        return auto_k(n * P)
     return int(spec)
 
 
@@ -491,7 +491,9 @@ def _run_one(n: int, mode: str, args, rng) -> dict:
         )
     else:
         words, sigs, q_words, q_sigs, source = make_collection(rng, n, mode, args.zipf, q, k)
-    config = IndexConfig(types=types, mode=mode, k=k, signature_dim=DIM, float16_signatures=args.float16)
+    config = IndexConfig(
+        types=types, mode=mode, k=k, signature_dim=DIM, float16_signatures=args.float16, pruning="none"
+    )  # the unpruned reference; `pruned_config` is what is measured
     gc.collect()
     malloc_phase("measure")
     rss0 = rss_bytes()
@@ -840,6 +842,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "retrieval.json"))
     args = ap.parse_args(argv)
+    if args.k != "auto" and not (args.k.isdigit() and int(args.k) >= 1):
+        ap.error(f"--k must be a number of words >= 1 or 'auto', got {args.k!r}")
     if args.quick:
         args.sizes, args.queries = [2000], 20
     return ap, args

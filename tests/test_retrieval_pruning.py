@@ -92,14 +92,24 @@ def test_max_candidates_keeps_exactly_the_best_by_vote_ties_to_the_smaller_id():
 
 
 def test_pruning_options_are_checked_and_the_scale_preset_starts_at_its_size():
-    assert IndexConfig().pruning_for(10**9) == (None, None)
+    assert IndexConfig(pruning="none").pruning_for(10**9) == (None, None)
+    # the preset is the default, and changes nothing below its size
+    assert IndexConfig().pruning_for(SCALE_MIN_IMAGES - 1) == (None, None)
+    assert IndexConfig().pruning_for(SCALE_MIN_IMAGES) == (
+        SCALE_PRESET["max_df"],
+        SCALE_PRESET["max_candidates"],
+    )
     scale = IndexConfig(pruning="scale")
     assert scale.pruning_for(SCALE_MIN_IMAGES - 1) == (None, None)
     max_df, max_cands = scale.pruning_for(SCALE_MIN_IMAGES)
     assert max_df == SCALE_PRESET["max_df"]
     assert max_cands == SCALE_PRESET["max_candidates"]  # a count: the signature stage's cost stays flat
     assert scale.stop_words_for(SCALE_MIN_IMAGES) == "rescore"
-    assert scale.stop_words_for(SCALE_MIN_IMAGES - 1) == IndexConfig().stop_words_for(10**9) == "drop"
+    assert (
+        scale.stop_words_for(SCALE_MIN_IMAGES - 1)
+        == IndexConfig(pruning="none").stop_words_for(10**9)
+        == "drop"
+    )
     assert IndexConfig(pruning="scale", stop_words="drop").stop_words_for(10**9) == "drop"
     assert IndexConfig(pruning="scale", max_df=0.9, max_candidates=7).pruning_for(10**6) == (0.9, 7)
     assert IndexConfig(max_candidates=0.001).pruning_for(10) == (None, 1)
@@ -278,3 +288,27 @@ def test_scale_bench_json_lines_carry_the_contract(tmp_path, monkeypatch, capsys
         assert r["bytes_per_image"] == {"1d": 2104, "2d": 4152}[r["mode"]]
         assert 1 <= r["faiss_ivf_nprobe"] <= r["faiss_ivf_nlist"] == round(4 * math.sqrt(2000))
     assert json.loads((tmp_path / "r.json").read_text())["runs"] == rows
+
+
+def test_tune_pruning_prints_a_row_per_setting(capsys):
+    """bench/tune_pruning.py on a tiny collection: one JSON row per (max_df, max_candidates, stop_words), none
+    for rescoring without stop words, agreement 1 when nothing is pruned."""
+    path = Path(__file__).parents[1] / "bench" / "tune_pruning.py"
+    spec = importlib.util.spec_from_file_location("tune_pruning", path)
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    argv = ["--sizes", "1500", "--modes", "1d", "--queries", "5", "--k", "auto"]
+    argv += ["--max-df", "none", "0.05", "--max-candidates", "none", "300", "--stop-words", "drop", "rescore"]
+    assert tune.main(argv) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    settings = [(r["max_df"], r["max_candidates"], r["stop_words"]) for r in rows]
+    assert settings == [
+        (None, None, "drop"),
+        (None, 300, "drop"),
+        (0.05, None, "drop"),
+        (0.05, None, "rescore"),
+        (0.05, 300, "drop"),
+        (0.05, 300, "rescore"),
+    ]
+    assert rows[0]["agreement_top10"] == 1.0 and rows[0]["k"] == 1024  # auto: the floor at 1,500 images
+    assert all(0 < r["candidates_frac"] <= 1 and r["ms_batch"] > 0 for r in rows)

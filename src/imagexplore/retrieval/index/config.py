@@ -1,11 +1,13 @@
 """`IndexConfig`: how a DeepIndex is built (types, mode, vocabulary, signatures) and how queries are scored.
 
 Each reconstructed choice of the thesis (ch. 4 steps 3-6) is a field, so it can be corrected without code.
-Candidate pruning (issue 16, all off by default so results stay those of the thesis' scoring): ``max_df`` drops
+Candidate pruning (issue 16; below `SCALE_MIN_IMAGES` images nothing is pruned unless asked, so results there are
+those of the thesis' scoring; ``pruning="none"`` keeps them at any size): ``max_df`` drops
 stop words (lists held by more than that fraction of the images) from a query's vote, ``burst`` damps repeated
 words (Jégou et al., CVPR 2009), ``max_candidates`` lets only the best candidates by vote reach the signature
-stage, and ``pruning="scale"`` fills unset ``max_df`` / ``max_candidates`` with `SCALE_PRESET` once an index
-holds at least `SCALE_MIN_IMAGES` images (docs/retrieval_scaling.md, "Candidate pruning").
+stage, ``stop_words="rescore"`` adds the stop words' votes back to those candidates, and ``pruning="scale"``
+fills unset ``max_df`` / ``max_candidates`` with `SCALE_PRESET` (and unset ``stop_words`` with "rescore") once an
+index holds at least `SCALE_MIN_IMAGES` images (docs/retrieval_scaling.md, "Candidate pruning").
 Vocabularies that grow with the collection (issue 16): ``k="auto"`` sizes a vocabulary from the collection's
 patch count (`auto_k`, rule `K_AUTO_RULE`); from `HIERARCHICAL_FROM` words on the vocabulary is trained by
 two-level k-means, and from `HNSW_FROM` words on patches are assigned to words through an HNSW graph
@@ -47,12 +49,13 @@ QUERY_FIELDS = frozenset(
     }
 )
 # pruning="scale": from this many images on, unset max_df / max_candidates take these values, and unset
-# stop_words is "rescore". Chosen on bench/bench_retrieval.py's synthetic codes (not the tests' data) at 100k and 1M
-# images: with the stop words' votes added back to the candidates, max_df 0.05 keeps the top-10 agreement with
-# unpruned scoring at 0.97-0.99 while the votes skip the long lists; a count of candidates (not a fraction)
-# keeps the signature stage's cost flat as the collection grows (docs/retrieval_scaling.md).
+# stop_words is "rescore". Chosen with bench/tune_pruning.py on the synthetic codes (seed 1, not the tests' data)
+# at 100k (k 1,024) and 1M images (k auto): with the stop words' votes added back to the candidates, max_df 0.1
+# keeps the top-10 agreement with unpruned scoring at 0.99-1.00 while the votes skip the long lists; a count of
+# candidates (not a fraction) keeps the signature stage's cost flat as the collection grows
+# (docs/retrieval_scaling.md, "The preset at 1M").
 SCALE_MIN_IMAGES = 100_000
-SCALE_PRESET = {"max_df": 0.05, "max_candidates": 2000}
+SCALE_PRESET = {"max_df": 0.1, "max_candidates": 2000}
 # Fields that fix how an index is laid out: shards to be merged or searched together must share them.
 # ``assignment`` and ``hnsw_ef_search`` are here because they decide which words a patch gets (an HNSW graph may
 # return another word than the exact nearest one): shards assigned differently would not merge into what one
@@ -106,7 +109,9 @@ class IndexConfig:
     # what max_df's stop words still do: "drop" (nothing), "rescore" (their votes are added to the candidates that
     # reach the signature stage); None: "rescore" under the scale preset, else "drop"
     stop_words: Literal["drop", "rescore"] | None = None
-    pruning: Literal["none", "scale"] = "none"
+    # the preset by default: it changes nothing below SCALE_MIN_IMAGES images; "none" keeps the thesis' exact
+    # scoring at any size
+    pruning: Literal["none", "scale"] = "scale"
     signature_dim: Annotated[int, AtLeastOne] = 512
     float16_signatures: bool = False
     kmeans_niter: Annotated[int, AtLeastOne] = 20

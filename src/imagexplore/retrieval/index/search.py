@@ -12,7 +12,9 @@ Because the signature is per image, ``g`` is one factor per (query, image). ``vo
 ``signature`` ranks every image by signature cosine alone. Ties go to the smaller image position.
 
 Pruning (query options of `IndexConfig`, off by default): ``max_df`` leaves lists held by more than that fraction
-of the images (stop words) out of the vote - the norms stay those of the whole bags of words; ``burst`` damps
+of the images (stop words) out of the vote - the norms stay those of the whole bags of words - and, with
+``stop_words="rescore"``, adds their votes back to the candidates that reach the signature stage, so that only
+which images become candidates is approximate, not their scores (`Searcher._stop_votes`); ``burst`` damps
 the term frequencies on both sides (``sqrt`` or ``1 + log``), norms included; ``max_candidates`` lets only the
 best candidates by vote score (``top_k`` order) reach the signature stage. ``pruning="scale"`` fills unset
 values from `config.SCALE_PRESET` at `config.SCALE_MIN_IMAGES` images or more.
