@@ -312,3 +312,26 @@ def test_tune_pruning_prints_a_row_per_setting(capsys):
     ]
     assert rows[0]["agreement_top10"] == 1.0 and rows[0]["k"] == 1024  # auto: the floor at 1,500 images
     assert all(0 < r["candidates_frac"] <= 1 and r["ms_batch"] > 0 for r in rows)
+
+
+def test_pruning_with_a_far_too_small_vocabulary_warns_once_built(caplog):
+    """k: auto would give at least 1,024 words; 16 words (64x fewer) under a candidate cut warn at build and load
+    time (the preset at 1M with k 1,024 kept 0.862 of the exact top 10, docs/benchmarks.md); 64 words, or no
+    cut, do not."""
+    from imagexplore.retrieval.index.inverted import vocabulary_advice
+
+    rng = np.random.default_rng(3)
+    words = {"a": rng.integers(0, 16, size=(700, 6))}
+    sigs = {"a": _unit(rng, 700, 16)}
+
+    def built(k: int, **options) -> InvertedIndex:
+        cfg = IndexConfig(types=("a",), k=k, signature_dim=16, **options)
+        return InvertedIndex.from_codes(words, sigs, cfg)
+
+    caplog.set_level("WARNING", logger="imagexplore.retrieval.index.inverted")
+    small = built(16, max_candidates=50)
+    assert "k=16 (a)" in vocabulary_advice(small) and "k: auto would give 1,024" in caplog.text
+    caplog.clear()
+    assert vocabulary_advice(built(64, max_candidates=50)) is None
+    assert vocabulary_advice(built(16)) is None  # 700 images: the default preset prunes nothing yet
+    assert caplog.text == ""

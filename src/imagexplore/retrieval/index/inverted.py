@@ -13,6 +13,7 @@ searched with codes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -36,11 +37,22 @@ from imagexplore.retrieval.index.collection import (
     image_names,
     merge_collections,
 )
-from imagexplore.retrieval.index.config import K_AUTO_RULE, QUERY_FIELDS, IndexConfig, check_same_layout
+from imagexplore.retrieval.index.config import (
+    K_AUTO_RULE,
+    QUERY_FIELDS,
+    IndexConfig,
+    auto_k,
+    check_same_layout,
+)
 from imagexplore.retrieval.index.postings import Postings
 from imagexplore.retrieval.index.search import Searcher, Snapshot
 from imagexplore.retrieval.index.storage import read_index, write_index
 from imagexplore.retrieval.index.vocabulary import K_RULE, IndexModels
+
+log = logging.getLogger(__name__)
+# `_advised`: a vocabulary this many times smaller than `k: auto`'s holds too few candidates for the preset
+# (1M images, k 1,024 vs 65,536: top-10 agreement 0.862 against 0.992, docs/benchmarks.md)
+SMALL_VOCABULARY = 16
 
 
 class InvertedIndex(Searcher):
@@ -106,7 +118,7 @@ class InvertedIndex(Searcher):
             bar.set_postfix_str("postings + signatures")
             data = encode_collection(feats, models, config, images, first_id=0)
             bar.update()
-        return cls(config, models, data, time.perf_counter() - start)
+        return _advised(cls(config, models, data, time.perf_counter() - start))
 
     @classmethod
     def from_codes(
@@ -154,7 +166,7 @@ class InvertedIndex(Searcher):
             )
         names = image_names(images, n, first_id=0)
         data = collection_from_words(codes, sigs, names, models, config)
-        return cls(config, models, data, time.perf_counter() - start)
+        return _advised(cls(config, models, data, time.perf_counter() - start))
 
     def add(self, features: Mapping[str, np.ndarray], images: Sequence | None = None) -> None:
         """Append images with the fixed vocabularies and PCA; postings are merged, nothing is re-learned."""
@@ -300,7 +312,7 @@ class InvertedIndex(Searcher):
         ``mmap``: memory-map the signatures and posting arrays read-only instead of reading them (an index
         larger than RAM can be searched; results are identical). The directory must then stay in place while
         the index is used; `add` and `merge` make in-memory copies."""
-        return cls(*read_index(directory, mmap=mmap))
+        return _advised(cls(*read_index(directory, mmap=mmap)))
 
 
 def _is_auto(config: IndexConfig, name: str) -> bool:
@@ -327,3 +339,28 @@ def check_shards(shards: Sequence[InvertedIndex]) -> InvertedIndex:
                 "shards were built with different vocabularies or PCA: build them with models_from="
             )
     return first
+
+
+def vocabulary_advice(index: InvertedIndex) -> str | None:
+    """A warning when ``index`` prunes (`IndexConfig.pruning_for`) with a vocabulary far smaller than ``k: auto``
+    would give it: the preset's 2,000 candidates then miss much of the exact top 10."""
+    n = len(index)
+    if n == 0 or index.config.pruning_for(n)[1] is None:
+        return None
+    entries = index.postings.ids.size
+    want = auto_k(entries, index.config.auto_patches_per_word)
+    small = [t for t in index.config.types if index.models.k(t) * SMALL_VOCABULARY < want]
+    if not small:
+        return None
+    return (
+        f"{n:,} images with {', '.join(f'k={index.models.k(t):,} ({t})' for t in small)}: pruning keeps fewer of "
+        f"the exact top 10 with so few words (k: auto would give {want:,}); rebuild with k: auto, or raise "
+        "max_candidates, or set pruning: none (docs/retrieval_scaling.md)"
+    )
+
+
+def _advised(index: InvertedIndex) -> InvertedIndex:
+    advice = vocabulary_advice(index)
+    if advice is not None:
+        log.warning(advice)
+    return index
