@@ -744,6 +744,7 @@ def extraction_rows(args) -> Iterator[dict]:
             start = time.perf_counter()
             extract_batched(extractor, files, batch_size=1, **kw)
             timings[name] = len(files) / (time.perf_counter() - start)
+        stages = loader_stages(extractor, files[:8])
     row = {
         "mode": "extraction",
         "images": len(files),
@@ -755,12 +756,44 @@ def extraction_rows(args) -> Iterator[dict]:
         "images_per_s": round(timings["new"], 3),
         "fraction_of_forward_limit": round(timings["new"] * forward_s, 3),
         "images_per_s_full_decode": round(timings["full_decode"], 3),
+        **stages,
     }
     say(
         f"extraction: {row['images_per_s']:.2f} img/s = {row['fraction_of_forward_limit']:.0%} of the forward limit "
-        f"{row['forward_limit_images_per_s']:.2f} img/s (full decode in-process: {row['images_per_s_full_decode']:.2f})"
+        f"{row['forward_limit_images_per_s']:.2f} img/s (full decode in-process: {row['images_per_s_full_decode']:.2f}); "
+        f"loader per photo on one thread: decode {row['loader_ms_decode']} ms, to tensor {row['loader_ms_to_tensor']} ms, "
+        f"crop {row['loader_ms_crop']} ms"
     )
     yield row
+
+
+def loader_stages(extractor, files: list[Path]) -> dict:
+    """What the loader process spends per photo, on one thread as it runs: decoding at reduced scale
+    (`load_image` with `decode_side`), the uint8 -> float tensor, and cutting the 14 patches (`crop_patches`,
+    torchvision's roi_align) - the CPU that the forward passes lose to it on a 2-core machine."""
+    import torch
+
+    from imagexplore.data.images import load_image
+    from imagexplore.retrieval.features import crop_patches, decode_side, patch_boxes
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    side = decode_side(extractor)
+    spent = {"decode": 0.0, "to_tensor": 0.0, "crop": 0.0}
+    try:
+        for path in files:
+            t0 = time.perf_counter()
+            img = load_image(path, "RGB", min_side=side)
+            t1 = time.perf_counter()
+            x = torch.from_numpy(np.array(img, dtype=np.uint8).transpose(2, 0, 1).copy()).float() / 255.0
+            t2 = time.perf_counter()
+            crop_patches(x, torch.from_numpy(patch_boxes(x.shape[2], x.shape[1])), extractor.input_size)
+            t3 = time.perf_counter()
+            for key, dt in zip(spent, (t1 - t0, t2 - t1, t3 - t2)):
+                spent[key] += dt
+    finally:
+        torch.set_num_threads(threads)
+    return {f"loader_ms_{key}": round(v * 1000 / len(files), 1) for key, v in spent.items()}
 
 
 def producers(args) -> list[Callable[[argparse.Namespace], Iterator[dict]]]:
