@@ -11,8 +11,9 @@ kernel ``exp(-|s_q - s_d|^2 / sigma^2) = exp(-2 (1 - cos) / sigma^2)`` or a thre
 Because the signature is per image, ``g`` is one factor per (query, image). ``votes`` drops ``g``;
 ``signature`` ranks every image by signature cosine alone. Ties go to the smaller image position.
 
-Pruning (query options of `IndexConfig`, off by default): ``max_df`` leaves lists held by more than that fraction
-of the images (stop words) out of the vote - the norms stay those of the whole bags of words - and, with
+Pruning (query options of `IndexConfig`; by default only from `config.SCALE_MIN_IMAGES` images on): ``max_df``
+leaves lists held by more than that fraction of the images (stop words) out of the vote - the norms stay those
+of the whole bags of words - and, with
 ``stop_words="rescore"``, adds their votes back to the candidates that reach the signature stage, so that only
 which images become candidates is approximate, not their scores (`Searcher._stop_votes`); ``burst`` damps
 the term frequencies on both sides (``sqrt`` or ``1 + log``), norms included; ``max_candidates`` lets only the
