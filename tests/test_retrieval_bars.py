@@ -21,26 +21,16 @@ About 1 s a mode.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from bench_modules import load_bench
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex
 from imagexplore.retrieval.index.config import SCALE_PRESET
 
 N, QUERIES = 30_000, 30
 # mode: (published bytes/image, ceiling of the index's array bytes per image = today's × 1.02)
 BARS = {"1d": (2104, 2438), "2d": (4152, 4759)}
-
-
-def _bench():
-    path = Path(__file__).parents[1] / "bench" / "bench_retrieval.py"
-    spec = importlib.util.spec_from_file_location("bench_retrieval", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def array_bytes(obj, seen=None) -> int:
@@ -69,7 +59,7 @@ def array_bytes(obj, seen=None) -> int:
 
 @pytest.mark.parametrize("mode", ["1d", "2d"])
 def test_scale_numbers_do_not_regress(mode):
-    bench = _bench()
+    bench = load_bench("bench_retrieval")
     rng = np.random.default_rng(0)
     words, sigs, q_words, q_sigs, _ = bench.make_collection(rng, N, mode, 1.0, QUERIES)
     types = bench.TYPES[mode]

@@ -3,13 +3,12 @@ by the DeepIndex pipeline), replicated with noise to the bench's sizes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench_modules import load_bench
 from imagexplore.data.assets import skimage_photos
 
 N_BASE = 2
@@ -19,11 +18,7 @@ pytestmark = pytest.mark.skipif(len(skimage_photos()) < N_BASE, reason="scikit-i
 
 @pytest.fixture(scope="module")
 def bench():
-    path = Path(__file__).parents[1] / "bench" / "bench_retrieval.py"
-    spec = importlib.util.spec_from_file_location("bench_retrieval_data", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_retrieval")
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,16 @@ signature (patch 0) singles out the image.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
 
+from bench_modules import load_bench
 from imagexplore.errors import ConfigError, DataError, UserError
 from imagexplore.retrieval.index import SCORINGS, IndexConfig, InvertedIndex, ShardedIndex, search_shards
 
@@ -488,10 +487,7 @@ def test_small_collections_get_fewer_words_and_configs_are_checked(data):
 
 def test_scale_bench_runs_quick_and_refuses_what_does_not_fit(tmp_path, monkeypatch, capsys):
     """bench/bench_retrieval.py --quick end to end (2,000 images a mode), in this process for speed."""
-    path = Path(__file__).parents[1] / "bench" / "bench_retrieval.py"
-    spec = importlib.util.spec_from_file_location("bench_retrieval", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_retrieval")
     monkeypatch.setattr(bench, "set_up_process", lambda threads: None)  # FAISS threads, malloc: process-wide
     out = tmp_path / "retrieval.json"
     assert bench.main(["--quick", "--json", "--out", str(out)]) == 0

@@ -7,14 +7,13 @@ from the formula of `imagexplore.retrieval.index.search`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench_modules import load_bench
 from imagexplore.errors import ConfigError
 from imagexplore.retrieval.index import IndexConfig, InvertedIndex, ShardedIndex
 from imagexplore.retrieval.index.config import SCALE_MIN_IMAGES, SCALE_PRESET
@@ -230,10 +229,7 @@ def test_batches_and_shards_are_bit_identical_to_single_searches(random_codes, m
 
 def test_scale_bench_json_lines_carry_the_contract(tmp_path, monkeypatch, capsys):
     """bench/bench_retrieval.py --quick --json: stdout is JSON only, one (size, mode) row a line."""
-    path = Path(__file__).parents[1] / "bench" / "bench_retrieval.py"
-    spec = importlib.util.spec_from_file_location("bench_retrieval", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_retrieval")
     monkeypatch.setattr(bench, "set_up_process", lambda threads: None)  # FAISS threads, malloc: process-wide
     argv = [
         "--quick",
@@ -293,10 +289,7 @@ def test_scale_bench_json_lines_carry_the_contract(tmp_path, monkeypatch, capsys
 def test_tune_pruning_prints_a_row_per_setting(capsys):
     """bench/tune_pruning.py on a tiny collection: one JSON row per (max_df, max_candidates, stop_words), none
     for rescoring without stop words, agreement 1 when nothing is pruned."""
-    path = Path(__file__).parents[1] / "bench" / "tune_pruning.py"
-    spec = importlib.util.spec_from_file_location("tune_pruning", path)
-    tune = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tune)
+    tune = load_bench("tune_pruning")
     argv = ["--sizes", "1500", "--modes", "1d", "--queries", "5", "--k", "auto"]
     argv += ["--max-df", "none", "0.05", "--max-candidates", "none", "300", "--stop-words", "drop", "rescore"]
     assert tune.main(argv) == 0
