@@ -335,8 +335,8 @@ class Searcher:
         if not stop.any():
             return None
         order = np.argsort(pos[stop])
-        stop_lists = pos[stop][order]
-        weights = self._weights(part, pos[stop], qcounts[stop])[order]
+        stop_lists, qcounts = pos[stop][order], qcounts[stop][order]
+        weights = self._weights(part, stop_lists, qcounts)
         rows = part.data.forward(self.config.burst)[cands]
         at = np.minimum(np.searchsorted(stop_lists, rows.indices), stop_lists.size - 1)
         hit = stop_lists[at] == rows.indices
