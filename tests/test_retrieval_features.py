@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.ops import roi_align
 
 from imagexplore.data.images import pil_to_tensor, resize_center_crop
 from imagexplore.errors import CheckpointError, ConfigError, DataError, UserError
-from imagexplore.retrieval.features import PCA, extract, load_backbone, patch_boxes
+from imagexplore.retrieval.features import PCA, crop_patches, extract, load_backbone, patch_boxes
 
 skimage_data = pytest.importorskip("skimage.data")
 ESPRESSO = 967  # ImageNet-1k class index
@@ -65,6 +66,31 @@ def test_patch_boxes_grids_and_overlap():
         patch_boxes(10, 10, overlap=1.0)
     with pytest.raises(ConfigError, match="grids"):
         patch_boxes(10, 10, grids=(0,))
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "size"), [(1024, 768, 224), (683, 512, 224), (150, 97, 224), (61, 40, 16)]
+)
+def test_crop_patches_equal_torchvision_roi_align(width, height, size):
+    """The separable crop is roi_align (aligned, adaptive sampling) up to float32 rounding: the 14 patches,
+    overlapping cells, and boxes that leave the image, touch its last pixel, are thinner than a pixel or empty."""
+    image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(width))
+    odd = [
+        [-3.0, -2.0, width / 3 + 0.7, height / 4 + 0.2],  # starts outside
+        [width - 5.5, height - 3.0, width + 40.0, height + 9.0],  # ends far outside
+        [width + 2.0, 0.0, width + 30.0, height],  # wholly outside: zeros
+        [10.3, 7.7, 10.9, 8.1],  # under a pixel: enlarged
+        [5.0, 5.0, 5.0, 9.0],  # no width
+    ]
+    boxes = torch.tensor(
+        np.concatenate([patch_boxes(width, height), patch_boxes(width, height, (2, 3), 0.4), odd]),
+        dtype=torch.float32,
+    )
+    expected = roi_align(image[None], [boxes], size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    got = crop_patches(image, boxes, size)
+    assert got.shape == expected.shape == (len(boxes), 3, size, size)
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-6)
+    assert (got[-3:-2] == 0).all() and (got[-1] == 0).all()
 
 
 def test_bundled_backbone_classifies_coffee_as_espresso(lite0):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from imagexplore.data.images import BadFileCounter, check_on_bad_file, list_images, load_image
+from imagexplore.data.images import BadFileCounter, check_on_bad_file, list_images, load_image, pil_to_tensor
 from imagexplore.engine.checkpoint import atomic_write_bytes
 from imagexplore.engine.distributed import local_rank
 from imagexplore.errors import ConfigError, DataError, UserError
@@ -101,10 +101,11 @@ class _DecodedFiles(torch.utils.data.Dataset):
             img = load_image(self.files[i], "RGB", min_side=self.min_side)
         except DataError as exc:
             return str(exc)
-        x = torch.from_numpy(np.array(img, dtype=np.uint8).transpose(2, 0, 1).copy())
         if self.crop_size is None:
-            return x
-        x = x.float() / 255.0  # as `features._as_tensor` does for a uint8 tensor
+            return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+        x = pil_to_tensor(
+            img
+        )  # as `features._as_tensor` makes a Pillow image (the same bits as x.float() / 255)
         rois = patch_boxes(x.shape[2], x.shape[1])
         return crop_patches(x, torch.from_numpy(rois), self.crop_size)
 
@@ -138,7 +139,7 @@ def extract_batched(
     if min_side == "auto":
         min_side = decode_side(extractor)
     parts: dict[str, list[np.ndarray]] = {t: [] for t in extractor.dims}
-    # on the CPU the loader also cuts the patches (the same roi_align, the same bits); on a GPU they are cut there
+    # on the CPU the loader also cuts the patches (the same `crop_patches`, the same bits); on a GPU they are cut there
     crop = extractor.input_size if workers and extractor.device.type == "cpu" else None
     loader = torch.utils.data.DataLoader(
         _DecodedFiles(files, min_side, crop),

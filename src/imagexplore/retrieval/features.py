@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import sparse
 from torch import nn
 from torchvision.ops import roi_align
 from tqdm.auto import tqdm
@@ -74,9 +75,74 @@ def patch_boxes(
 
 def crop_patches(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Every box of one image ``(3, H, W)`` stretched to ``(P, 3, size, size)`` (`FeatureExtractor.crop_resize`;
-    a function so that a loader process can cut the patches without the network)."""
+    a function so that a loader process can cut the patches without the network).
+
+    An output pixel is the mean of ``ceil(box_h / size) x ceil(box_w / size)`` bilinear samples of its bin:
+    torchvision's `roi_align` (``aligned=True``, ``sampling_ratio=-1``). A bilinear weight is a row weight times a
+    column weight, so that mean is separable, and on the CPU it is computed as ``A_y @ image @ A_x^T`` with sparse
+    ``(size, H)`` and ``(size, W)`` matrices (`_axis_weights`): roi_align's values up to float32 rounding (a few
+    1e-7), in a third of its time on one thread - which is what a loader process spends most of its time on.
+    Elsewhere (a GPU, other dtypes) roi_align itself.
+    """
     boxes = boxes.to(device=image.device, dtype=image.dtype)
-    return roi_align(image[None], [boxes], size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    if image.device.type != "cpu" or image.dtype != torch.float32 or image.requires_grad:
+        return roi_align(image[None], [boxes], size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    channels, height, width = image.shape
+    pixels = image.detach().numpy()
+    xy = boxes.numpy()
+    out = np.empty((len(xy), channels, size, size), dtype=np.float32)
+    # rows first, once per distinct vertical extent (a grid's patches share their row's), each channel's result
+    # transposed so that the per-patch column step multiplies contiguous rows
+    spans, span_of = np.unique(xy[:, [1, 3]], axis=0, return_inverse=True)
+    by_rows = []
+    for y0, y1 in spans:
+        weights = _axis_weights(y0, y1, size, height)
+        by_rows.append([_transposed(weights @ pixels[c]) for c in range(channels)])
+    for k, (x0, _, x1, _) in enumerate(xy):
+        weights = _axis_weights(x0, x1, size, width)
+        if weights.nnz == 0:  # an empty box
+            out[k] = 0.0
+            continue
+        lo, hi = int(weights.indices.min()), int(weights.indices.max()) + 1
+        weights = weights[:, lo:hi]
+        for c, rows in enumerate(by_rows[span_of.ravel()[k]]):
+            out[k, c] = (weights @ rows[lo:hi]).T
+    return torch.from_numpy(out)
+
+
+def _transposed(x: np.ndarray, block: int = 64) -> np.ndarray:
+    """A C-ordered copy of ``x.T``, a block of columns at a time (stays in cache: ~1.4x faster than torch's)."""
+    out = np.empty(x.shape[::-1], dtype=x.dtype)
+    for lo in range(0, x.shape[1], block):
+        out[lo : lo + block] = x[:, lo : lo + block].T
+    return out
+
+
+def _axis_weights(lo: float, hi: float, size: int, n: int) -> sparse.csr_matrix:
+    """roi_align's weights along one axis of ``n`` pixels for the extent ``[lo, hi)`` (pixel edges): the sparse
+    float32 ``(size, n)`` matrix whose row ``p`` averages the bilinear taps of output ``p``'s samples. Computed in
+    float32 in the order of torchvision's CPU kernel (bin size, sample positions, border rules), so the grid and
+    the taps are the kernel's own."""
+    f32 = np.float32
+    start = f32(lo) - f32(0.5)  # aligned=True: pixel centres at integer + 0.5
+    length = f32(f32(hi) - f32(0.5) - start)
+    bin_size = f32(length / f32(size))
+    grid = int(np.ceil(f32(length / f32(size))))
+    if grid <= 0:  # an empty box: roi_align gives zeros
+        return sparse.csr_matrix((size, n), dtype=np.float32)
+    p = np.arange(size, dtype=f32)[:, None]
+    y = (start + p * bin_size) + (np.arange(grid, dtype=f32)[None, :] + f32(0.5)) * bin_size / f32(grid)
+    inside = (y >= -1) & (y <= n)  # samples farther out than one pixel add nothing
+    y = np.maximum(y, f32(0))
+    low = np.floor(y).astype(np.int64)
+    last = low >= n - 1  # at (or past) the last pixel: that pixel alone
+    low = np.where(last, n - 1, low)
+    high = np.where(last, n - 1, low + 1)
+    frac = np.where(last, f32(0), y - low.astype(f32)).astype(f32)
+    taps = np.concatenate([low, high], axis=1)
+    weights = np.concatenate([(f32(1) - frac) * inside, frac * inside], axis=1).astype(f32) / f32(grid)
+    indptr = np.arange(0, taps.size + 1, taps.shape[1])
+    return sparse.csr_matrix((weights.ravel(), taps.ravel(), indptr), shape=(size, n))
 
 
 class FeatureExtractor(nn.Module):
@@ -142,8 +208,9 @@ class FeatureExtractor(nn.Module):
     def crop_resize(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Every box of one image ``(3, H, W)`` stretched to ``(P, 3, S, S)``, in one batched call.
 
-        `roi_align` with an adaptive sampling grid averages ceil(box/S) bilinear samples per output pixel, i.e.
-        an area filter when shrinking, so large patches are not aliased, and plain bilinear when enlarging.
+        As `roi_align` with an adaptive sampling grid (`crop_patches`): ceil(box/S) bilinear samples averaged per
+        output pixel, i.e. an area filter when shrinking, so large patches are not aliased, and plain bilinear
+        when enlarging.
         """
         return crop_patches(image, boxes, self.input_size)
 
