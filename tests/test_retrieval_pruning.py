@@ -328,3 +328,42 @@ def test_pruning_with_a_far_too_small_vocabulary_warns_once_built(caplog):
     assert vocabulary_advice(built(64, max_candidates=50)) is None
     assert vocabulary_advice(built(16)) is None  # 700 images: the default preset prunes nothing yet
     assert caplog.text == ""
+
+
+def test_best_of_keeps_the_top_k_set_ties_to_the_smaller_id():
+    from imagexplore.retrieval.index.search import best_of, top_k
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(1, 300))
+        ids = rng.permutation(1000)[:n]
+        scores = rng.integers(0, 6, n).astype(np.float64)  # few distinct values: many ties at the cut
+        for k in (1, 7, n // 2 + 1, n, n + 3):
+            got_ids, got_scores = best_of(ids, scores, k)
+            want_ids, want_scores = top_k(ids, scores, k)
+            assert sorted(got_ids.tolist()) == sorted(want_ids.tolist())
+            assert np.array_equal(np.sort(got_scores), np.sort(want_scores))
+
+
+def test_stop_votes_of_equal_width_rows_equal_the_general_path(random_codes):
+    """Images of whole patch sets have equally many entries: `_stop_votes` then reads them a column at a time;
+    the general CSR path (any row lengths) must give the same bits."""
+    from imagexplore.retrieval.index.collection import ForwardRows
+    from imagexplore.retrieval.index.search import Snapshot
+
+    index, _, q_words, q_sigs = random_codes["1d"]
+    view = index.with_query_options(max_df=0.2, stop_words="rescore")
+    encoded = view._encode_codes(q_words, q_sigs, batched=True)
+    part = Snapshot.of_collection(view._data).parts[0]
+    cands = np.random.default_rng(0).permutation(len(part.data.images))[:300]
+    rows = part.data.forward_rows("none")
+    assert rows.width == 6
+    fast = [view._stop_votes(part, cands, encoded, i, 0.2, len(part.data.images)) for i in range(10)]
+    part.data.forwards["none"] = ForwardRows(rows.indptr, rows.lists, None, 0)  # as if rows differed
+    try:
+        general = [view._stop_votes(part, cands, encoded, i, 0.2, len(part.data.images)) for i in range(10)]
+    finally:
+        part.data.forwards["none"] = rows
+    assert any(v is not None and v.any() for v in fast)
+    for a, b in zip(fast, general):
+        assert (a is None and b is None) or np.array_equal(a, b)

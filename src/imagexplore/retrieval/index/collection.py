@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -18,6 +19,17 @@ from imagexplore.errors import DataError
 from imagexplore.retrieval.index.config import IndexConfig
 from imagexplore.retrieval.index.postings import MAX_IMAGES, Postings, idf_weights, posting_keys
 from imagexplore.retrieval.index.vocabulary import IndexModels
+
+
+class ForwardRows(NamedTuple):
+    """Each image's posting entries in list order, as CSR rows: ``lists[indptr[i]:indptr[i + 1]]`` are image
+    ``i``'s lists; ``values`` their damped counts (None: each is 1.0); ``width`` the entries of every image when
+    all have the same number (a collection of whole images: one per patch), else 0."""
+
+    indptr: np.ndarray
+    lists: np.ndarray
+    values: np.ndarray | None
+    width: int
 
 
 @dataclass(frozen=True)
@@ -31,30 +43,44 @@ class Collection:
     doc_norms: np.ndarray
     # burst -> document norms under `idf` (query option ``burst``), made on first use and shared by views
     norms: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
-    # burst -> `forward` matrix, made by the first batch that needs it and shared by views
-    forwards: dict[str, sparse.csr_matrix] = field(default_factory=dict, repr=False, compare=False)
+    # burst -> `forward_rows`, made by the first search that needs them and shared by views
+    forwards: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         self.norms.setdefault("none", self.doc_norms)
 
-    def forward(self, burst: str) -> sparse.csr_matrix:
-        """(images x lists) CSR, each image's entries in list order: with ``burst="none"`` one 1.0 per entry
-        (an image's repeated word stays repeated), else one damped count per (list, image). Batches multiply it
-        by their queries' list weights (`Searcher._votes_many`); it costs 12 B an entry, kept once made."""
+    def forward_rows(self, burst: str) -> ForwardRows:
+        """Each image's entries in list order (`ForwardRows`): with ``burst="none"`` one entry per posting (an
+        image's repeated word stays repeated), else one damped count per (list, image). 4 B an entry (+ 8 B
+        with ``burst``), kept once made: what the stop words' votes of a few candidates
+        (`Searcher._stop_votes`) read."""
         got = self.forwards.get(burst)
         if got is None:
             postings = self.postings
             shape = (postings.keys.size, len(self.images))
-            if burst == "none":
+            if burst == "none":  # int8 ones: the values are dropped, only the order is wanted
                 by_list = sparse.csr_matrix(
-                    (np.ones(postings.ids.size), postings.ids, postings.offsets), shape
+                    (np.ones(postings.ids.size, np.int8), postings.ids, postings.offsets), shape
                 )
             else:
                 pairs = (postings.damped_counts(burst), postings.pair_images(), postings.pair_offsets)
                 by_list = sparse.csr_matrix(pairs, shape)
             # CSR -> CSC is a counting sort by image that keeps the list order (and repeats) within an image
-            got = self.forwards[burst] = by_list.tocsc().T
+            by_image = by_list.tocsc()
+            values = None if burst == "none" else by_image.data
+            counts = np.diff(by_image.indptr)
+            width = int(counts[0]) if counts.size and (counts == counts[0]).all() else 0
+            got = self.forwards[burst] = ForwardRows(by_image.indptr, by_image.indices, values, width)
         return got
+
+    def forward(self, burst: str) -> sparse.csr_matrix:
+        """`forward_rows` as an (images x lists) CSR matrix, which batches multiply by their queries' list
+        weights (`Searcher._votes_many`); with ``burst="none"`` its 1.0 values are made for the call (8 B an
+        entry, freed after it) rather than kept."""
+        indptr, lists, values, _ = self.forward_rows(burst)
+        if values is None:
+            values = np.ones(lists.size)
+        return sparse.csr_matrix((values, lists, indptr), shape=(len(self.images), self.postings.keys.size))
 
     @classmethod
     def create(cls, postings: Postings, signatures: dict[str, np.ndarray], images: Sequence) -> Collection:

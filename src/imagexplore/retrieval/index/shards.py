@@ -16,7 +16,7 @@ from imagexplore.retrieval.index.collection import Collection
 from imagexplore.retrieval.index.config import IndexConfig
 from imagexplore.retrieval.index.inverted import InvertedIndex, check_shards
 from imagexplore.retrieval.index.postings import idf_weights
-from imagexplore.retrieval.index.search import EncodedQueries, Part, Searcher, Snapshot, top_k
+from imagexplore.retrieval.index.search import EncodedQueries, Part, Searcher, Snapshot, best_of
 
 
 class ShardedIndex(Searcher):
@@ -99,7 +99,7 @@ class ShardScorer(Searcher):
         rows = list(range(len(encoded.keys)))
         got = self._votes_many(self.part, encoded, rows, qnorms, max_df, n_total)
         if max_cands is not None:
-            got = [(c, s) if c.size <= max_cands else top_k(c, s, max_cands) for c, s in got]
+            got = [best_of(c, s, max_cands) for c, s in got]
         return got
 
     def finish(
