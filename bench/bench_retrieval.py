@@ -715,10 +715,12 @@ def photo_files(folder: Path, count: int, long_side: int) -> list[Path]:
 
 def extraction_rows(args) -> Iterator[dict]:
     """Indexing speed against the network's own limit, measured in this run (``--extraction``): the forward
-    passes alone (14 patches of an image in one batch, channels-last, inference mode, random pixels), timed
-    before and after the photos, give ``forward_limit_images_per_s`` (the faster of the two); `distributed.extract_batched` on real photo files — decode in a loader
-    process, large JPEGs decoded at reduced scale, crop, forward — gives ``images_per_s``; the same with the
-    old path (full decode in this process) gives ``images_per_s_full_decode``."""
+    passes alone (14 patches of an image in one batch, channels-last, inference mode, random pixels) give the
+    limit; `distributed.extract_batched` on real photo files - decoded at reduced scale and cut in a loader
+    process, then the forward pass - gives ``images_per_s``. ``--extraction-rounds`` rounds of the photos, each
+    against the faster of the limits timed just before and after it; the median round is the row's
+    ``images_per_s`` / ``forward_limit_images_per_s`` / ``fraction_of_forward_limit``. The old path (full
+    decode in this process) gives ``images_per_s_full_decode``."""
     import tempfile
 
     import torch
@@ -739,32 +741,41 @@ def extraction_rows(args) -> Iterator[dict]:
                 extractor(x)
         return (time.perf_counter() - start) / args.extraction_images
 
-    # the limit is measured before and after the photos and the faster kept: a fraction of the best the
-    # network did in this run, not of a slow moment of the machine
+    # This machine's speed drifts by tens of percent within a minute, so the limit is timed between rounds of
+    # the photos, and each round is compared with the faster of the two limits around it (a fraction of the
+    # best the network did at that moment, never of a slow one); the row gives the median round.
     limits = [forward_seconds()]
+    rates = []
     with tempfile.TemporaryDirectory() as tmp:
         files = photo_files(Path(tmp), args.extraction_images, args.photo_side)
         extract_batched(extractor, files[:2], batch_size=1, workers=1)  # warm-up, loader start included below
-        timings = {}
-        for name, kw in (("new", {"workers": 1}), ("full_decode", {"workers": 0, "min_side": None})):
+        for _ in range(args.extraction_rounds):
             start = time.perf_counter()
-            extract_batched(extractor, files, batch_size=1, **kw)
-            timings[name] = len(files) / (time.perf_counter() - start)
+            extract_batched(extractor, files, batch_size=1, workers=1)
+            rates.append(len(files) / (time.perf_counter() - start))
+            limits.append(forward_seconds())
+        start = time.perf_counter()
+        extract_batched(extractor, files, batch_size=1, workers=0, min_side=None)
+        full_decode = len(files) / (time.perf_counter() - start)
         stages = loader_stages(extractor, files[:8])
-    limits.append(forward_seconds())
-    forward_s = min(limits)
+    limit_per_round = [1 / min(a, b) for a, b in zip(limits, limits[1:])]
+    fractions = [rate / limit for rate, limit in zip(rates, limit_per_round)]
+    middle = int(np.argsort(fractions)[len(fractions) // 2])
     row = {
         "mode": "extraction",
         "images": len(files),
         "patch_size": args.patch_size,
         "photo_long_side": args.photo_side,
         "torch_threads": torch.get_num_threads(),
-        "forward_ms_per_image": round(forward_s * 1000, 2),
-        "forward_limit_images_per_s": round(1 / forward_s, 3),
-        "forward_limit_before_after": [round(1 / t, 3) for t in limits],
-        "images_per_s": round(timings["new"], 3),
-        "fraction_of_forward_limit": round(timings["new"] * forward_s, 3),
-        "images_per_s_full_decode": round(timings["full_decode"], 3),
+        "rounds": len(rates),
+        "forward_ms_per_image": round(1000 / limit_per_round[middle], 2),
+        "forward_limit_images_per_s": round(limit_per_round[middle], 3),
+        "images_per_s": round(rates[middle], 3),
+        "fraction_of_forward_limit": round(fractions[middle], 3),
+        "rounds_images_per_s": [round(r, 3) for r in rates],
+        "rounds_forward_limit_images_per_s": [round(r, 3) for r in limit_per_round],
+        "rounds_fraction": [round(f, 3) for f in fractions],
+        "images_per_s_full_decode": round(full_decode, 3),
         **stages,
     }
     say(
@@ -872,6 +883,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         help="folder caching the base photos' features of --data realistic ('' : no cache)",
     )
     ap.add_argument("--extraction-images", type=int, default=24, help="photos timed by --extraction")
+    ap.add_argument(
+        "--extraction-rounds",
+        type=int,
+        default=3,
+        help="rounds of the photos, each between two forward-limit timings",
+    )
     ap.add_argument(
         "--patch-size",
         type=int,

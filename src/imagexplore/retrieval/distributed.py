@@ -107,11 +107,21 @@ class _DecodedFiles(torch.utils.data.Dataset):
             img
         )  # as `features._as_tensor` makes a Pillow image (the same bits as x.float() / 255)
         rois = patch_boxes(x.shape[2], x.shape[1])
-        return crop_patches(x, torch.from_numpy(rois), self.crop_size)
+        out = None
+        if torch.utils.data.get_worker_info() is not None:  # cut straight into shared memory: sent uncopied
+            out = torch.empty((len(rois), x.shape[0], self.crop_size, self.crop_size)).share_memory_()
+        return crop_patches(x, torch.from_numpy(rois), self.crop_size, out)
 
 
-def _one_thread(_worker_id: int) -> None:
-    torch.set_num_threads(1)  # decoding needs none; the forward passes keep the cores
+def _background_loader(_worker_id: int) -> None:
+    """A loader process runs on one thread at the lowest priority: where cores are few, the forward passes'
+    threads keep them and the loader fills their gaps (measured on 2 cores: ~5-10 % more images/s than at
+    equal priority, whose preemptions stall a whole 2-thread forward pass)."""
+    torch.set_num_threads(1)
+    try:
+        os.nice(19)
+    except (OSError, AttributeError):  # not permitted, or not POSIX: equal priority
+        pass
 
 
 def extract_batched(
@@ -145,7 +155,7 @@ def extract_batched(
         _DecodedFiles(files, min_side, crop),
         batch_size=None,
         num_workers=workers if len(files) > 1 else 0,
-        worker_init_fn=_one_thread if workers else None,
+        worker_init_fn=_background_loader if workers else None,
         prefetch_factor=2 * batch_size if workers and len(files) > 1 else None,
     )
     decoded = iter(loader)
@@ -160,7 +170,7 @@ def extract_batched(
                     group.append(item)
             if group and crop:  # the group's patches in a single forward pass, as `extract` runs them below
                 with torch.inference_mode():
-                    out = extractor(torch.cat(group).to(extractor.device))
+                    out = extractor((group[0] if len(group) == 1 else torch.cat(group)).to(extractor.device))
                 for ftype, v in out.items():
                     parts[ftype].append(v.cpu().numpy().reshape(len(group), -1, v.shape[1]))
             elif group:  # sys.maxsize: the whole group in a single forward pass

@@ -73,7 +73,9 @@ def patch_boxes(
     return out
 
 
-def crop_patches(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+def crop_patches(
+    image: torch.Tensor, boxes: torch.Tensor, size: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Every box of one image ``(3, H, W)`` stretched to ``(P, 3, size, size)`` (`FeatureExtractor.crop_resize`;
     a function so that a loader process can cut the patches without the network).
 
@@ -82,15 +84,18 @@ def crop_patches(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.T
     column weight, so that mean is separable, and on the CPU it is computed as ``A_y @ image @ A_x^T`` with sparse
     ``(size, H)`` and ``(size, W)`` matrices (`_axis_weights`): roi_align's values up to float32 rounding (a few
     1e-7), in a third of its time on one thread - which is what a loader process spends most of its time on.
-    Elsewhere (a GPU, other dtypes) roi_align itself.
+    Elsewhere (a GPU, other dtypes) roi_align itself. ``out``: a float32 ``(P, 3, size, size)`` CPU tensor to
+    write into (a loader process passes one in shared memory, which then crosses to the main process uncopied).
     """
     boxes = boxes.to(device=image.device, dtype=image.dtype)
     if image.device.type != "cpu" or image.dtype != torch.float32 or image.requires_grad:
-        return roi_align(image[None], [boxes], size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        got = roi_align(image[None], [boxes], size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        return got if out is None else out.copy_(got)
     channels, height, width = image.shape
     pixels = image.detach().numpy()
     xy = boxes.numpy()
-    out = np.empty((len(xy), channels, size, size), dtype=np.float32)
+    result = torch.empty((len(xy), channels, size, size)) if out is None else out
+    out = result.numpy()
     # rows first, once per distinct vertical extent (a grid's patches share their row's), each channel's result
     # transposed so that the per-patch column step multiplies contiguous rows
     spans, span_of = np.unique(xy[:, [1, 3]], axis=0, return_inverse=True)
@@ -107,7 +112,7 @@ def crop_patches(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.T
         weights = weights[:, lo:hi]
         for c, rows in enumerate(by_rows[span_of.ravel()[k]]):
             out[k, c] = (weights @ rows[lo:hi]).T
-    return torch.from_numpy(out)
+    return result
 
 
 def _transposed(x: np.ndarray, block: int = 64) -> np.ndarray:
