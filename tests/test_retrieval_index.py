@@ -524,7 +524,7 @@ def _mapped(arr: np.ndarray) -> bool:
 @pytest.mark.parametrize("mode", ["1d", "2d"])
 @pytest.mark.parametrize("float16", [False, True])
 def test_mmapped_index_searches_exactly_like_the_in_memory_one(indexes, data, tmp_path, mode, float16):
-    """The mapped signatures and postings give the same ids and scores, bit for bit, for every scoring, burst,
+    """The mapped signatures, postings and vocabularies give the same ids and scores, bit for bit, for every scoring, burst,
     pruning and multiple assignment, single and batched; the index written today is what is mapped (the
     format is unchanged: every array was a plain .npy already)."""
     feats, _, _, queries = data
@@ -536,6 +536,7 @@ def test_mmapped_index_searches_exactly_like_the_in_memory_one(indexes, data, tm
     data_map = mapped.collection
     assert all(_mapped(s) for s in data_map.signatures.values())
     assert _mapped(data_map.postings.ids) and _mapped(data_map.postings.offsets)
+    assert all(_mapped(v) for v in mapped.models.vocab.values())  # assignment copies them into FAISS
     assert not any(_mapped(s) for s in in_memory.collection.signatures.values())
     assert mapped.images == in_memory.images and mapped.stats == in_memory.stats
     for options in [

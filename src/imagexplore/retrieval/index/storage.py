@@ -8,7 +8,7 @@ The directory holds ``format.json`` (format name, version 1 and the sha256 of ev
 config at load.
 
 Every array is a plain uncompressed ``.npy`` file, so `read_index` with ``mmap=True`` maps the big ones
-(`MAPPABLE`: signatures and postings) read-only from disk (``np.load(mmap_mode="r")``) instead of reading them:
+(`mappable`: signatures, postings and vocabularies) read-only from disk (``np.load(mmap_mode="r")``) instead of reading them:
 their checksums are then computed by streaming each file, and the pages are read on demand by searches.
 """
 
@@ -37,8 +37,11 @@ _HASH_CHUNK = 1 << 22  # bytes hashed at a time when a file is mapped rather tha
 
 
 def mappable(name: str) -> bool:
-    """Whether ``read_index(mmap=True)`` maps file ``name`` instead of reading it: the signatures and postings."""
-    return name.endswith(".npy") and name.startswith(("signatures_", "postings_"))
+    """Whether ``read_index(mmap=True)`` maps file ``name`` instead of reading it: the signatures, the postings
+    and the vocabularies (a vocabulary grown with the collection is large, and each shard of a `ShardedIndex`
+    holds its own copy; an assignment quantiser still copies a real vocabulary into FAISS, a codes-only index's
+    placeholder is never read)."""
+    return name.endswith(".npy") and name.startswith(("signatures_", "postings_", "vocab_"))
 
 
 def write_index(
@@ -79,7 +82,7 @@ def read_index(
     """Config, models, collection and build seconds of an index written by `write_index`, checking version,
     presence, sha256 and shape of every file.
 
-    ``mmap``: the signatures and posting arrays (`mappable`) are memory-mapped read-only from their ``.npy``
+    ``mmap``: the signatures, posting and vocabulary arrays (`mappable`) are memory-mapped read-only from their ``.npy``
     files rather than read into memory (their sha256 is computed by streaming the file); searches give the
     same results, reading the pages they touch from disk (or the page cache)."""
     root = Path(directory)
