@@ -14,8 +14,8 @@ dropped; then all shards are loaded with ``mmap=True`` and searched together. Re
 - a flat scan of the same mapped signatures (one BLAS product per shard for the whole batch, the top 10 merged:
   what FAISS `IndexFlatIP` does, without first copying 20 GB into one array) as the baseline.
 
-    python bench/bench_disk_shards.py --images 10000000 --dir /tmp/idx10m --json     # ~21 GB on disk
-    python bench/bench_disk_shards.py --images 200000 --shard-images 50000 --dir /tmp/idx_small
+    python bench/bench_disk_shards.py --images 10000000 --dir /work/idx10m --json   # ~30 GiB on disk, ~10 min
+    python bench/bench_disk_shards.py --quick                                       # 20,000 images, seconds
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import json
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,9 +117,15 @@ def flat_scan(index: ShardedIndex, q_sigs: np.ndarray, k: int = 10) -> np.ndarra
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=10_000_000)
+    ap.add_argument("--images", type=int, default=1_000_000, help="images in all (the 10M row: 10000000)")
     ap.add_argument("--shard-images", type=int, default=1_000_000)
-    ap.add_argument("--dir", type=Path, required=True, help="where the shards are written (replaced)")
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="where the shards are written (replaced; default: a temp dir)"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="20,000 images in 4 shards, 10 queries: a smoke test"
+    )
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "disk_shards.json")
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--reference-queries", type=int, default=20, help="queries also run unpruned")
     ap.add_argument(
@@ -129,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="leave the shards on disk")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.images, args.shard_images, args.queries, args.reference_queries = 20_000, 5_000, 10, 5
+    if args.dir is None:
+        args.dir = Path(tempfile.mkdtemp(prefix="disk_shards_"))
     if args.json:
         br._LOG = sys.stderr  # progress lines off stdout, which then holds the JSON alone
     k = auto_k(args.images * br.P) if args.k == "auto" else int(args.k)
@@ -191,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(args.dir, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(row, indent=1) + "\n")
     if args.json:
         print(json.dumps(row))
     else:

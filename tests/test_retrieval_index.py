@@ -502,6 +502,20 @@ def test_scale_bench_runs_quick_and_refuses_what_does_not_fit(tmp_path, monkeypa
     assert "refused" in capsys.readouterr().out
 
 
+def test_disk_shards_bench_quick_builds_maps_and_searches(tmp_path, monkeypatch, capsys):
+    """bench/bench_disk_shards.py --quick: shards saved one at a time, loaded mapped, searched as one index; the
+    sharded search agrees with the unpruned one (no pruning under 100,000 images) and with the flat scan's top 1."""
+    bench = load_bench("bench_disk_shards")
+    monkeypatch.setattr(bench.br, "set_up_process", lambda threads: None)  # process-wide settings
+    out = tmp_path / "r.json"
+    assert bench.main(["--quick", "--json", "--dir", str(tmp_path / "shards"), "--out", str(out)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row == json.loads(out.read_text())
+    assert (row["images"], row["shards"]) == (20_000, 4)
+    assert row["agreement_top10"] == 1.0 and row["flat_top1_equals_ours"] == 1.0
+    assert not (tmp_path / "shards").exists()  # removed unless --keep
+
+
 def test_signatures_do_not_depend_on_the_batch_with_fewer_images_than_dims():
     # the PCA of 7 images in 256-d leaves axes of pure rounding noise, which a BLAS product rounds per batch size
     rng = np.random.default_rng(5)
