@@ -85,19 +85,13 @@ def build_shards(args, k: int) -> tuple[list[Path], dict, np.ndarray, np.ndarray
 def candidates_frac(index: ShardedIndex, q_words: np.ndarray) -> float:
     """Mean fraction of the images that reach the signature stage under ``index``'s pruning: images sharing a
     list of global df <= max_df with the query, in every shard, at most max_candidates."""
-    snap = index._snap
+    snap = index._snapshot()
     max_df, max_cands = index.config.pruning_for(snap.n_images)
     counts = []
-    for row in q_words:
-        keys, found = np.unique(row), 0
-        for part in snap.parts:
-            postings = part.data.postings
-            pos = np.minimum(np.searchsorted(postings.keys, keys), postings.keys.size - 1)
-            pos = pos[postings.keys[pos] == keys]
-            if max_df is not None:
-                pos = pos[part.df[pos] <= max_df * snap.n_images]
-            lists = [postings.ids[postings.offsets[j] : postings.offsets[j + 1]] for j in pos]
-            found += int(np.unique(np.concatenate(lists)).size) if lists else 0
+    for row in q_words:  # shards hold disjoint images: their candidates add up
+        found = sum(
+            br.candidates_in(part.data.postings, part.df, snap.n_images, row, max_df) for part in snap.parts
+        )
         counts.append(found if max_cands is None else min(found, max_cands))
     return float(np.mean(counts)) / snap.n_images
 
@@ -106,7 +100,7 @@ def flat_scan(index: ShardedIndex, q_sigs: np.ndarray, k: int = 10) -> np.ndarra
     """Top-``k`` ids by signature cosine, one BLAS product per shard for all queries (FAISS flat's work)."""
     best_ids = np.full((len(q_sigs), 0), -1, dtype=np.int64)
     best = np.empty((len(q_sigs), 0), dtype=np.float32)
-    for part in index._snap.parts:
+    for part in index._snapshot().parts:
         sims = q_sigs @ part.data.signatures["feature"].T
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         best = np.concatenate([best, np.take_along_axis(sims, top, 1)], axis=1)
@@ -144,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         br._LOG = sys.stderr  # progress lines off stdout, which then holds the JSON alone
     k = auto_k(args.images * br.P) if args.k == "auto" else int(args.k)
     br.set_up_process(1)
-    if args.dir.exists():
+    if args.dir.exists():  # only ever a folder of this bench's shards is replaced
+        if any(not p.name.startswith("shard_") for p in args.dir.iterdir()):
+            ap.error(
+                f"--dir {args.dir} holds other files than this bench's shards: give a new or empty folder"
+            )
         shutil.rmtree(args.dir)
     args.dir.mkdir(parents=True)
     try:
@@ -179,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         ref = unpruned.search_codes_batch({"feature": q_words[:m]}, {"feature": q_sigs[:m]}, 10)[0]
         ref_s = time.perf_counter() - start
-        n_stop = pruned.config.pruning_for(args.images)
+        max_df, max_cands = pruned.config.pruning_for(args.images)
         row.update(
             {
                 "images": args.images,
@@ -187,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 "k": k,
                 "shards": len(folders),
                 "queries": args.queries,
-                "pruning": {"max_df": n_stop[0], "max_candidates": n_stop[1]},
+                "pruning": {"max_df": max_df, "max_candidates": max_cands},
                 "candidates_frac": round(candidates_frac(pruned, q_words[:20]), 5),
                 "ms_single": round(statistics.median(times) * 1e3, 2),
                 "ms_batch": round(batch * 1e3 / args.queries, 2),

@@ -362,12 +362,17 @@ def query_keys(q_words: dict, mode: str, k: int = K) -> np.ndarray:
 def candidates(index: InvertedIndex, keys: np.ndarray, max_df: float | None = None) -> int:
     """How many images share at least one posting list with a query of these keys (the votes' candidates),
     lists held by more than ``max_df`` of the images left out."""
-    postings = index.postings
+    return candidates_in(index.postings, index.postings.df, len(index), keys, max_df)
+
+
+def candidates_in(postings, df: np.ndarray, n_total: int, keys: np.ndarray, max_df: float | None) -> int:
+    """`candidates` in one part of a collection of ``n_total`` images, whose lists have document frequencies
+    ``df`` over the whole collection (a shard of a `ShardedIndex`: the global df)."""
     keys = np.unique(keys)
     pos = np.minimum(np.searchsorted(postings.keys, keys), postings.keys.size - 1)
     pos = pos[postings.keys[pos] == keys]
     if max_df is not None:
-        pos = pos[postings.df[pos] <= max_df * len(index)]
+        pos = pos[df[pos] <= max_df * n_total]
     lists = [postings.ids[postings.offsets[j] : postings.offsets[j + 1]] for j in pos]
     return int(np.unique(np.concatenate(lists)).size) if lists else 0
 

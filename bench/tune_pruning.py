@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 "agreement_top10": round(bench.agreement(ids, full), 4),
                 "candidates_frac": round(bench.candidates_frac(view, q_words, 10), 5),  # first 10 queries
                 "ms_single": round(float(np.median(times)) * 1e3, 3),
-                "ms_batch": round(batch_ms, 3),  # after the single calls: the forward matrix exists
+                "ms_batch": round(batch_ms, 3),  # after the single calls: the forward rows exist
             }
             print(json.dumps(row), flush=True)
         print(f"done {n} {mode}", file=sys.stderr, flush=True)

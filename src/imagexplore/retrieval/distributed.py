@@ -103,9 +103,8 @@ class _DecodedFiles(torch.utils.data.Dataset):
             return str(exc)
         if self.crop_size is None:
             return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
-        x = pil_to_tensor(
-            img
-        )  # as `features._as_tensor` makes a Pillow image (the same bits as x.float() / 255)
+        # as `features._as_tensor` makes a Pillow image (the same bits as x.float() / 255)
+        x = pil_to_tensor(img)
         rois = patch_boxes(x.shape[2], x.shape[1])
         out = None
         if torch.utils.data.get_worker_info() is not None:  # cut straight into shared memory: sent uncopied
@@ -115,8 +114,8 @@ class _DecodedFiles(torch.utils.data.Dataset):
 
 def _background_loader(_worker_id: int) -> None:
     """A loader process runs on one thread at the lowest priority: where cores are few, the forward passes'
-    threads keep them and the loader fills their gaps (measured on 2 cores: ~5-10 % more images/s than at
-    equal priority, whose preemptions stall a whole 2-thread forward pass)."""
+    threads keep them and the loader fills their gaps (at equal priority its preemptions stall a whole
+    2-thread forward pass; docs/benchmarks.md, "The contract command, and indexing speed")."""
     torch.set_num_threads(1)
     try:
         os.nice(19)

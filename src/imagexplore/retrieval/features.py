@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from imagexplore.data.images import BadFileCounter, convert_mode, load_image, pil_to_tensor
 from imagexplore.engine.checkpoint import read_state_dict
 from imagexplore.errors import CheckpointError, ConfigError, DataError, UserError
+from imagexplore.retrieval.arrays import transposed
 from imagexplore.retrieval.options import DEFAULT_BACKBONE, MIN_PATCH_SIZE
 
 _LITE0_ARCH = "tf_efficientnet_lite0"
@@ -95,32 +96,25 @@ def crop_patches(
     pixels = image.detach().numpy()
     xy = boxes.numpy()
     result = torch.empty((len(xy), channels, size, size)) if out is None else out
-    out = result.numpy()
+    patches = result.numpy()
     # rows first, once per distinct vertical extent (a grid's patches share their row's), each channel's result
     # transposed so that the per-patch column step multiplies contiguous rows
     spans, span_of = np.unique(xy[:, [1, 3]], axis=0, return_inverse=True)
+    span_of = span_of.ravel()  # (P,) or (P, 1) depending on the numpy version
     by_rows = []
     for y0, y1 in spans:
         weights = _axis_weights(y0, y1, size, height)
-        by_rows.append([_transposed(weights @ pixels[c]) for c in range(channels)])
+        by_rows.append([transposed(weights @ pixels[c], rows=64) for c in range(channels)])
     for k, (x0, _, x1, _) in enumerate(xy):
         weights = _axis_weights(x0, x1, size, width)
         if weights.nnz == 0:  # an empty box
-            out[k] = 0.0
+            patches[k] = 0.0
             continue
         lo, hi = int(weights.indices.min()), int(weights.indices.max()) + 1
         weights = weights[:, lo:hi]
-        for c, rows in enumerate(by_rows[span_of.ravel()[k]]):
-            out[k, c] = (weights @ rows[lo:hi]).T
+        for c, rows in enumerate(by_rows[span_of[k]]):
+            patches[k, c] = (weights @ rows[lo:hi]).T
     return result
-
-
-def _transposed(x: np.ndarray, block: int = 64) -> np.ndarray:
-    """A C-ordered copy of ``x.T``, a block of columns at a time (stays in cache: ~1.4x faster than torch's)."""
-    out = np.empty(x.shape[::-1], dtype=x.dtype)
-    for lo in range(0, x.shape[1], block):
-        out[lo : lo + block] = x[:, lo : lo + block].T
-    return out
 
 
 def _axis_weights(lo: float, hi: float, size: int, n: int) -> sparse.csr_matrix:

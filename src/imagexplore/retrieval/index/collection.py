@@ -44,7 +44,7 @@ class Collection:
     # burst -> document norms under `idf` (query option ``burst``), made on first use and shared by views
     norms: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     # burst -> `forward_rows`, made by the first search that needs them and shared by views
-    forwards: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
+    forwards: dict[str, ForwardRows] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         self.norms.setdefault("none", self.doc_norms)

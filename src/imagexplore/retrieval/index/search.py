@@ -37,6 +37,7 @@ import numpy as np
 from scipy import sparse
 
 from imagexplore.errors import DataError
+from imagexplore.retrieval.arrays import concat_ranges, transposed
 from imagexplore.retrieval.index.checks import (
     check_dims,
     check_features,
@@ -362,7 +363,7 @@ class Searcher:
             return votes
         starts = indptr[cands]
         lengths = indptr[cands + 1] - starts
-        gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        gather = concat_ranges(starts, lengths)
         # the other lists add 0.0, which leaves every sum's bits as they are
         add = table[lists[gather]] if values is None else table[lists[gather]] * values[gather]
         return np.bincount(np.repeat(np.arange(cands.size), lengths), weights=add, minlength=cands.size)
@@ -406,14 +407,13 @@ class Searcher:
         if burst == "none":
             starts = postings.offsets[pos]
             lengths = postings.offsets[pos + 1] - starts
-            # gather the matched posting lists in one go: start of each list repeated, plus a running offset
-            gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+            gather = concat_ranges(starts, lengths)
             hit_ids = postings.ids[gather]
             votes = np.bincount(hit_ids, weights=np.repeat(weights, lengths), minlength=n)
         else:  # one row per distinct (list, image), weighted by the image's damped count
             starts = postings.pair_offsets[pos]
             lengths = postings.pair_offsets[pos + 1] - starts
-            gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+            gather = concat_ranges(starts, lengths)
             hit_ids = postings.pair_images()[gather]
             tf = postings.damped_counts(burst)[gather]
             votes = np.bincount(hit_ids, weights=np.repeat(weights, lengths) * tf, minlength=n)
@@ -452,7 +452,7 @@ class Searcher:
             by_list = np.zeros((postings.keys.size, len(rows)))
             for j, (pos, _) in enumerate(matched):
                 by_list[pos, j] = weights[j]
-            votes = _transposed(part.data.forward(burst) @ by_list)
+            votes = transposed(part.data.forward(burst) @ by_list)
             rows_votes = [(votes[j], None) for j in range(len(rows))]
         else:
             rows_votes = []
@@ -480,7 +480,7 @@ class Searcher:
         offsets = postings.offsets if burst == "none" else postings.pair_offsets
         starts = offsets[lists]
         lengths = offsets[lists + 1] - starts
-        gather = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        gather = concat_ranges(starts, lengths)
         if burst == "none":
             images, tf = postings.ids[gather], np.ones(gather.size)
         else:
@@ -680,14 +680,6 @@ class Snapshot:
         postings = data.postings
         part = Part(data, data.idf, postings.df, 0, data.norms)
         return cls((part,), postings.keys, data.idf, len(data.images))
-
-
-def _transposed(x: np.ndarray) -> np.ndarray:
-    """A C-ordered copy of ``x.T``, made by blocks of rows that stay in cache (numpy's own copy does not)."""
-    out = np.empty(x.shape[::-1], dtype=x.dtype)
-    for lo in range(0, x.shape[0], 4096):
-        out[:, lo : lo + 4096] = x[lo : lo + 4096].T
-    return out
 
 
 def _spans(sizes: list[int], limit: int):

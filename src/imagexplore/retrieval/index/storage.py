@@ -8,8 +8,9 @@ The directory holds ``format.json`` (format name, version 1 and the sha256 of ev
 config at load.
 
 Every array is a plain uncompressed ``.npy`` file, so `read_index` with ``mmap=True`` maps the big ones
-(`mappable`: signatures, postings and vocabularies) read-only from disk (``np.load(mmap_mode="r")``) instead of reading them:
-their checksums are then computed by streaming each file, and the pages are read on demand by searches.
+(`mappable`: signatures, postings and vocabularies) read-only from disk (``np.load(mmap_mode="r")``) instead
+of reading them: their checksums are then computed by streaming each file, and the pages are read on demand by
+searches.
 """
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ def read_index(
     """Config, models, collection and build seconds of an index written by `write_index`, checking version,
     presence, sha256 and shape of every file.
 
-    ``mmap``: the signatures, posting and vocabulary arrays (`mappable`) are memory-mapped read-only from their ``.npy``
-    files rather than read into memory (their sha256 is computed by streaming the file); searches give the
-    same results, reading the pages they touch from disk (or the page cache)."""
+    ``mmap``: the signatures, posting and vocabulary arrays (`mappable`) are memory-mapped read-only from their
+    ``.npy`` files rather than read into memory (their sha256 is computed by streaming the file); searches give
+    the same results, reading the pages they touch from disk (or the page cache)."""
     root = Path(directory)
     fmt = _parse_json(_read_bytes(root / "format.json", "the index's format.json"), root / "format.json")
     if not isinstance(fmt, dict) or fmt.get("format") != FORMAT_NAME:
