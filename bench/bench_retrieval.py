@@ -4,7 +4,8 @@ and 2-D inverted index on synthetic codes and signatures, against FAISS over the
 
 The index is built with `InvertedIndex.from_codes` (no CNN, no k-means: what is measured is the index). Every
 image has 14 patches whose words follow a Zipf law (rank r drawn with probability ∝ 1/r^s, ``--zipf`` s, default
-1.0) over k=1024 words per type; in 2-D the two types are drawn independently, so cells spread over 1024×1024.
+1.0) over k words per type (``--k``: by default the library's default ``k: auto``, 1,024 at 10k images, 8,192
+at 100k, 65,536 at 1M); in 2-D the two types are drawn independently, so cells spread over k×k.
 Signatures are random unit 512-d vectors per type, float32 (``--float16``: stored as float16). Queries are noisy
 copies of indexed images (30% of their words re-drawn, signature plus noise at cosine ~0.9), so each has one right
 answer: the top-1 rate below checks that the index works, it is not a retrieval-quality figure.
@@ -837,9 +838,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     ap.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of the word frequencies")
     ap.add_argument(
         "--k",
-        default=str(K),
-        help="words of the synthetic codes' vocabulary: a number, or 'auto' for the library's rule that ties k "
-        "to the collection (IndexConfig k: auto); --data realistic keeps its photos' vocabulary",
+        default="auto",
+        help="words of the synthetic codes' vocabulary: 'auto' (default), the library's default rule that ties k "
+        "to the collection (IndexConfig k: auto: 1,024 at 10k images, 8,192 at 100k, 65,536 at 1M), or a "
+        "number (1024: the thesis configs' fixed vocabulary); --data realistic keeps its photos' vocabulary",
     )
     ap.add_argument("--float16", action="store_true", help="store the signatures as float16")
     ap.add_argument(

@@ -106,7 +106,7 @@ def add_commands(sub) -> None:
         "--k",
         type=vocab_size,
         default=None,
-        help="vocabulary size per feature type, ≥ 1, or 'auto' (from the collection's size; default 1024)",
+        help="vocabulary size per feature type, ≥ 1, or 'auto' (from the collection's size: the default)",
     )
     p.add_argument(
         "--backbone",

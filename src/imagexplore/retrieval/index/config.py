@@ -94,9 +94,11 @@ class IndexConfig:
 
     types: tuple[str, ...] = ("feature",)
     mode: Literal["1d", "2d"] = "1d"
+    # "auto" by default: AUTO_K_MIN (1,024) words up to ~20k images of 14 patches, then growing with the collection,
+    # which is what keeps the scale preset's fixed candidate budget near the unpruned ranking (docs/benchmarks.md)
     k: (
         Annotated[int, AtLeastOne] | Literal["auto"] | dict[str, Annotated[int, AtLeastOne] | Literal["auto"]]
-    ) = 1024
+    ) = "auto"
     ma: Annotated[int, AtLeastOne] = 1
     scoring: Literal["votes_signature", "votes", "signature"] = "votes_signature"
     kernel: Literal["exp", "threshold"] = "exp"
