@@ -345,25 +345,44 @@ def test_best_of_keeps_the_top_k_set_ties_to_the_smaller_id():
             assert np.array_equal(np.sort(got_scores), np.sort(want_scores))
 
 
-def test_stop_votes_of_equal_width_rows_equal_the_general_path(random_codes):
-    """Images of whole patch sets have equally many entries: `_stop_votes` then reads them a column at a time;
-    the general CSR path (any row lengths) must give the same bits."""
-    from imagexplore.retrieval.index.collection import ForwardRows
-    from imagexplore.retrieval.index.search import Snapshot
+@pytest.mark.parametrize("burst", ["none", "sqrt", "log"])
+def test_stop_votes_by_count_columns_equal_the_forward_rows_and_a_naive_sum(random_codes, monkeypatch, burst):
+    """`_stop_votes` reads the stop lists' count columns (`Part.stop_columns`) up to `_STOP_COLUMNS` stop lists,
+    else the candidates' forward rows: both give, within float rounding, the naive sum over the stop lists the
+    query matches of its weight (query tf x idf^2, damped) times the candidate's damped count in the list."""
+    from imagexplore.retrieval.index import search
+    from imagexplore.retrieval.index.postings import damp_tf
+    from imagexplore.retrieval.index.search import Part, Snapshot
 
     index, _, q_words, q_sigs = random_codes["1d"]
-    view = index.with_query_options(max_df=0.2, stop_words="rescore")
+    view = index.with_query_options(max_df=0.2, stop_words="rescore", burst=burst)
     encoded = view._encode_codes(q_words, q_sigs, batched=True)
     part = Snapshot.of_collection(view._data).parts[0]
-    cands = np.random.default_rng(0).permutation(len(part.data.images))[:300]
-    rows = part.data.forward_rows("none")
-    assert rows.width == 6
-    fast = [view._stop_votes(part, cands, encoded, i, 0.2, len(part.data.images)) for i in range(10)]
-    part.data.forwards["none"] = ForwardRows(rows.indptr, rows.lists, None, 0)  # as if rows differed
-    try:
-        general = [view._stop_votes(part, cands, encoded, i, 0.2, len(part.data.images)) for i in range(10)]
-    finally:
-        part.data.forwards["none"] = rows
-    assert any(v is not None and v.any() for v in fast)
-    for a, b in zip(fast, general):
-        assert (a is None and b is None) or np.array_equal(a, b)
+    postings, n = part.data.postings, len(part.data.images)
+    cands = np.random.default_rng(0).permutation(n)[:300]
+    by_columns = [view._stop_votes(part, cands, encoded, i, 0.2, n) for i in range(30)]
+    columns = part.stop_columns(0.2 * n)
+    assert columns is not None and columns.counts.dtype == np.uint8
+    assert columns.lists.tolist() == np.flatnonzero(postings.df > 0.2 * n).tolist()
+    monkeypatch.setattr(search, "_STOP_COLUMNS", 0)  # too many stop lists: the forward rows
+    rows_part = Part(part.data, part.idf, part.df, 0, part.norms)
+    by_rows = [view._stop_votes(rows_part, cands, encoded, i, 0.2, n) for i in range(30)]
+    assert rows_part.stops == {0.2 * n: None}
+    matched = 0
+    for i, (got, other) in enumerate(zip(by_columns, by_rows)):
+        naive = np.zeros(cands.size)
+        for key, qcount in zip(encoded.keys[i], encoded.counts[i]):
+            j = np.searchsorted(postings.keys, key)
+            if j == postings.keys.size or postings.keys[j] != key or postings.df[j] <= 0.2 * n:
+                continue
+            ids = postings.ids[postings.offsets[j] : postings.offsets[j + 1]]
+            counts = np.array([np.sum(ids == c) for c in cands])
+            tf = np.where(counts > 0, damp_tf(np.maximum(counts, 1), burst), 0.0)
+            naive += float(damp_tf(np.array([qcount]), burst)[0]) * part.idf[j] ** 2 * tf
+        if got is None:
+            assert other is None and not naive.any()
+            continue
+        matched += 1
+        np.testing.assert_allclose(got, naive, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(other, naive, rtol=1e-12, atol=0)
+    assert matched >= 10

@@ -23,13 +23,11 @@ from imagexplore.retrieval.index.vocabulary import IndexModels
 
 class ForwardRows(NamedTuple):
     """Each image's posting entries in list order, as CSR rows: ``lists[indptr[i]:indptr[i + 1]]`` are image
-    ``i``'s lists; ``values`` their damped counts (None: each is 1.0); ``width`` the entries of every image when
-    all have the same number (a collection of whole images: one per patch), else 0."""
+    ``i``'s lists; ``values`` their damped counts (None: each is 1.0)."""
 
     indptr: np.ndarray
     lists: np.ndarray
     values: np.ndarray | None
-    width: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +43,8 @@ class Collection:
     norms: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     # burst -> `forward_rows`, made by the first search that needs them and shared by views
     forwards: dict[str, ForwardRows] = field(default_factory=dict, repr=False, compare=False)
+    # df threshold -> the stop lists' count columns (`search.Part.stop_columns`), shared by views
+    stops: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         self.norms.setdefault("none", self.doc_norms)
@@ -52,8 +52,9 @@ class Collection:
     def forward_rows(self, burst: str) -> ForwardRows:
         """Each image's entries in list order (`ForwardRows`): with ``burst="none"`` one entry per posting (an
         image's repeated word stays repeated), else one damped count per (list, image). 4 B an entry (+ 8 B
-        with ``burst``), kept once made: what the stop words' votes of a few candidates
-        (`Searcher._stop_votes`) read."""
+        with ``burst``), kept once made: what batches that match most entries multiply (`forward`), and what the
+        stop words' votes of a few candidates read when there are too many stop lists for count columns
+        (`Searcher._stop_votes`)."""
         got = self.forwards.get(burst)
         if got is None:
             postings = self.postings
@@ -68,16 +69,14 @@ class Collection:
             # CSR -> CSC is a counting sort by image that keeps the list order (and repeats) within an image
             by_image = by_list.tocsc()
             values = None if burst == "none" else by_image.data
-            counts = np.diff(by_image.indptr)
-            width = int(counts[0]) if counts.size and (counts == counts[0]).all() else 0
-            got = self.forwards[burst] = ForwardRows(by_image.indptr, by_image.indices, values, width)
+            got = self.forwards[burst] = ForwardRows(by_image.indptr, by_image.indices, values)
         return got
 
     def forward(self, burst: str) -> sparse.csr_matrix:
         """`forward_rows` as an (images x lists) CSR matrix, which batches multiply by their queries' list
         weights (`Searcher._votes_many`); with ``burst="none"`` its 1.0 values are made for the call (8 B an
         entry, freed after it) rather than kept."""
-        indptr, lists, values, _ = self.forward_rows(burst)
+        indptr, lists, values = self.forward_rows(burst)
         if values is None:
             values = np.ones(lists.size)
         return sparse.csr_matrix((values, lists, indptr), shape=(len(self.images), self.postings.keys.size))

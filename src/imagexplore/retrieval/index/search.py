@@ -30,7 +30,7 @@ exactly as a single search does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -66,6 +66,10 @@ _FORWARD_VOTES = 8
 # (24 MB of float64: under glibc's largest mmap threshold, so such blocks are reused rather than mapped anew);
 # at most this many matched posting entries go through one sparse product.
 _BATCH_QUERIES = 64
+# Stop words' votes: dense count columns (a byte an image per stop list, `StopColumns`) for up to this many stop
+# lists: no more than an image's forward row of 14 entries costs (60 B), far fewer at the scale preset's max_df
+# 0.1 (~14 lists on Zipf codes); above it, the forward rows.
+_STOP_COLUMNS = 64
 _BATCH_VALUES = 3 << 20
 _BATCH_ENTRIES = 1 << 22
 
@@ -341,10 +345,13 @@ class Searcher:
         self, part: Part, cands: np.ndarray, encoded: EncodedQueries, i: int, max_df: float, n_total: int
     ) -> np.ndarray | None:
         """What the lists above ``max_df`` that query ``i`` matches add to the votes of ``cands`` (positions in
-        ``part``): the candidates' rows of `Collection.forward_rows` (each image's entries, or damped counts with
-        ``burst``, in list order) times the weight (`_weights`) of those lists, summed row by row in list order.
-        A few hundred entries a query, however long the stop words' lists are. None when the query matches
-        no such list."""
+        ``part``): the weight (`_weights`) of each such list times each candidate's count in it (damped with
+        ``burst``), added list by list in list order, from `Part.stop_columns` (a byte a candidate and list,
+        read in a column that stays in cache); when there are too many stop lists for columns, from the
+        candidates' rows of `Collection.forward_rows` (each image's entries in list order) through a per-list
+        weight table. A few thousand reads a query, however long the stop words' lists are. The path depends
+        only on the stop lists (the same in every shard), so shards, batches and single searches agree bit for
+        bit. None when the query matches no such list."""
         postings = part.data.postings
         pos, found = _lookup(postings.keys, encoded.keys[i])
         pos, qcounts = pos[found], encoded.counts[i][found]
@@ -352,15 +359,18 @@ class Searcher:
         if not stop.any():
             return None
         stop_lists, qcounts = pos[stop], qcounts[stop]
-        table = np.zeros(postings.keys.size)  # each list's weight: 0.0 but for the stop lists matched
-        table[stop_lists] = self._weights(part, stop_lists, qcounts)
-        indptr, lists, values, width = part.data.forward_rows(self.config.burst)
-        if values is None and width:  # every image has `width` entries: a column at a time, in list order
-            weights = table[lists.reshape(-1, width)[cands]]
+        weights = self._weights(part, stop_lists, qcounts)
+        columns = part.stop_columns(max_df * n_total)
+        if columns is not None:  # a column of counts per stop list, read at the candidates, in list order
+            tf_of = columns.damped(self.config.burst)
             votes = np.zeros(cands.size)
-            for j in range(width):
-                votes += weights[:, j]
+            for row, weight in zip(np.searchsorted(columns.lists, stop_lists), weights):
+                counts = columns.counts[row].take(cands)
+                votes += weight * (counts if tf_of is None else tf_of.take(counts))
             return votes
+        table = np.zeros(postings.keys.size)  # each list's weight: 0.0 but for the stop lists matched
+        table[stop_lists] = weights
+        indptr, lists, values = part.data.forward_rows(self.config.burst)
         starts = indptr[cands]
         lengths = indptr[cands + 1] - starts
         gather = concat_ranges(starts, lengths)
@@ -657,11 +667,58 @@ class Part:
     df: np.ndarray
     first_id: int
     norms: dict[str, np.ndarray]  # burst -> document norms under idf, made on first use
+    # df threshold -> `StopColumns` (None: too many stop lists), made on first use
+    stops: dict[float, StopColumns | None] = field(default_factory=dict)
 
     def doc_norms(self, burst: str) -> np.ndarray:
         got = self.norms.get(burst)
         if got is None:
             got = self.norms[burst] = self.data.postings.doc_norms(self.idf, burst)
+        return got
+
+    def stop_columns(self, min_df: float) -> StopColumns | None:
+        """Every image's count in each list of df above ``min_df`` (the stop words of ``max_df * n_total``), kept
+        once made; None when there are more than `_STOP_COLUMNS` such lists (a byte an image each)."""
+        if min_df not in self.stops:
+            lists = np.flatnonzero(self.df > min_df)
+            self.stops[min_df] = None if lists.size > _STOP_COLUMNS else StopColumns.of(self.data, lists)
+        return self.stops[min_df]
+
+
+@dataclass
+class StopColumns:
+    """Stop lists as dense columns: ``counts[j, i]`` is image ``i``'s entries in list ``lists[j]`` (uint8, wider
+    when an image repeats a word more often). What a stop word adds to a candidate's vote is one read here,
+    where the image's row of `Collection.forward_rows` costs a cache miss and a gather of all its entries."""
+
+    lists: np.ndarray
+    counts: np.ndarray
+    tables: dict[str, np.ndarray] = field(default_factory=dict)  # burst -> damped tf of each count
+
+    @classmethod
+    def of(cls, data: Collection, lists: np.ndarray) -> StopColumns:
+        postings, n = data.postings, len(data.images)
+        per_list = [
+            np.bincount(postings.ids[postings.offsets[j] : postings.offsets[j + 1]], minlength=n)
+            for j in lists
+        ]
+        top = max((int(c.max(initial=0)) for c in per_list), default=0)
+        dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
+        counts = np.zeros((lists.size, n), dtype=dtype)
+        for row, c in zip(counts, per_list):
+            row[:] = c
+        return cls(lists, counts)
+
+    def damped(self, burst: str) -> np.ndarray | None:
+        """`damp_tf` of every count that occurs (0 weighs 0), indexed by the count; None for ``"none"``."""
+        if burst == "none":
+            return None
+        got = self.tables.get(burst)
+        if got is None:
+            top = int(self.counts.max(initial=0))
+            got = np.zeros(top + 1)
+            got[1:] = damp_tf(np.arange(1, top + 1), burst)
+            self.tables[burst] = got
         return got
 
 
@@ -678,7 +735,7 @@ class Snapshot:
     @classmethod
     def of_collection(cls, data: Collection) -> Snapshot:
         postings = data.postings
-        part = Part(data, data.idf, postings.df, 0, data.norms)
+        part = Part(data, data.idf, postings.df, 0, data.norms, data.stops)
         return cls((part,), postings.keys, data.idf, len(data.images))
 
 
