@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import timm
 import torch
 from PIL import Image
 from torchvision.ops import roi_align
 
 from imagexplore.data.images import pil_to_tensor, resize_center_crop
 from imagexplore.errors import CheckpointError, ConfigError, DataError, UserError
-from imagexplore.retrieval.features import PCA, crop_patches, extract, load_backbone, patch_boxes
+from imagexplore.retrieval.features import (
+    PCA,
+    FeatureExtractor,
+    crop_patches,
+    extract,
+    fold_batchnorm,
+    load_backbone,
+    patch_boxes,
+)
 
 skimage_data = pytest.importorskip("skimage.data")
 ESPRESSO = 967  # ImageNet-1k class index
@@ -162,10 +171,15 @@ def test_timm_backbone_offline_weights(tmp_path, photos):
     net = load_backbone("timm:resnet18", weights="random", input_size=64)
     assert net.dims == {"mid": 256, "high": 512}
     path = tmp_path / "r18.pt"
-    torch.save(net.model.state_dict(), path)
+    model = timm.create_model("resnet18", pretrained=False)
+    torch.save(model.state_dict(), path)
     again = load_backbone("timm:resnet18", weights=path, input_size=64)
-    a, b = (extract(m, photos[1:], progress=False) for m in (net, again))
+    cfg = model.pretrained_cfg  # the same weights, BatchNorm left as it is
+    plain = FeatureExtractor(model, {"mid": -2}, 64, cfg["mean"], cfg["std"], fold=False)
+    a, b = (extract(m, photos[1:], progress=False) for m in (plain, again))
     np.testing.assert_allclose(a["mid"], b["mid"], atol=1e-6)
+    np.testing.assert_allclose(a["high"], b["high"], atol=1e-6)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in again.modules())  # all 20 folded
     with pytest.raises(CheckpointError, match="do not fit"):
         load_backbone(weights=path)
 
@@ -194,9 +208,9 @@ def test_two_backbones_describe_the_same_patches(tmp_path):
     from imagexplore.retrieval.index import IndexConfig, InvertedIndex
 
     torch.manual_seed(0)
-    second = load_backbone("timm:resnet18", weights="random", input_size=64)
     path = tmp_path / "r18.pt"
-    torch.save(second.model.state_dict(), path)
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)
+    second = load_backbone(f"timm:resnet18={path}", input_size=64)
     both = load_backbone(f"efficientnet-lite0+timm:resnet18={path}", input_size=64)
     assert isinstance(both, CombinedExtractor) and both.name == f"efficientnet-lite0+timm:resnet18={path}"
     assert both.dims == {"mid": 112, "high": 1280, "b.mid": 256, "b.high": 512}
@@ -234,7 +248,7 @@ def test_cli_build_with_two_backbones(tmp_path, capsys):
 
     torch.manual_seed(0)
     path = tmp_path / "r18.pt"
-    torch.save(load_backbone("timm:resnet18", weights="random").model.state_dict(), path)
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)
     (tmp_path / "img").mkdir()
     world = ShapesWorld(seed=1, size=48)
     for i in range(4):
@@ -297,3 +311,46 @@ def test_loader_process_gives_the_same_bits(small, photos, tmp_path):
     assert skipped_here == skipped_loader and [p for p, _ in skipped_loader] == [bad]
     for ftype in small.dims:
         assert here[ftype].shape[0] == 3 and np.array_equal(here[ftype], loader[ftype])
+
+
+def test_folded_batchnorm_gives_lite0_features_within_rounding(photos):
+    """The bundled Lite0 with its 49 BatchNorms folded into the convolutions describes photos as the network
+    as published does (one forward pass fewer per norm: 1.65x faster on CPU, bench_retrieval --extraction)."""
+    folded = load_backbone()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    from imagexplore.retrieval import features
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    features._load_weights(model, features._bundled_lite0_path(), "tf_efficientnet_lite0")
+    plain = FeatureExtractor(model, {"mid": -2}, 224, features._LITE0_MEAN, features._LITE0_STD, fold=False)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) == 49
+    a, b = (extract(m, photos[:2], progress=False) for m in (plain, folded))
+    for ftype in ("mid", "high"):
+        np.testing.assert_allclose(a[ftype], b[ftype], atol=1e-5)
+
+
+def test_batchnorm_is_not_folded_into_a_convolution_it_does_not_follow():
+    """Pairs are found by definition order; a network whose BatchNorm is defined after a convolution but
+    applied to another's output comes back unchanged, as its output check fails."""
+
+    class Crossed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv_a = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(8)  # defined after conv_a, applied after conv_b
+            self.conv_b = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward_features(self, x):
+            return self.conv_a(x) + self.bn(self.conv_b(x))
+
+    net = Crossed().eval()
+    net.bn.running_mean.normal_()
+    net.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.inference_mode():
+        want = net.forward_features(x)
+    conv_a, bn = net.conv_a, net.bn
+    back = fold_batchnorm(net, 16)
+    assert back.conv_a is conv_a and back.bn is bn
+    with torch.inference_mode():
+        torch.testing.assert_close(back.forward_features(x), want, rtol=0, atol=0)

@@ -144,6 +144,48 @@ def _axis_weights(lo: float, hi: float, size: int, n: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((weights.ravel(), taps.ravel(), indptr), shape=(size, n))
 
 
+def fold_batchnorm(model: nn.Module, input_size: int) -> nn.Module:
+    """``model`` (in eval mode) with every BatchNorm that follows a convolution folded into it: the weights
+    scaled by ``gamma / sqrt(var + eps)`` and the shift made the convolution's bias
+    (`torch.nn.utils.fuse_conv_bn_eval`); a timm ``BatchNormAct2d`` keeps its activation. Features change by
+    float rounding only (~1e-7 here), and a forward pass skips a full read and write of every normalised map.
+
+    Pairs are found as timm defines its blocks: a convolution child directly followed by its BatchNorm child
+    (``conv_stem``/``bn1``, ``conv_dw``/``bn1``, ...). Definition order is not data flow in every network, so
+    the folded model must give the original's output (``forward_features`` of two random patches, within
+    1e-4 of its scale); if not, the original comes back unchanged."""
+    pairs = []
+    for parent in model.modules():
+        children = list(parent.named_children())
+        for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
+            if (
+                not isinstance(conv, nn.Conv2d)
+                or not isinstance(bn, nn.BatchNorm2d)
+                or bn.training
+                or bn.running_mean is None
+                or bn.num_features != conv.out_channels
+            ):
+                continue
+            pairs.append((parent, conv_name, conv, bn_name, bn))
+    if not pairs or not hasattr(model, "forward_features"):
+        return model
+    example = torch.rand(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = model.forward_features(example)
+    for parent, conv_name, conv, bn_name, bn in pairs:
+        setattr(parent, conv_name, torch.nn.utils.fuse_conv_bn_eval(conv, bn))
+        # BatchNormAct2d = BatchNorm, then dropout and activation (Identity when the block has none)
+        setattr(parent, bn_name, nn.Sequential(bn.drop, bn.act) if hasattr(bn, "act") else nn.Identity())
+    with torch.inference_mode():
+        got = model.forward_features(example)
+    if got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=1e-4 * float(want.abs().max())):
+        return model
+    for parent, conv_name, conv, bn_name, bn in pairs:  # not a conv -> BatchNorm chain after all: undo
+        setattr(parent, conv_name, conv)
+        setattr(parent, bn_name, bn)
+    return model
+
+
 class FeatureExtractor(nn.Module):
     """A timm classifier turned into a multi-feature patch describer (eval mode, no gradients needed).
 
@@ -153,6 +195,9 @@ class FeatureExtractor(nn.Module):
     first would let opposite signs cancel), the head is pooled by the model itself; every type is then
     L2-normalised. ``dims`` gives each type's size. Inputs to `forward` are patches already at ``input_size``
     in [0, 1]; `crop_resize` makes them from an image, and the normalisation lives in `forward`.
+
+    ``fold``: BatchNorm layers are folded into the convolutions before them (`fold_batchnorm`), so ``model``'s
+    state_dict no longer loads into a fresh network; pass ``fold=False`` to keep it as given.
     """
 
     def __init__(
@@ -163,14 +208,17 @@ class FeatureExtractor(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         name: str = "",
+        fold: bool = True,
     ):
         super().__init__()
         if HIGH in taps:
             raise ConfigError(
                 f"feature type '{HIGH}' is the pooled head and cannot be a stage tap; rename it"
             )
-        # channels-last runs the depthwise convolutions of mobile nets about 1.5× faster on CPU (oneDNN).
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        # BatchNorm folded into the convolutions: 1.65x faster Lite0 forward passes on CPU (bench_retrieval
+        # --extraction); channels-last runs the depthwise convolutions of mobile nets about 1.5x faster (oneDNN).
+        model = fold_batchnorm(model.eval(), int(input_size)) if fold else model.eval()
+        self.model = model.to(memory_format=torch.channels_last)
         self.name = name
         self.input_size = int(input_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
