@@ -722,16 +722,17 @@ def photo_files(folder: Path, count: int, long_side: int) -> list[Path]:
 def extraction_rows(args) -> Iterator[dict]:
     """Indexing speed against the network's own limit, measured in this run (``--extraction``): the forward
     passes alone (14 patches of an image in one batch, channels-last, inference mode, random pixels) give the
-    limit; `distributed.extract_batched` on real photo files - decoded at reduced scale and cut in a loader
-    process, then the forward pass - gives ``images_per_s``. ``--extraction-rounds`` rounds of the photos, each
-    against the faster of the limits timed just before and after it; the median round is the row's
-    ``images_per_s`` / ``forward_limit_images_per_s`` / ``fraction_of_forward_limit``. The old path (full
-    decode in this process) gives ``images_per_s_full_decode``."""
+    limit; `distributed.extract_batched` on real photo files - decoded at reduced scale and cut, in a loader
+    process or in this process between the passes (``workers="auto"`` picks one: `loader_workers`), then the
+    forward pass - gives ``images_per_s``. ``--extraction-rounds`` rounds of the photos, each against the faster
+    of the limits timed just before and after it; the median round is the row's ``images_per_s`` /
+    ``forward_limit_images_per_s`` / ``fraction_of_forward_limit`` (``fraction_loader`` / ``_in_process``:
+    both ways). The old path (full decode in this process) gives ``images_per_s_full_decode``."""
     import tempfile
 
     import torch
 
-    from imagexplore.retrieval.distributed import extract_batched
+    from imagexplore.retrieval.distributed import extract_batched, loader_workers
     from imagexplore.retrieval.features import load_backbone
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -749,44 +750,55 @@ def extraction_rows(args) -> Iterator[dict]:
 
     # This machine's speed drifts by tens of percent within a minute, so the limit is timed between rounds of
     # the photos, and each round is compared with the faster of the two limits around it (a fraction of the
-    # best the network did at that moment, never of a slow one); the row gives the median round.
+    # best the network did at that moment, never of a slow one); the row gives the median round. Each round
+    # runs both ways of feeding the network, a loader process and this process between passes, one after the
+    # other; `images_per_s` is the way `workers="auto"` takes on this machine (`loader_workers`).
+    ways = {"loader": 1, "in_process": 0}
+    auto = "loader" if loader_workers(extractor) else "in_process"
     limits = [forward_seconds()]
-    rates = []
+    rates: dict[str, list[float]] = {way: [] for way in ways}
     with tempfile.TemporaryDirectory() as tmp:
         files = photo_files(Path(tmp), args.extraction_images, args.photo_side)
-        extract_batched(extractor, files[:2], batch_size=1, workers=1)  # warm-up, loader start included below
+        for workers in ways.values():  # warm-up, loader start included below
+            extract_batched(extractor, files[:2], batch_size=1, workers=workers)
         for _ in range(args.extraction_rounds):
-            start = time.perf_counter()
-            extract_batched(extractor, files, batch_size=1, workers=1)
-            rates.append(len(files) / (time.perf_counter() - start))
+            for way, workers in ways.items():
+                start = time.perf_counter()
+                extract_batched(extractor, files, batch_size=1, workers=workers)
+                rates[way].append(len(files) / (time.perf_counter() - start))
             limits.append(forward_seconds())
         start = time.perf_counter()
         extract_batched(extractor, files, batch_size=1, workers=0, min_side=None)
         full_decode = len(files) / (time.perf_counter() - start)
         stages = loader_stages(extractor, files[:8])
     limit_per_round = [1 / min(a, b) for a, b in zip(limits, limits[1:])]
-    fractions = [rate / limit for rate, limit in zip(rates, limit_per_round)]
-    middle = int(np.argsort(fractions)[len(fractions) // 2])
+    fractions = {way: [r / lim for r, lim in zip(got, limit_per_round)] for way, got in rates.items()}
+    middle = {way: int(np.argsort(f)[len(f) // 2]) for way, f in fractions.items()}
     row = {
         "mode": "extraction",
         "images": len(files),
         "patch_size": args.patch_size,
         "photo_long_side": args.photo_side,
         "torch_threads": torch.get_num_threads(),
-        "rounds": len(rates),
-        "forward_ms_per_image": round(1000 / limit_per_round[middle], 2),
-        "forward_limit_images_per_s": round(limit_per_round[middle], 3),
-        "images_per_s": round(rates[middle], 3),
-        "fraction_of_forward_limit": round(fractions[middle], 3),
-        "rounds_images_per_s": [round(r, 3) for r in rates],
+        "rounds": args.extraction_rounds,
+        "workers_auto": auto,
+        "forward_ms_per_image": round(1000 / limit_per_round[middle[auto]], 2),
+        "forward_limit_images_per_s": round(limit_per_round[middle[auto]], 3),
+        "images_per_s": round(rates[auto][middle[auto]], 3),
+        "fraction_of_forward_limit": round(fractions[auto][middle[auto]], 3),
+        "rounds_images_per_s": [round(r, 3) for r in rates[auto]],
         "rounds_forward_limit_images_per_s": [round(r, 3) for r in limit_per_round],
-        "rounds_fraction": [round(f, 3) for f in fractions],
+        "rounds_fraction": [round(f, 3) for f in fractions[auto]],
+        **{f"images_per_s_{way}": round(rates[way][middle[way]], 3) for way in ways},
+        **{f"fraction_{way}": round(fractions[way][middle[way]], 3) for way in ways},
+        **{f"rounds_fraction_{way}": [round(f, 3) for f in fractions[way]] for way in ways},
         "images_per_s_full_decode": round(full_decode, 3),
         **stages,
     }
     say(
-        f"extraction: {row['images_per_s']:.2f} img/s = {row['fraction_of_forward_limit']:.0%} of the forward limit "
-        f"{row['forward_limit_images_per_s']:.2f} img/s (full decode in-process: {row['images_per_s_full_decode']:.2f}); "
+        f"extraction ({auto}): {row['images_per_s']:.2f} img/s = {row['fraction_of_forward_limit']:.0%} of the forward "
+        f"limit {row['forward_limit_images_per_s']:.2f} img/s (loader {row['fraction_loader']:.0%}, in-process "
+        f"{row['fraction_in_process']:.0%}; full decode in-process: {row['images_per_s_full_decode']:.2f}); "
         f"loader per photo on one thread: decode {row['loader_ms_decode']} ms, to tensor {row['loader_ms_to_tensor']} ms, "
         f"crop {row['loader_ms_crop']} ms"
     )

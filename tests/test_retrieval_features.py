@@ -313,6 +313,25 @@ def test_loader_process_gives_the_same_bits(small, photos, tmp_path):
         assert here[ftype].shape[0] == 3 and np.array_equal(here[ftype], loader[ftype])
 
 
+def test_auto_loader_only_when_a_core_is_left_to_it(small):
+    """``workers="auto"``: a loader process when the forward passes leave it a core (fewer torch threads than
+    usable cores, or a GPU), none when they use them all (docs/benchmarks.md: on 2 cores the loader only takes
+    turns with the passes, and loses to cutting between them)."""
+    import os
+
+    from imagexplore.retrieval.distributed import loader_workers
+
+    cores = len(os.sched_getaffinity(0))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(cores)
+        assert loader_workers(small) == 0
+        torch.set_num_threads(1)
+        assert loader_workers(small) == (1 if cores > 1 else 0)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_folded_batchnorm_gives_lite0_features_within_rounding(photos):
     """The bundled Lite0 with its 49 BatchNorms folded into the convolutions describes photos as the network
     as published does (one forward pass fewer per norm: 1.65x faster on CPU, bench_retrieval --extraction)."""

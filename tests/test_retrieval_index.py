@@ -502,6 +502,45 @@ def test_scale_bench_runs_quick_and_refuses_what_does_not_fit(tmp_path, monkeypa
     assert "refused" in capsys.readouterr().out
 
 
+def test_extraction_row_times_both_ways_against_the_limit(tmp_path, monkeypatch, capsys):
+    """bench_retrieval.py --extraction, tiny: 2 photos, 2 rounds, 64 px patches. The row gives the way
+    ``workers="auto"`` takes here, both ways' fractions of the forward limit timed around each round, and the
+    loader's stages; `images_per_s` is the auto way's median round."""
+    import torch
+
+    from imagexplore.retrieval.distributed import loader_workers
+    from imagexplore.retrieval.features import load_backbone
+
+    bench = load_bench("bench_retrieval")
+    monkeypatch.setattr(bench, "set_up_process", lambda threads: None)
+    threads = torch.get_num_threads()
+    argv = ["--sizes", "300", "--modes", "1d", "--queries", "3", "--no-ivf", "--json", "--extraction"]
+    argv += [
+        "--extraction-images",
+        "2",
+        "--extraction-rounds",
+        "2",
+        "--photo-side",
+        "320",
+        "--patch-size",
+        "64",
+    ]
+    try:
+        assert bench.main(argv + ["--out", str(tmp_path / "r.json")]) == 0
+        auto = "loader" if loader_workers(load_backbone(input_size=64)) else "in_process"
+    finally:
+        torch.set_num_threads(threads)
+    row = [json.loads(line) for line in capsys.readouterr().out.splitlines()][-1]
+    assert row["mode"] == "extraction" and row["workers_auto"] == auto and row["images"] == 2
+    assert len(row["rounds_fraction_loader"]) == len(row["rounds_fraction_in_process"]) == 2
+    assert row["fraction_of_forward_limit"] == row[f"fraction_{auto}"]
+    assert row["images_per_s"] == row[f"images_per_s_{auto}"] > 0
+    assert row["fraction_of_forward_limit"] == pytest.approx(
+        row["images_per_s"] / row["forward_limit_images_per_s"], abs=2e-3
+    )
+    assert all(row[f"loader_ms_{stage}"] > 0 for stage in ("decode", "to_tensor", "crop"))
+
+
 def test_disk_shards_bench_quick_builds_maps_and_searches(tmp_path, monkeypatch, capsys):
     """bench/bench_disk_shards.py --quick: shards saved one at a time, loaded mapped, searched as one index; the
     sharded search agrees with the unpruned one (no pruning under 100,000 images) and with the flat scan's top 1."""

@@ -112,6 +112,23 @@ class _DecodedFiles(torch.utils.data.Dataset):
         return crop_patches(x, torch.from_numpy(rois), self.crop_size, out)
 
 
+def loader_workers(extractor: FeatureExtractor) -> int:
+    """``workers="auto"`` of `extract_batched`: one loader process when it has a core to itself - the network
+    runs on a GPU, or on fewer CPU threads than this process may use (torchrun ranks run one each) - else 0.
+
+    When the forward passes' threads take every core, the loader cannot overlap them; it only takes turns, and
+    each of its turns stalls a whole multi-threaded pass. Measured on the 2-core machine of docs/benchmarks.md
+    (BatchNorm folded, `bench_retrieval.py --extraction`): decoding and cutting in this process, between the
+    passes, is faster than the loader there."""
+    if extractor.device.type != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return 1 if torch.get_num_threads() < cores else 0
+
+
 def _background_loader(_worker_id: int) -> None:
     """A loader process runs on one thread at the lowest priority: where cores are few, the forward passes'
     threads keep them and the loader fills their gaps (at equal priority its preemptions stall a whole
@@ -129,7 +146,7 @@ def extract_batched(
     batch_size: int,
     progress: bool = False,
     on_bad: str = "skip",
-    workers: int = 1,
+    workers: int | str = "auto",
     min_side: int | None | str = "auto",
 ) -> tuple[dict[str, np.ndarray], list[tuple[Path, str]]]:
     """Features ``{type: (N, P, D)}`` of the readable ``files`` and ``(path, reason)`` of the unreadable ones.
@@ -139,11 +156,13 @@ def extract_batched(
     which earlier file was skipped. One warning line sums up the skipped files; with ``on_bad="fail"`` the
     first unreadable file raises its `DataError` instead.
 
-    ``workers`` loader processes decode (on the CPU also crop) the files ahead of the network (0: in this process; the features are
-    the same bits either way). ``min_side``: large images are decoded smaller (`features.decode_side`; None:
-    in full).
+    ``workers`` loader processes decode (on the CPU also crop) the files ahead of the network (0: in this
+    process; ``"auto"``: `loader_workers`; the features are the same bits either way). ``min_side``: large
+    images are decoded smaller (`features.decode_side`; None: in full).
     """
     batch_size = check_positive("batch size (images per forward pass)", batch_size)
+    if workers == "auto":
+        workers = loader_workers(extractor)
     counter = BadFileCounter(on_bad, what="images")
     if min_side == "auto":
         min_side = decode_side(extractor)
