@@ -388,3 +388,26 @@ def test_resumed_build_checks_the_folder_and_on_bad_file(tree, tmp_path, monkeyp
         (photos / "a" / "0.png").write_bytes((photos / "a.png").read_bytes())
         with pytest.raises(DataError, match="changed"):
             Index.build(photos, cfg, checkpoint=tmp_path / "ck", **kw)
+
+
+def test_commands_that_run_the_network_keep_freed_memory(monkeypatch):
+    """`retrieve extract | build | eval` set glibc's malloc to reuse freed blocks (`reuse_freed_memory`: ~30 %
+    more images a second, docs/benchmarks.md); merge, search and serve-shards leave it as it is."""
+    import sys
+    from types import SimpleNamespace
+
+    from imagexplore import clitools
+    from imagexplore.retrieval import cli as rcli
+
+    if sys.platform.startswith("linux"):
+        assert clitools.reuse_freed_memory() is True
+    called = []
+    monkeypatch.setattr(rcli, "reuse_freed_memory", lambda: called.append(True))
+    for cmd in ("extract", "build", "eval", "merge", "search", "serve-shards"):
+        monkeypatch.setattr(rcli, f"_{cmd.replace('-', '_')}", lambda args: 0)
+    for cmd in ("merge", "search", "serve-shards"):
+        assert rcli.run(SimpleNamespace(cmd=cmd)) == 0
+    assert called == []
+    for cmd in ("extract", "build", "eval"):
+        assert rcli.run(SimpleNamespace(cmd=cmd)) == 0
+    assert called == [True] * 3

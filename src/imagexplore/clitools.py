@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
+import sys
 from pathlib import Path
 
 from imagexplore.errors import UserError
@@ -215,3 +217,18 @@ def predict_summary(written: int, what: str, out, skipped: list[str]) -> str:
         more = f" (+{len(skipped) - 1} more)" if len(skipped) > 1 else ""
         line += f"; skipped {len(skipped)} unreadable file{'' if len(skipped) == 1 else 's'}: {first}{more}"
     return line
+
+
+def reuse_freed_memory() -> bool:
+    """glibc's malloc set for a process that runs forward passes for minutes (`retrieve extract | build | eval`):
+    freed blocks of up to 32 MB are kept in the heap for the next pass (M_MMAP_THRESHOLD) and the heap is
+    trimmed only above 256 MB free (M_TRIM_THRESHOLD), instead of every large activation being mapped and
+    page-faulted anew. Measured on 24 photos (docs/benchmarks.md): 6.6-7.0 instead of 4.9-5.4 images/s.
+    Process-wide, so commands call it, not the library; a no-op (False) off glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 32 * 2**20)) and bool(libc.mallopt(-1, 256 * 2**20))
+    except (OSError, AttributeError):  # musl or another libc: keep its defaults
+        return False

@@ -16,7 +16,14 @@ import shutil
 import sys
 import time
 
-from imagexplore.clitools import POSITIVE_INT, add_no_progress, add_on_bad_file, int_range, show_progress
+from imagexplore.clitools import (
+    POSITIVE_INT,
+    add_no_progress,
+    add_on_bad_file,
+    int_range,
+    reuse_freed_memory,
+    show_progress,
+)
 from imagexplore.errors import ConfigError, DataError
 from imagexplore.retrieval.options import (
     DATASETS,
@@ -282,6 +289,8 @@ def _add_eval_parser(rsub) -> None:
 
 
 def run(args) -> int | None:
+    if args.cmd in ("extract", "build", "eval"):  # they run the network over whole folders
+        reuse_freed_memory()
     if args.cmd == "extract":
         return _extract(args)
     if args.cmd == "build":
