@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import shutil
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -604,6 +606,50 @@ def test_mmapped_index_searches_exactly_like_the_in_memory_one(indexes, data, tm
         assert _same(b.search_batch(queries, k=10), a.search_batch(queries, k=10)), options
         for i in range(0, 180, 37):
             assert _same(b.search(_query(queries, i), k=10), a.search(_query(queries, i), k=10)), options
+
+
+def test_shards_of_one_vocabulary_link_its_files_and_compare_their_digests(
+    data, shards, tmp_path, monkeypatch
+):
+    """Shards built with ``models_from=`` store the vocabularies and PCA once: the first save writes them, later
+    ones hard-link them (one inode, so one copy on disk and in the page cache); loaded shards compare the files'
+    sha256 instead of the arrays, and hash a linked file once. A link that outlived its first folder still
+    loads; where links fail, the files are written."""
+    from imagexplore.retrieval.index import storage, vocabulary
+
+    feats, _, _, queries = data
+    parts = shards["2d"]
+    models = [f"{kind}_{t}.{ext}" for t in ("a", "b") for kind, ext in (("vocab", "npy"), ("pca", "npz"))]
+    dirs = [part.save(tmp_path / f"s{i}") for i, part in enumerate(parts)]
+    inode = lambda path: os.stat(path).st_ino  # noqa: E731
+    for name in models:
+        assert len({inode(d / name) for d in dirs}) == 1, name
+    assert len({inode(d / "signatures_a.npy") for d in dirs}) == 3
+    hashed = []
+    real_hash = storage._file_sha256
+    monkeypatch.setattr(
+        storage, "_file_sha256", lambda path, what: hashed.append(path.name) or real_hash(path, what)
+    )
+    storage._HASHED.clear()
+    loaded = [InvertedIndex.load(d, mmap=True) for d in dirs]
+    assert hashed.count("vocab_a.npy") == 1 and hashed.count("signatures_a.npy") == 3
+    monkeypatch.setattr(vocabulary.np, "array_equal", lambda *a, **k: pytest.fail("arrays compared"))
+    sharded = ShardedIndex(loaded)
+    monkeypatch.undo()
+    assert _same(sharded.search_batch(queries, k=10), ShardedIndex(parts).search_batch(queries, k=10))
+    shutil.rmtree(dirs[0])
+    again = InvertedIndex.load(dirs[1], mmap=True)
+    assert again.models.same_as(loaded[2].models)
+    # the first folder is gone: the next save writes the files again, and later ones link to that copy
+    fresh = [parts[0].save(tmp_path / "t0"), parts[1].save(tmp_path / "t1")]
+    assert (
+        inode(fresh[0] / "vocab_a.npy") == inode(fresh[1] / "vocab_a.npy") != inode(dirs[1] / "vocab_a.npy")
+    )
+    monkeypatch.setattr(storage.os, "link", lambda *a: (_ for _ in ()).throw(OSError(18, "cross-device")))
+    copied = parts[2].save(tmp_path / "u2")
+    assert inode(copied / "vocab_a.npy") != inode(fresh[0] / "vocab_a.npy")
+    assert (copied / "vocab_a.npy").read_bytes() == (fresh[0] / "vocab_a.npy").read_bytes()
+    assert _same(InvertedIndex.load(copied).search_batch(queries, k=10), parts[2].search_batch(queries, k=10))
 
 
 def test_mmapped_load_checks_every_file(indexes, tmp_path):

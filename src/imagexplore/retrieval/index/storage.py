@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,37 @@ from imagexplore.retrieval.index.vocabulary import IndexModels
 FORMAT_NAME = "imagexplore-deepindex"
 FORMAT_VERSION = 1
 _HASH_CHUNK = 1 << 22  # bytes hashed at a time when a file is mapped rather than read
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of an index on disk holding bytes of sha256 ``sha256``, and its identity when it was read or written
+    (inode, size, mtime): a later `write_index` links to it only while it is still that file."""
+
+    path: Path
+    sha256: str
+    stat: tuple[int, int, int, int]
+
+    @classmethod
+    def at(cls, path: Path, sha256: str) -> StoredFile | None:
+        identity = _identity(path)
+        return None if identity is None else cls(path, sha256, identity)
+
+    def unchanged(self) -> bool:
+        return _identity(self.path) == self.stat
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def shared_model_file(name: str) -> bool:
+    """Whether file ``name`` holds models (vocabularies, PCA) that shards built with ``vocab_from`` share."""
+    return name.startswith(("vocab_", "pca_"))
 
 
 def mappable(name: str) -> bool:
@@ -74,7 +106,19 @@ def write_index(
     blobs.update(extra_files or {})
     digests = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
     blobs["format.json"] = _json_bytes({"format": FORMAT_NAME, "version": FORMAT_VERSION, "files": digests})
-    _write_atomically(dest, blobs)
+    # models already stored with the same bytes (another shard of the same vocabularies): hard-linked, not
+    # written again - a k-auto vocabulary is 1 GiB a shard at 10M images (docs/benchmarks.md)
+    links = {}
+    for name, digest in digests.items():
+        stored = models.files.get(name)
+        if shared_model_file(name) and stored is not None and stored.sha256 == digest and stored.unchanged():
+            links[name] = stored.path
+    _write_atomically(dest, blobs, links)
+    for name, digest in digests.items():
+        if shared_model_file(name) and name not in links:  # written here: the copy later shards link to
+            stored = StoredFile.at(dest / name, digest)
+            if stored is not None:
+                models.files[name] = stored
 
 
 def read_index(
@@ -103,14 +147,41 @@ def read_index(
         if not isinstance(name, str) or Path(name).name != name:
             raise DataError(f"{root}/format.json lists {name!r}, not a file of the index: rebuild it")
         if mmap and mappable(name):
-            got, blob = _file_sha256(root / name, "an index file listed in format.json"), root / name
+            got, blob = _mapped_sha256(root / name, digest), root / name
         else:
             blob = _read_bytes(root / name, "an index file listed in format.json")
             got = hashlib.sha256(blob).hexdigest()
         if got != digest:
             raise DataError(f"{root / name} is damaged (sha256 differs from format.json): rebuild the index")
         blobs[name] = blob
-    return _from_blobs(root, blobs)
+    config, models, data, seconds = _from_blobs(root, blobs)
+    for name, digest in listed.items():
+        if shared_model_file(name):
+            stored = StoredFile.at(root / name, digest)
+            if stored is not None:
+                models.files[name] = stored
+    return config, models, data, seconds
+
+
+# (device, inode, size, mtime) -> sha256 of the hard-linked files this process has hashed to map them: the
+# shards of one vocabulary link the same file (`write_index`), which is then hashed once, not once a shard
+_HASHED: dict[tuple[int, int, int, int], str] = {}
+
+
+def _mapped_sha256(path: Path, digest: str) -> str:
+    """`_file_sha256` of a file to map; a file with several links is remembered by its identity for the rest
+    of the process (index files are replaced, never rewritten in place, so a new identity means new bytes)."""
+    identity = _identity(path)
+    if identity is not None and _HASHED.get(identity) == digest:
+        return digest
+    got = _file_sha256(path, "an index file listed in format.json")
+    try:
+        linked = os.stat(path).st_nlink > 1
+    except OSError:
+        linked = False
+    if linked and identity is not None and _identity(path) == identity:
+        _HASHED[identity] = got
+    return got
 
 
 def _file_sha256(path: Path, what: str) -> str:
@@ -153,8 +224,10 @@ def _parse_json(blob: bytes, path: Path):
         raise DataError(f"{path} is not valid JSON ({exc}): the index is damaged, rebuild it") from exc
 
 
-def _write_atomically(dest: Path, blobs: dict[str, bytes]) -> None:
+def _write_atomically(dest: Path, blobs: dict[str, bytes], links: dict[str, Path] | None = None) -> None:
     """Write every file into a temp dir beside ``dest`` (format.json last), fsync, then rename it into place.
+    A file of ``links`` is hard-linked from the path given (the same bytes, already on disk) where the file
+    system allows it, else written.
 
     An existing index at ``dest`` is first renamed aside and removed after the swap, so a reader sees either the
     old or the new index; a crash between the two renames leaves the old one as ``.<name>.old-*`` beside it.
@@ -164,6 +237,12 @@ def _write_atomically(dest: Path, blobs: dict[str, bytes]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent))
     try:
         for name in sorted(blobs, key=lambda n: n == "format.json"):
+            if name in (links or {}):
+                try:
+                    os.link(links[name], tmp / name)
+                    continue
+                except OSError:  # another file system, or links not supported: a copy
+                    pass
             with open(tmp / name, "wb") as fh:
                 fh.write(blobs[name])
                 fh.flush()

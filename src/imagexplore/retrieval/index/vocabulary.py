@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -42,6 +42,10 @@ class IndexModels:
     source: str
     assignment: dict[str, str]  # per type "exact" or "hnsw" (resolved)
     hnsw_ef_search: int
+    # file name (vocab_<type>.npy, pca_<type>.npz) -> where these models' bytes are stored on disk and their
+    # sha256 (`storage.StoredFile`): recorded when they are read or written, so that shards sharing them link
+    # the files rather than copy them, and compare digests rather than arrays (`same_as`)
+    files: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_arrays(
@@ -200,7 +204,14 @@ class IndexModels:
             return False
         if "hnsw" in self.assignment.values() and self.hnsw_ef_search != other.hnsw_ef_search:
             return False
-        return self.vocab.keys() == other.vocab.keys() and all(
+        if self.vocab.keys() != other.vocab.keys():
+            return False
+        names = [f"{kind}_{t}.{ext}" for t in self.vocab for kind, ext in (("vocab", "npy"), ("pca", "npz"))]
+        if all(n in self.files and n in other.files for n in names) and all(
+            self.files[n].sha256 == other.files[n].sha256 for n in names
+        ):  # the same stored bytes (shards loaded from disk): no need to read a 1 GiB vocabulary twice
+            return True
+        return all(
             np.array_equal(a[t], b[t])
             for t in self.vocab
             for a, b in (
