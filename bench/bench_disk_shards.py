@@ -7,14 +7,15 @@ on a 24 GB machine. Here each shard of ``--shard-images`` images is made from th
 `InvertedIndex.from_codes` (every shard shares the first one's models, as shards must), saved to ``--dir`` and
 dropped; then all shards are loaded with ``mmap=True`` and searched together. Reported, one JSON object with
 ``--json``:
-- the build (images/s, bytes on disk per image) and what loading the mapped shards keeps resident;
+- the build (images/s, bytes on disk per image: a file hard-linked into several shards, such as the shared
+  vocabulary, counts once) and what loading the mapped shards keeps resident;
 - the preset (`pruning="scale"`: max_df 0.1, 2,000 candidates, stop words rescored) single and batched query
   times, the fraction of images that reach the signature stage, and top-10 agreement with the unpruned
   ranking of the same shards (``--reference-queries`` queries: an unpruned query reads every posting);
 - a flat scan of the same mapped signatures (one BLAS product per shard for the whole batch, the top 10 merged:
   what FAISS `IndexFlatIP` does, without first copying 20 GB into one array) as the baseline.
 
-    python bench/bench_disk_shards.py --images 10000000 --dir /work/idx10m --json   # ~30 GiB on disk, ~10 min
+    python bench/bench_disk_shards.py --images 10000000 --dir /work/idx10m --json   # ~21 GiB on disk, ~9 min
     python bench/bench_disk_shards.py --quick                                       # 20,000 images, seconds
 """
 
@@ -58,6 +59,7 @@ def build_shards(args, k: int) -> tuple[list[Path], dict, np.ndarray, np.ndarray
     q_words = np.empty((args.queries, br.P), dtype=np.int64)
     q_sigs = np.empty((args.queries, br.DIM), dtype=np.float32)
     folders, first, seconds, disk = [], None, 0.0, 0
+    stored: set[tuple[int, int]] = set()  # (device, inode): the shards hard-link the shared vocabulary files
     for lo in range(0, args.images, args.shard_images):
         n = min(args.shard_images, args.images - lo)
         words, sigs = shard_codes(rng, n, k, args.zipf)
@@ -68,7 +70,11 @@ def build_shards(args, k: int) -> tuple[list[Path], dict, np.ndarray, np.ndarray
         folder = args.dir / f"shard_{lo // args.shard_images:03d}"
         shard.save(folder)
         seconds += time.perf_counter() - start
-        disk += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        for f in folder.rglob("*"):
+            st = f.stat()
+            if f.is_file() and (st.st_dev, st.st_ino) not in stored:
+                stored.add((st.st_dev, st.st_ino))
+                disk += st.st_size
         first = first or shard
         folders.append(folder)
         del words, sigs, shard

@@ -386,3 +386,24 @@ def test_stop_votes_by_count_columns_equal_the_forward_rows_and_a_naive_sum(rand
         np.testing.assert_allclose(got, naive, rtol=1e-12, atol=0)
         np.testing.assert_allclose(other, naive, rtol=1e-12, atol=0)
     assert matched >= 10
+
+
+def test_stop_columns_widen_for_an_image_that_repeats_a_word_often():
+    """A byte an image holds counts up to 255: an image with 300 patches of one stop word widens its column to
+    uint16, and the candidate's stop vote is that word's weight times 300."""
+    from imagexplore.retrieval.index.search import Snapshot
+
+    rng = np.random.default_rng(3)
+    words = rng.integers(1, 2000, (40, 300))  # each of these in ~14 % of the images
+    words[:30, :5] = 0  # word 0 in 30 of 40 images: a stop word at max_df 0.5
+    words[3] = 0  # image 3 is word 0 alone, 300 times
+    view = _coded(words.tolist(), 2000).with_query_options(max_df=0.5, stop_words="rescore")
+    encoded = view._encode_codes(
+        {"a": np.array([0, 1])}, {"a": np.eye(4, dtype=np.float32)[0]}, batched=False
+    )
+    part = Snapshot.of_collection(view._data).parts[0]
+    votes = view._stop_votes(part, np.array([3, 35]), encoded, 0, 0.5, 40)
+    columns = part.stop_columns(0.5 * 40)
+    assert columns.counts.dtype == np.uint16 and columns.lists.tolist() == [0]
+    weight = part.idf[0] ** 2  # the query holds word 0 once
+    assert votes.tolist() == [weight * 300, 0.0]  # image 35 lacks word 0

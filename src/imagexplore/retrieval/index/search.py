@@ -698,15 +698,12 @@ class StopColumns:
     @classmethod
     def of(cls, data: Collection, lists: np.ndarray) -> StopColumns:
         postings, n = data.postings, len(data.images)
-        per_list = [
-            np.bincount(postings.ids[postings.offsets[j] : postings.offsets[j + 1]], minlength=n)
-            for j in lists
-        ]
-        top = max((int(c.max(initial=0)) for c in per_list), default=0)
-        dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
-        counts = np.zeros((lists.size, n), dtype=dtype)
-        for row, c in zip(counts, per_list):
-            row[:] = c
+        counts = np.zeros((lists.size, n), dtype=np.uint8)
+        for row, j in enumerate(lists):  # one list's int64 counts at a time
+            got = np.bincount(postings.ids[postings.offsets[j] : postings.offsets[j + 1]], minlength=n)
+            if got.size and got.max() > np.iinfo(counts.dtype).max:  # an image repeats the word that often
+                counts = counts.astype(np.uint16 if got.max() < 2**16 else np.uint32)
+            counts[row] = got
         return cls(lists, counts)
 
     def damped(self, burst: str) -> np.ndarray | None:
