@@ -111,3 +111,23 @@ def test_config_by_bare_name():
     assert resolve_config_path("shapes_plain_quick", "classify").parent.name == "classify"
     with pytest.raises(ConfigError, match="ambiguous: give classify/shapes_plain_quick.yaml or match/"):
         resolve_config_path("shapes_plain_quick")
+
+
+def test_checking_a_config_leaves_no_reference_cycles():
+    """Union fields (``k: int | "auto" | dict``) are checked by trying each arm and catching its ConfigError. An
+    exception kept in a local of the frame that raised it is a cycle that holds every caller's frame, with its
+    arrays, until the next garbage collection (it held a 11 MB copy of the codes after `from_codes`,
+    docs/benchmarks.md); the checks make their exceptions when they raise them."""
+    import gc
+
+    from imagexplore.retrieval.index import IndexConfig
+
+    gc.collect()
+    gc.disable()
+    try:
+        IndexConfig(k="auto")
+        IndexConfig(types=("a", "b"), mode="2d", k={"a": "auto", "b": 64}, max_candidates=0.02)
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found == 0

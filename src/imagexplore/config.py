@@ -261,7 +261,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 if v is not None:
                     rng.check(v, f"{key}[{i}]" if isinstance(value, list) else key)
         return value
-    bad = ConfigError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
+
+    def bad() -> ConfigError:
+        # made when raised, not kept in a local: an exception held by the frame it is raised from is a reference
+        # cycle (exception -> traceback -> frame -> exception) that keeps every caller's frame, and their
+        # arrays, alive until the next garbage collection - the unions of a config's fields raise and catch here
+        return ConfigError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
+
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
@@ -275,53 +281,53 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, a, key)
             except ConfigError:
                 pass
-        raise bad
+        raise bad()
     if origin is Literal:
         if value in args:
             return value
         raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, args))}; got {value!r}")
     if origin is list:
         if not isinstance(value, list | tuple):
-            raise bad
+            raise bad()
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list in YAML/JSON
         if not isinstance(value, list | tuple):
-            raise bad
+            raise bad()
         return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise bad
+            raise bad()
         return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise bad
+            raise bad()
         return from_dict(tp, value, prefix=key + ".")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise bad
+        raise bad()
     if tp is int:
         if isinstance(value, bool):
-            raise bad
+            raise bad()
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise bad
+        raise bad()
     if tp is float:
         if isinstance(value, bool):
-            raise bad
+            raise bad()
         if isinstance(value, int | float):
             out = float(value)
         elif isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
                 out = float(value)
             except ValueError:
-                raise bad from None
+                raise bad() from None
         else:
-            raise bad
+            raise bad()
         if not math.isfinite(out):
             raise ConfigError(f"config key '{key}' must be a finite number; got {value!r}")
         return out
@@ -330,7 +336,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        raise bad
+        raise bad()
     return value
 
 

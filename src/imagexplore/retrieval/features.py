@@ -178,7 +178,12 @@ def fold_batchnorm(model: nn.Module, input_size: int) -> nn.Module:
         setattr(parent, bn_name, nn.Sequential(bn.drop, bn.act) if hasattr(bn, "act") else nn.Identity())
     with torch.inference_mode():
         got = model.forward_features(example)
-    if got.shape == want.shape and torch.allclose(got, want, rtol=0, atol=1e-4 * float(want.abs().max())):
+    if (
+        isinstance(got, torch.Tensor)
+        and isinstance(want, torch.Tensor)
+        and got.shape == want.shape
+        and torch.allclose(got, want, rtol=0, atol=1e-4 * float(want.abs().max()))
+    ):
         return model
     for parent, conv_name, conv, bn_name, bn in pairs:  # not a conv -> BatchNorm chain after all: undo
         setattr(parent, conv_name, conv)
