@@ -4,7 +4,11 @@
   decoded at 512 x 384, 1,024 x 768 and 2,048 x 1,536, 224-px patches;
 - uint8 HWC -> float CHW: `images.pil_to_tensor` vs numpy's copy of the transposed array then ``/ 255``;
 - the signature cosines of 2,000 candidates among 100,000 512-d rows: FAISS's ``fvec_inner_products_by_idx``
-  (`search._dot_rows`, rows read in place) vs gathering the rows and ``np.einsum``.
+  (`search._dot_rows`, rows read in place) vs gathering the rows and ``np.einsum``;
+- a forward pass of Lite0 over an image's 14 patches: BatchNorm folded into the convolutions
+  (`features.fold_batchnorm`, the default) vs the network as published (``FeatureExtractor(fold=False)``);
+- the same folded forward pass in a fresh process with glibc's malloc as `clitools.reuse_freed_memory` sets it
+  (what `retrieve extract | build | eval` run with) vs glibc's defaults, two processes of each, interleaved.
 
     python bench/bench_kernels.py [--json] [--quick]
 """
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,8 +27,10 @@ import torch
 from PIL import Image
 from torchvision.ops import roi_align
 
+from imagexplore import clitools  # noqa: F401 - the child processes of forward_in_process call it
 from imagexplore.data.images import pil_to_tensor
-from imagexplore.retrieval.features import crop_patches, patch_boxes
+from imagexplore.retrieval import features
+from imagexplore.retrieval.features import crop_patches, load_backbone, patch_boxes
 from imagexplore.retrieval.index.search import _dot_rows
 
 
@@ -35,6 +43,38 @@ def best_ms(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times) * 1e3
+
+
+def forward_ms(extractor, size: int, repeats: int) -> float:
+    """The fastest forward pass of ``extractor`` over 14 random ``size``-px patches, in ms."""
+    x = torch.rand(14, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        return best_ms(lambda: extractor(x), repeats)
+
+
+def unfolded_lite0(size: int):
+    """The bundled Lite0 as published: its BatchNorms left as separate layers."""
+    import timm
+
+    model = timm.create_model(features._LITE0_ARCH, pretrained=False)
+    features._load_weights(model, features._bundled_lite0_path(), features._LITE0_ARCH)
+    return features.FeatureExtractor(
+        model, {"mid": -2}, size, features._LITE0_MEAN, features._LITE0_STD, fold=False
+    )
+
+
+def forward_in_process(malloc: str, size: int, repeats: int) -> float:
+    """`forward_ms` of the folded Lite0 in a fresh process, glibc's malloc as ``malloc`` says (``reuse`` or
+    ``default``): the setting is process-wide and cannot be undone, hence a process each."""
+    code = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); import bench_kernels as b; "
+        "torch.set_num_threads(1); "
+        "sys.argv[2] == 'reuse' and b.clitools.reuse_freed_memory(); "
+        "print(b.forward_ms(b.load_backbone(input_size=int(sys.argv[3])), int(sys.argv[3]), int(sys.argv[4])))"
+    )
+    args = [sys.executable, "-c", code, str(Path(__file__).parent), malloc, str(size), str(repeats)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +113,22 @@ def main(argv: list[str] | None = None) -> int:
     new = best_ms(lambda: [_dot_rows(sigs, q, c) for c in cands], repeats) / len(cands)
     old = best_ms(lambda: [np.einsum("ij,j->i", sigs[c], q) for c in cands], repeats) / len(cands)
     rows.append({"kernel": "cosines_2000_of_rows", "size": f"{n}x512", "ms": new, "before_ms": old})
+    size = 64 if args.quick else 224
+    new = forward_ms(load_backbone(input_size=size), size, repeats)
+    old = forward_ms(unfolded_lite0(size), size, repeats)
+    rows.append({"kernel": "lite0_forward_folded", "size": f"14x{size}px", "ms": new, "before_ms": old})
+    times = {"reuse": [], "default": []}
+    for _ in range(1 if args.quick else 2):  # interleaved: the machine's speed drifts
+        for malloc in times:
+            times[malloc].append(forward_in_process(malloc, size, repeats))
+    rows.append(
+        {
+            "kernel": "lite0_forward_malloc_reuse",
+            "size": f"14x{size}px",
+            "ms": min(times["reuse"]),
+            "before_ms": min(times["default"]),
+        }
+    )
     for row in rows:
         row["ms"], row["before_ms"] = round(row["ms"], 3), round(row["before_ms"], 3)
         row["speedup"] = round(row["before_ms"] / row["ms"], 2)

@@ -334,7 +334,7 @@ def test_auto_loader_only_when_a_core_is_left_to_it(small):
 
 def test_folded_batchnorm_gives_lite0_features_within_rounding(photos):
     """The bundled Lite0 with its 49 BatchNorms folded into the convolutions describes photos as the network
-    as published does (one forward pass fewer per norm: 1.65x faster on CPU, bench_retrieval --extraction)."""
+    as published does (one pass over each map fewer per norm: 1.34x faster at one thread, bench/bench_kernels.py)."""
     folded = load_backbone()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     from imagexplore.retrieval import features

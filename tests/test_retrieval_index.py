@@ -676,3 +676,26 @@ def test_mmapped_index_adds_and_saves_like_the_in_memory_one(data, tmp_path):
     again = InvertedIndex.load(target, mmap=True)
     assert len(again) == 180
     assert _same(again.search_batch(queries, k=10), in_memory.search_batch(queries, k=10))
+
+
+def test_kernels_bench_quick_times_every_kernel_against_what_it_replaced(tmp_path):
+    """bench/bench_kernels.py --quick: every row it documents (the forward passes' in fresh processes) comes
+    with its own time and the replaced kernel's, in the same run."""
+    import torch
+
+    bench = load_bench("bench_kernels")
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--quick", "--out", str(tmp_path / "k.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = json.loads((tmp_path / "k.json").read_text())
+    kernels = {r["kernel"] for r in rows}
+    assert kernels == {
+        "crop_14_patches",
+        "to_tensor",
+        "cosines_2000_of_rows",
+        "lite0_forward_folded",
+        "lite0_forward_malloc_reuse",
+    }
+    assert all(r["ms"] > 0 and r["before_ms"] > 0 for r in rows)

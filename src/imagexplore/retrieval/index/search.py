@@ -66,12 +66,12 @@ _FORWARD_VOTES = 8
 # (24 MB of float64: under glibc's largest mmap threshold, so such blocks are reused rather than mapped anew);
 # at most this many matched posting entries go through one sparse product.
 _BATCH_QUERIES = 64
-# Stop words' votes: dense count columns (a byte an image per stop list, `StopColumns`) for up to this many stop
-# lists: no more than an image's forward row of 14 entries costs (60 B), far fewer at the scale preset's max_df
-# 0.1 (~14 lists on Zipf codes); above it, the forward rows.
-_STOP_COLUMNS = 64
 _BATCH_VALUES = 3 << 20
 _BATCH_ENTRIES = 1 << 22
+# Stop words' votes: dense count columns (a byte an image per stop list, `StopColumns`) for up to this many stop
+# lists: no more than an image's forward row of 14 entries costs (60 B), far fewer at the scale preset's max_df
+# 0.1 (18 lists in tests/test_retrieval_bars.py); above it, the forward rows.
+_STOP_COLUMNS = 64
 
 
 @dataclass(frozen=True)

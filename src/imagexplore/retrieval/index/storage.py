@@ -58,9 +58,12 @@ class StoredFile:
 
 def _identity(path: Path) -> tuple[int, int, int, int] | None:
     try:
-        st = os.stat(path)
+        return _identity_of(os.stat(path))
     except OSError:
         return None
+
+
+def _identity_of(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
@@ -171,15 +174,15 @@ _HASHED: dict[tuple[int, int, int, int], str] = {}
 def _mapped_sha256(path: Path, digest: str) -> str:
     """`_file_sha256` of a file to map; a file with several links is remembered by its identity for the rest
     of the process (index files are replaced, never rewritten in place, so a new identity means new bytes)."""
-    identity = _identity(path)
+    try:
+        st = os.stat(path)
+    except OSError:  # reported by _file_sha256 below, with its message
+        st = None
+    identity = None if st is None else _identity_of(st)
     if identity is not None and _HASHED.get(identity) == digest:
         return digest
     got = _file_sha256(path, "an index file listed in format.json")
-    try:
-        linked = os.stat(path).st_nlink > 1
-    except OSError:
-        linked = False
-    if linked and identity is not None and _identity(path) == identity:
+    if st is not None and st.st_nlink > 1 and _identity(path) == identity:
         _HASHED[identity] = got
     return got
 
